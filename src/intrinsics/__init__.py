@@ -1,0 +1,33 @@
+"""intrinsics: intrinsic dimension (d_data) and label sharpness (K_F) of image datasets.
+
+>>> from intrinsics import load, intrinsic_dimension, label_sharpness
+>>> ds = load("builtin:digits")                       # doctest: +SKIP
+>>> intrinsic_dimension(ds.images, estimator="mle", k=20)  # doctest: +SKIP
+"""
+
+from .data import ImageSet
+from .measure import MLE, Estimate, LabelSharpness, SharpnessEstimate, TwoNN, intrinsic_dimension, label_sharpness
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ImageSet",
+    "load",
+    "MLE",
+    "TwoNN",
+    "LabelSharpness",
+    "Estimate",
+    "SharpnessEstimate",
+    "intrinsic_dimension",
+    "label_sharpness",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    # `load` pulls in every reader; import it on first use so `import intrinsics` stays light.
+    if name == "load":
+        from .data import load
+
+        return load
+    raise AttributeError(f"module 'intrinsics' has no attribute {name!r}")

@@ -1,0 +1,90 @@
+"""The :class:`ImageSet`: images, labels, class names and the provenance of how they were made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = ["ImageSet"]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSet:
+    """A preprocessed image dataset.
+
+    Attributes
+    ----------
+    images : ndarray of shape (N, C, H, W), float32
+        Pixel values after the preprocessing recorded in ``provenance``.
+    labels : ndarray of shape (N,), int64, or None
+        Class indices into ``class_names``; None for unlabelled data.
+    class_names : tuple of str
+        Name of each class index.
+    provenance : dict
+        JSON-serialisable record of the source and the exact preprocessing
+        (``source``, ``preprocessing`` = {size, channels, intensity, classes, limit, seed, ...}).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    class_names: tuple[str, ...] = ()
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4:
+            raise DataError(
+                f"ImageSet.images must have shape (N, C, H, W), got {self.images.shape}; "
+                "add a channel axis with images[:, None] for grey-scale data"
+            )
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise DataError(
+                f"{len(self.images)} images but {len(self.labels)} labels: give one label per image"
+            )
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def N(self) -> int:  # noqa: N802 - the project's name for the sample count
+        """Number of images."""
+        return len(self)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
+        return tuple(int(s) for s in self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """The preprocessing record (part of ``provenance``)."""
+        return dict(self.provenance.get("preprocessing", {}))
+
+    def flat(self) -> np.ndarray:
+        """Images as an (N, C*H*W) float32 matrix, the vectors the estimators see."""
+        return self.images.reshape(len(self), -1)
+
+    def subset(self, index: np.ndarray) -> "ImageSet":
+        """A new ImageSet with the images at ``index`` (provenance records the subset size)."""
+        index = np.asarray(index)
+        prov = dict(self.provenance)
+        prov["subset_of"] = len(self)
+        return replace(
+            self,
+            images=self.images[index],
+            labels=None if self.labels is None else self.labels[index],
+            provenance=prov,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The ``dataset`` block of the JSON contract: source, N, shape, classes, preprocessing."""
+        return {
+            "source": self.provenance.get("source"),
+            "N": len(self),
+            "shape": list(self.shape),
+            "classes": list(self.class_names),
+            "preprocessing": self.preprocessing,
+        }

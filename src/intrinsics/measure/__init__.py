@@ -1,0 +1,26 @@
+"""Measurement layer: nearest neighbours, intrinsic dimension (d_data, d_repr) and label sharpness (K_F)."""
+
+from .dimension import ESTIMATORS, MLE, TwoNN, intrinsic_dimension, k_sweep
+from .neighbors import DuplicateReport, NeighborGraph, find_duplicates, kneighbors, nearest_other_label
+from .results import ClosestPair, Estimate, KSweep, SharpnessEstimate
+from .sharpness import LabelSharpness, label_conflicts, label_sharpness
+
+__all__ = [
+    "ESTIMATORS",
+    "MLE",
+    "TwoNN",
+    "intrinsic_dimension",
+    "k_sweep",
+    "DuplicateReport",
+    "NeighborGraph",
+    "find_duplicates",
+    "kneighbors",
+    "nearest_other_label",
+    "ClosestPair",
+    "Estimate",
+    "KSweep",
+    "SharpnessEstimate",
+    "LabelSharpness",
+    "label_conflicts",
+    "label_sharpness",
+]

@@ -1,0 +1,83 @@
+"""Input checks shared by the estimators: one place that turns user input into vectors or fails clearly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import EstimationError
+
+__all__ = ["as_matrix", "as_labels", "preprocessing_of"]
+
+
+def _to_numpy(X: Any) -> np.ndarray:
+    if hasattr(X, "images") and hasattr(X, "provenance"):  # an ImageSet
+        return np.asarray(X.images)
+    if hasattr(X, "detach") and hasattr(X, "cpu"):  # a torch tensor, without importing torch
+        return X.detach().cpu().numpy()
+    return np.asarray(X)
+
+
+def as_matrix(X: Any, *, name: str = "X", min_samples: int = 2) -> np.ndarray:
+    """Return ``X`` as a C-contiguous (N, D) float matrix (float32 or float64, as given).
+
+    Accepts (N, D) and (N, C, H, W) / (N, H, W) arrays, torch tensors and ImageSets. Integer input is
+    converted to float64. NaN or infinite values and too few rows raise :class:`EstimationError`.
+    """
+    A = _to_numpy(X)
+    if A.dtype == object:
+        raise EstimationError(f"{name} has dtype object; pass a numeric array of images or vectors")
+    if A.ndim < 2:
+        raise EstimationError(
+            f"{name} must have one row per sample, got shape {A.shape}; reshape a single vector "
+            "with X.reshape(1, -1) or a list of scalars with X.reshape(-1, 1)"
+        )
+    if A.ndim > 2:
+        A = A.reshape(A.shape[0], -1)
+    if A.dtype not in (np.float32, np.float64):
+        A = A.astype(np.float64)
+    A = np.ascontiguousarray(A)
+    n = A.shape[0]
+    if n < min_samples:
+        raise EstimationError(f"{name} has {n} samples; at least {min_samples} are needed here")
+    if A.shape[1] == 0:
+        raise EstimationError(f"{name} has 0 features per sample; pass non-empty images or vectors")
+    finite_rows = np.isfinite(A).all(axis=1)
+    if not finite_rows.all():
+        bad = np.flatnonzero(~finite_rows)
+        raise EstimationError(
+            f"{name} has NaN or infinite values in {bad.size} of {n} samples (e.g. rows "
+            f"{bad[:5].tolist()}); remove or repair those images before measuring"
+        )
+    return A
+
+
+def as_labels(y: Any, n: int) -> np.ndarray:
+    """Return labels as an int64 vector of class indices 0..C-1 (any hashable input labels)."""
+    if y is None:
+        raise EstimationError("labels are required for K_F; pass y with one label per sample")
+    y = _to_numpy(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise EstimationError(
+            f"labels must be one label per sample, got shape {y.shape}; multi-label targets are not "
+            "supported (binarise one label column first)"
+        )
+    if len(y) != n:
+        raise EstimationError(f"{n} samples but {len(y)} labels; pass one label per sample")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise EstimationError(
+            f"labels contain {int((~np.isfinite(y)).sum())} NaN/inf values; drop unlabelled samples first"
+        )
+    _, codes = np.unique(y, return_inverse=True)
+    return codes.astype(np.int64).reshape(-1)
+
+
+def preprocessing_of(X: Any) -> dict | None:
+    """The preprocessing record of an ImageSet, None for plain arrays."""
+    prov = getattr(X, "provenance", None)
+    if isinstance(prov, dict):
+        return dict(prov.get("preprocessing", {}))
+    return None

@@ -1,0 +1,149 @@
+"""Small frozen result records: a value, its uncertainty and how it was computed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Estimate", "KSweep", "ClosestPair", "SharpnessEstimate", "jsonable"]
+
+
+def jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and non-finite floats into JSON-safe values."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An intrinsic-dimension estimate (``d_data`` or ``d_repr``).
+
+    Attributes
+    ----------
+    value : float
+        The estimate.
+    ci95 : (float, float)
+        95% bootstrap percentile interval over points.
+    estimator : str
+        ``"mle"`` or ``"twonn"``.
+    k : int or None
+        Neighbours used (None for TwoNN, which uses two).
+    n_samples : int
+        Distinct points the estimate is based on (after duplicate removal).
+    params : dict
+        Everything else that defines the number (normaliser, averaging, method, bootstrap, seed).
+    warnings : tuple of str
+        What the user should know (duplicates removed, ...).
+    preprocessing : dict or None
+        The dataset's preprocessing when it was measured from an ImageSet.
+    """
+
+    value: float
+    ci95: tuple[float, float]
+    estimator: str
+    k: int | None
+    n_samples: int
+    params: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    preprocessing: dict[str, Any] | None = None
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))
+
+    def __str__(self) -> str:
+        k = f", k={self.k}" if self.k is not None else ""
+        return f"{self.value:.2f} [{self.ci95[0]:.2f}, {self.ci95[1]:.2f}] ({self.estimator}{k}, n={self.n_samples})"
+
+
+@dataclass(frozen=True)
+class KSweep:
+    """MLE estimate as a function of k, all from one neighbour graph."""
+
+    ks: tuple[int, ...]
+    values: tuple[float, ...]
+    normalizer: str
+    n_samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class ClosestPair:
+    """Two differently-labelled images and their distance: candidates for label errors or near-duplicates."""
+
+    i: int
+    j: int
+    distance: float
+    label_i: int
+    label_j: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class SharpnessEstimate:
+    """Label sharpness ``K_F`` = max |y_j − y_k| / ‖x_j − x_k‖.
+
+    Attributes
+    ----------
+    value : float
+        The reference estimator: max over all pairs among ``M`` randomly drawn images (first draw).
+        Equals ``exact`` when ``M`` covers the dataset.
+    ci95 : (float, float)
+        2.5/97.5 percentiles of the estimator over ``n_draws`` independent draws of ``M`` images.
+    exact : float or None
+        Exact full-dataset value, 1 / (smallest distance between two images of different labels).
+    M : int
+        Images per draw.
+    pairs : int
+        Pairs compared in one draw, M·(M−1)/2.
+    label_mode : str
+        ``"binary"`` (|y_j − y_k| on labels {0, 1}) or ``"multiclass"`` (1[y_j ≠ y_k]); both are 1 for
+        a pair with different labels and 0 otherwise.
+    closest_pairs : tuple of ClosestPair
+        The closest differently-labelled pairs of the dataset (input indices), nearest first.
+    label_conflicts : tuple of tuple of int
+        Groups of identical images carrying different labels (K_F would be infinite); excluded.
+    n_samples : int
+        Images the exact value is computed on (after excluding conflicts).
+    params : dict
+        n_draws, seed and other settings.
+    warnings : tuple of str
+    preprocessing : dict or None
+    """
+
+    value: float
+    ci95: tuple[float, float]
+    exact: float | None
+    M: int
+    pairs: int
+    label_mode: str
+    closest_pairs: tuple[ClosestPair, ...] = ()
+    label_conflicts: tuple[tuple[int, ...], ...] = ()
+    n_samples: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    preprocessing: dict[str, Any] | None = None
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))

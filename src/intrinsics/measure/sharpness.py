@@ -1,0 +1,214 @@
+"""Label sharpness ``K_F``: how close two images with different labels can be.
+
+K̂_F = max_{j≠k} |y_j − y_k| / ‖x_j − x_k‖. The numerator is 1 for a pair with different labels
+(binary labels {0, 1}, or the multi-class indicator 1[y_j ≠ y_k]) and 0 otherwise, so K̂_F is
+1 / (smallest distance between two differently-labelled images): a bichromatic closest pair.
+
+Two numbers are computed: the reference study's estimator (all pairs among M randomly drawn images,
+repeated over independent draws for a spread) and the exact full-dataset value (one
+nearest-other-label query per image on the blocked neighbour engine, no N² memory). K_F scales with
+the pixel scale and resolution: compare it only between datasets preprocessed identically.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import EstimationError, IntrinsicsWarning
+from ._validate import as_labels, as_matrix, preprocessing_of
+from .neighbors import _prepare, find_duplicates, nearest_other_label
+from .results import ClosestPair, SharpnessEstimate
+
+__all__ = ["LabelSharpness", "label_sharpness", "label_conflicts"]
+
+
+def label_conflicts(X: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Groups of identical images with different labels, and a mask of the rows outside them."""
+    _, group, report = find_duplicates(X)
+    keep = np.ones(len(codes), dtype=bool)
+    conflicts: list[tuple[int, ...]] = []
+    if not report:
+        return keep, conflicts
+    n_groups = int(group.max()) + 1
+    lo = np.full(n_groups, np.iinfo(np.int64).max)
+    hi = np.full(n_groups, -1)
+    np.minimum.at(lo, group, codes)
+    np.maximum.at(hi, group, codes)
+    for g in np.flatnonzero(lo != hi):
+        members = np.flatnonzero(group == g)
+        keep[members] = False
+        conflicts.append(tuple(int(i) for i in members))
+    return keep, conflicts
+
+
+def _min_cross_distance(X: np.ndarray, codes: np.ndarray) -> tuple[float, int, int]:
+    """Exact smallest distance between two rows with different labels (all pairs of a small set)."""
+    import torch
+
+    X32, X64, sq64 = _prepare(X)
+    sq32 = torch.from_numpy(sq64.astype(np.float32))
+    d2 = (sq32[:, None] + sq32[None, :] - 2.0 * (X32 @ X32.T)).numpy()
+    d2[codes[:, None] == codes[None, :]] = np.inf
+    # Every pair within float32 rounding of the smallest is recomputed exactly in float64.
+    tol = 8 * np.finfo(np.float32).eps * 2 * float(sq64.max()) + 1e-30
+    thr = float(d2.min()) + tol
+    qi, ci = np.nonzero(d2 <= thr)
+    d2x = np.einsum("nd,nd->n", X64[qi] - X64[ci], X64[qi] - X64[ci])
+    best = int(np.argmin(d2x))
+    return float(np.sqrt(d2x[best])), int(qi[best]), int(ci[best])
+
+
+class LabelSharpness:
+    """Label sharpness K_F of a labelled dataset.
+
+    Parameters
+    ----------
+    n_samples : int, default=1000
+        M, images per draw of the reference estimator (all M·(M−1)/2 pairs among them). With
+        M ≥ N the estimator is the exact value.
+    n_draws : int, default=20
+        Independent draws of M images for the 95% interval of the estimator.
+    exact : bool, default=True
+        Also compute the exact full-dataset K_F and its closest differently-labelled pairs.
+    n_closest : int, default=10
+        Closest differently-labelled pairs to return.
+    seed : int, default=0
+
+    Attributes
+    ----------
+    value_, ci95_, exact_, closest_pairs_, label_conflicts_, estimate_ (SharpnessEstimate)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [0.0, 2.0], [5.0, 0.0]]); y = np.array([0, 1, 1])
+    >>> LabelSharpness().fit(X, y).exact_
+    0.5
+    """
+
+    def __init__(self, n_samples: int = 1000, *, n_draws: int = 20, exact: bool = True, n_closest: int = 10, seed: int = 0):
+        self.n_samples = n_samples
+        self.n_draws = n_draws
+        self.exact = exact
+        self.n_closest = n_closest
+        self.seed = seed
+
+    def fit(self, X: Any, y: Any = None) -> "LabelSharpness":
+        """Measure K_F of images ``X`` ((N, D), (N, C, H, W), tensor or ImageSet) with labels ``y``."""
+        if y is None and hasattr(X, "labels"):
+            y = X.labels
+        A = as_matrix(X)
+        codes = as_labels(y, A.shape[0])
+        M = self.n_samples
+        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 2:
+            raise EstimationError(f"n_samples={M!r} must be an integer >= 2 (the reference uses 1000)")
+        if not isinstance(self.n_draws, (int, np.integer)) or self.n_draws < 1:
+            raise EstimationError(f"n_draws={self.n_draws!r} must be a positive integer")
+        n_classes = int(codes.max()) + 1
+        if n_classes < 2:
+            raise EstimationError(
+                "all samples have the same label, so K_F is undefined; pick at least two classes "
+                "(e.g. --classes 3,5)"
+            )
+        notes: list[str] = []
+        keep, conflicts = label_conflicts(A, codes)
+        if conflicts:
+            ex = "; ".join("=".join(map(str, g[:4])) for g in conflicts[:3])
+            notes.append(
+                f"{len(conflicts)} groups of identical images carry different labels (K_F would be "
+                f"infinite), e.g. indices {ex}; excluded from K_F — check those labels"
+            )
+            import warnings
+
+            warnings.warn(notes[-1], IntrinsicsWarning, stacklevel=2)
+        idx = np.flatnonzero(keep)
+        A_k, c_k = A[idx], codes[idx]
+        if np.unique(c_k).size < 2:
+            raise EstimationError("after excluding label conflicts only one class is left; K_F is undefined")
+        n = idx.size
+        M_eff = int(min(M, n))
+        rng = np.random.default_rng(self.seed)
+
+        exact_value: float | None = None
+        closest: tuple[ClosestPair, ...] = ()
+        if self.exact or M_eff >= n:
+            dist, nn = nearest_other_label(A_k, c_k)
+            exact_value = float(1.0 / dist.min())
+            closest = self._closest_pairs(dist, nn, idx, codes)
+
+        if M_eff >= n:
+            draws = np.array([exact_value])
+        else:
+            draws = np.empty(int(self.n_draws))
+            for r in range(draws.size):
+                sel = np.sort(rng.choice(n, size=M_eff, replace=False))
+                if np.unique(c_k[sel]).size < 2:
+                    draws[r] = 0.0  # a draw with one class has no different-label pair
+                    continue
+                d, _, _ = _min_cross_distance(A_k[sel], c_k[sel])
+                draws[r] = 1.0 / d
+            if (draws == 0).any():
+                notes.append(
+                    f"{int((draws == 0).sum())} of {draws.size} draws of M={M_eff} held a single class "
+                    "(no different-label pair, K_F counted as 0); use a larger M"
+                )
+        value = float(draws[0])
+        ci = (float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
+        self.value_ = value
+        self.ci95_ = ci
+        self.exact_ = exact_value
+        self.closest_pairs_ = closest
+        self.label_conflicts_ = tuple(conflicts)
+        self.estimate_ = SharpnessEstimate(
+            value=value,
+            ci95=ci,
+            exact=exact_value,
+            M=M_eff,
+            pairs=M_eff * (M_eff - 1) // 2,
+            label_mode="binary" if n_classes == 2 else "multiclass",
+            closest_pairs=closest,
+            label_conflicts=tuple(conflicts),
+            n_samples=n,
+            params={"n_draws": int(draws.size), "seed": self.seed, "M_requested": int(M)},
+            warnings=tuple(notes),
+            preprocessing=preprocessing_of(X),
+        )
+        return self
+
+    def _closest_pairs(self, dist: np.ndarray, nn: np.ndarray, idx: np.ndarray, codes: np.ndarray) -> tuple[ClosestPair, ...]:
+        pairs: list[ClosestPair] = []
+        seen: set[tuple[int, int]] = set()
+        for r in np.argsort(dist, kind="stable"):
+            i, j = int(idx[r]), int(idx[nn[r]])
+            key = (min(i, j), max(i, j))
+            if key in seen:
+                continue
+            seen.add(key)
+            pairs.append(ClosestPair(key[0], key[1], float(dist[r]), int(codes[key[0]]), int(codes[key[1]])))
+            if len(pairs) >= self.n_closest:
+                break
+        return tuple(pairs)
+
+
+def label_sharpness(
+    X: Any,
+    y: Any = None,
+    n_samples: int = 1000,
+    *,
+    n_draws: int = 20,
+    exact: bool = True,
+    seed: int = 0,
+    n_closest: int = 10,
+) -> SharpnessEstimate:
+    """Label sharpness K_F in one call (see :class:`LabelSharpness`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [1.0], [3.0]]); y = np.array([0, 1, 1])
+    >>> label_sharpness(X, y).exact
+    1.0
+    """
+    return LabelSharpness(n_samples, n_draws=n_draws, exact=exact, n_closest=n_closest, seed=seed).fit(X, y).estimate_
