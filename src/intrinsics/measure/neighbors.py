@@ -11,6 +11,7 @@ never does. Exact duplicate rows are found first, reported and excluded.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
@@ -33,7 +34,7 @@ __all__ = [
 
 # Candidates kept per row from the float32 pass beyond the k asked for, so that float32 rounding
 # cannot push a true neighbour out of the top k.
-_MARGIN = 4
+_MARGIN = 2
 # Below this (d² relative to |a|²+|b|²) the float64 Gram identity loses digits: use explicit differences.
 _CANCEL_REL = 1e-6
 
@@ -131,14 +132,24 @@ def find_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, DuplicateRep
     report : DuplicateReport
     """
     X = np.ascontiguousarray(X) + 0.0  # folds -0.0 into 0.0 so equal values have equal bytes
-    rows = X.view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()
-    _, first, inverse, counts = np.unique(rows, return_index=True, return_inverse=True, return_counts=True)
-    order = np.argsort(first)  # renumber distinct rows in order of first appearance
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    group = rank[inverse.reshape(-1)].astype(np.int64)
-    first = first[order].astype(np.int64)
-    counts = counts[order]
+    # One 128-bit hash per row (linear in the data, unlike sorting rows); equal hashes are then
+    # confirmed byte for byte, so a collision could never merge two different images.
+    first_of: dict[bytes, list[int]] = {}
+    group = np.empty(X.shape[0], dtype=np.int64)
+    firsts: list[int] = []
+    for i, row in enumerate(X):
+        key = hashlib.blake2b(row.tobytes(), digest_size=16).digest()
+        slots = first_of.setdefault(key, [])
+        for g in slots:
+            if np.array_equal(X[firsts[g]], row):
+                group[i] = g
+                break
+        else:
+            slots.append(len(firsts))
+            group[i] = len(firsts)
+            firsts.append(i)
+    first = np.asarray(firsts, dtype=np.int64)
+    counts = np.bincount(group, minlength=first.size)
     dup_groups = np.flatnonzero(counts > 1)
     examples = []
     for g in dup_groups[:10]:
@@ -156,8 +167,9 @@ def _torch():
 
 
 def _default_block(n: int, d: int) -> int:
-    # ~64 MiB of float32 distances per block, at least 256 rows, at most 4096.
-    return int(min(4096, max(256, (1 << 24) // max(n, 1))))
+    # Square blocks of up to 4096 rows (64 MiB of float32 distances): large enough for an efficient
+    # matrix multiply, small enough that memory stays bounded by the block, not N².
+    return 4096
 
 
 def _show_progress(progress: bool | None, n: int, d: int) -> bool:
@@ -166,7 +178,22 @@ def _show_progress(progress: bool | None, n: int, d: int) -> bool:
     return n * n * d > 2e11 and sys.stderr.isatty()
 
 
-def _candidate_blocks(
+def _block_bounds(n: int, block_size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + block_size, n)) for s in range(0, n, block_size)]
+
+
+def _merge(best_v: Any, best_i: Any, rows: slice, v: Any, i: Any) -> None:
+    """Keep the smallest candidates of the running list and a new block's list, per row."""
+    torch = _torch()
+    vals = torch.cat([best_v[rows], v], dim=1)
+    idx = torch.cat([best_i[rows], i], dim=1)
+    keep = min(best_v.shape[1], vals.shape[1])
+    top_v, pos = torch.topk(vals, keep, dim=1, largest=False, sorted=False)
+    best_v[rows] = top_v
+    best_i[rows] = torch.gather(idx, 1, pos)
+
+
+def _candidates(
     X32: Any,
     k_cand: int,
     *,
@@ -174,68 +201,94 @@ def _candidate_blocks(
     block_size: int,
     progress: bool,
     desc: str,
-) -> Iterator[tuple[int, int, Any]]:
-    """Yield (start, stop, candidate indices) of the k_cand smallest float32 distances per row.
+) -> np.ndarray:
+    """Indices of the k_cand smallest float32 distances of every row, as an (N, k_cand) array.
 
     Self-pairs are excluded; with ``labels`` only pairs of different labels are candidates.
+    The Gram matrix is symmetric, so each pair of row blocks is multiplied once and serves the
+    rows of both blocks: half the floating-point work of X·Xᵀ.
     """
     torch = _torch()
     n = X32.shape[0]
     sq = (X32 * X32).sum(dim=1)
-    starts = range(0, n, block_size)
+    best_v = torch.full((n, k_cand), math.inf, dtype=torch.float32)
+    best_i = torch.zeros((n, k_cand), dtype=torch.int64)
+    bounds = _block_bounds(n, block_size)
+    pairs = [(a, b) for a in range(len(bounds)) for b in range(a, len(bounds))]
     if progress:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc=desc, unit="block", leave=False)
-    for start in starts:
-        stop = min(start + block_size, n)
-        # |r|² − 2 q·r: the query's own |q|² does not change the ranking within a row.
-        d2 = torch.addmm(sq.unsqueeze(0), X32[start:stop], X32.T, beta=1.0, alpha=-2.0)
-        rows = torch.arange(stop - start)
-        d2[rows, rows + start] = math.inf
-        if labels is not None:
-            d2.masked_fill_(labels[start:stop].unsqueeze(1) == labels.unsqueeze(0), math.inf)
-        _, idx = torch.topk(d2, k_cand, dim=1, largest=False, sorted=False)
-        yield start, stop, idx
+        pairs = tqdm(pairs, desc=desc, unit="block", leave=False)
+    for a, b in pairs:
+        (sa, ea), (sb, eb) = bounds[a], bounds[b]
+        G = X32[sa:ea] @ X32[sb:eb].T
+        same = None if labels is None else labels[sa:ea].unsqueeze(1) == labels[sb:eb].unsqueeze(0)
+        # Rows of block a: |r|² − 2 q·r (the query's own |q|² does not change the ranking).
+        d = torch.addcmul(sq[sb:eb].unsqueeze(0), G, torch.tensor(-2.0))
+        if a == b:
+            d.fill_diagonal_(math.inf)
+        if same is not None:
+            d.masked_fill_(same, math.inf)
+        kk = min(k_cand, eb - sb)
+        v, i = torch.topk(d, kk, dim=1, largest=False, sorted=False)
+        _merge(best_v, best_i, slice(sa, ea), v, i + sb)
+        if a != b:  # rows of block b, from the same product
+            d = torch.addcmul(sq[sa:ea].unsqueeze(0), G.T, torch.tensor(-2.0))
+            if same is not None:
+                d.masked_fill_(same.T, math.inf)
+            kk = min(k_cand, ea - sa)
+            v, i = torch.topk(d, kk, dim=1, largest=False, sorted=False)
+            _merge(best_v, best_i, slice(sb, eb), v, i + sa)
+    return best_i.numpy()
 
 
-def _exact_sqdist(X64: np.ndarray, sq64: np.ndarray, q: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Exact float64 squared distances between rows ``q`` (B,) and candidates ``idx`` (B, c)."""
-    # Gram identity in float64, then explicit differences where it could have lost the digits.
-    dots = np.einsum("bd,bcd->bc", X64[q], X64[idx], optimize=False)
+def _exact_sqdist(Xs: Any, sq64: np.ndarray, q: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Exact float64 squared distances between rows ``q`` (B,) and candidates ``idx`` (B, c).
+
+    ``Xs`` holds the input values (float32 products are exact in float64); the Gram identity in
+    float64 is used, and explicit differences wherever it could have cancelled digits away.
+    """
+    torch = _torch()
+    rows = torch.index_select(Xs, 0, torch.from_numpy(idx.reshape(-1))).to(torch.float64)
+    qv = torch.index_select(Xs, 0, torch.from_numpy(q)).to(torch.float64)
+    dots = torch.bmm(rows.view(len(q), idx.shape[1], -1), qv.unsqueeze(2)).squeeze(2).numpy()
     norms = sq64[q][:, None] + sq64[idx]
     d2 = norms - 2.0 * dots
     risky = d2 <= _CANCEL_REL * norms
     if risky.any():
         bi, ci = np.nonzero(risky)
-        diff = X64[q[bi]] - X64[idx[bi, ci]]
-        d2[bi, ci] = np.einsum("nd,nd->n", diff, diff)
+        diff = Xs[torch.from_numpy(q[bi])].to(torch.float64) - Xs[torch.from_numpy(idx[bi, ci])].to(torch.float64)
+        d2[bi, ci] = (diff * diff).sum(dim=1).numpy()
     return d2
 
 
-def _refine(
-    X64: np.ndarray, sq64: np.ndarray, start: int, stop: int, cand: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _refine(Xs: Any, sq64: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Recompute candidate distances exactly and keep the k nearest, ascending."""
-    q = np.arange(start, stop)
-    # Chunks keep the (rows, candidates, D) gather under ~64 MiB.
-    step = max(1, (1 << 23) // max(1, cand.shape[1] * X64.shape[1]))
+    # Chunks keep the (rows, candidates, D) gather to a few MiB, where memory traffic is cheap.
+    step = max(1, (1 << 21) // max(1, cand.shape[1] * Xs.shape[1]))
     d2 = np.empty(cand.shape, dtype=np.float64)
-    for s in range(0, q.size, step):
-        d2[s : s + step] = _exact_sqdist(X64, sq64, q[s : s + step], cand[s : s + step])
+    for s in range(0, rows.size, step):
+        d2[s : s + step] = _exact_sqdist(Xs, sq64, rows[s : s + step], cand[s : s + step])
     order = np.argsort(d2, axis=1, kind="stable")[:, :k]
     d2k = np.take_along_axis(d2, order, axis=1)
     return np.sqrt(np.maximum(d2k, 0.0)), np.take_along_axis(cand, order, axis=1)
 
 
-def _prepare(X: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+def _prepare(X: np.ndarray) -> tuple[Any, Any, np.ndarray]:
+    """float32 centred copy for the candidate search; input values and exact norms for refinement."""
     torch = _torch()
-    X64 = np.ascontiguousarray(X, dtype=np.float64)
+    Xs = torch.from_numpy(X)
+    mean = X.mean(axis=0, dtype=np.float64)
     # Centring changes no distance but shrinks |x|², which is what float32 rounding scales with.
-    centred = X64 - X64.mean(axis=0, keepdims=True)
-    X32 = torch.from_numpy(np.ascontiguousarray(centred, dtype=np.float32))
-    sq64 = np.einsum("nd,nd->n", centred, centred)
-    return X32, centred, sq64
+    X32 = torch.empty(X.shape, dtype=torch.float32)
+    step = max(1, (1 << 22) // max(1, X.shape[1]))
+    for s in range(0, X.shape[0], step):
+        X32[s : s + step] = torch.from_numpy((X[s : s + step] - mean).astype(np.float32))
+    sq64 = np.empty(X.shape[0])
+    for s in range(0, X.shape[0], step):
+        chunk = X[s : s + step].astype(np.float64)
+        sq64[s : s + step] = np.einsum("nd,nd->n", chunk, chunk)
+    return X32, Xs, sq64
 
 
 def kneighbors(
@@ -287,14 +340,13 @@ def kneighbors(
             f"k={k} neighbours need at least k+1={k + 1} distinct samples, got {n}"
             f"{' after removing duplicates' if report else ''}; use a smaller k or more images"
         )
-    X32, X64, sq64 = _prepare(A)
+    X32, Xs, sq64 = _prepare(A)
     k_cand = min(n - 1, k + _MARGIN)
     bs = block_size or _default_block(n, A.shape[1])
-    dist = np.empty((n, k), dtype=np.float64)
-    ind = np.empty((n, k), dtype=np.int64)
     show = _show_progress(progress, n, A.shape[1])
-    for start, stop, cand in _candidate_blocks(X32, k_cand, block_size=bs, progress=show, desc="kNN"):
-        dist[start:stop], ind[start:stop] = _refine(X64, sq64, start, stop, cand.numpy(), k)
+    cand = _candidates(X32, k_cand, block_size=bs, progress=show, desc="kNN")
+    del X32
+    dist, ind = _refine(Xs, sq64, np.arange(n), cand, k)
     return NeighborGraph(dist, ind, first, int(A.shape[0] + report.n_removed), report)
 
 
@@ -314,7 +366,7 @@ def nearest_other_label(
     torch = _torch()
     A = as_matrix(X)
     n = A.shape[0]
-    X32, X64, sq64 = _prepare(A)
+    X32, Xs, sq64 = _prepare(A)
     lab = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
     # Every row has at least n_other rows of another label, so k_cand <= n_other candidates per row
     # are always genuine (masked same-label pairs sit at +inf and are never selected).
@@ -323,15 +375,11 @@ def nearest_other_label(
         raise EstimationError("all samples have the same label; K_F needs at least two classes")
     k_cand = min(n_other, 1 + _MARGIN)
     bs = block_size or _default_block(n, A.shape[1])
-    dist = np.empty(n, dtype=np.float64)
-    ind = np.empty(n, dtype=np.int64)
     show = _show_progress(progress, n, A.shape[1])
-    for start, stop, cand in _candidate_blocks(
-        X32, k_cand, labels=lab, block_size=bs, progress=show, desc="K_F"
-    ):
-        d, i = _refine(X64, sq64, start, stop, cand.numpy(), 1)
-        dist[start:stop] = d[:, 0]
-        ind[start:stop] = i[:, 0]
+    cand = _candidates(X32, k_cand, labels=lab, block_size=bs, progress=show, desc="K_F")
+    del X32
+    d, i = _refine(Xs, sq64, np.arange(n), cand, 1)
+    dist, ind = d[:, 0], i[:, 0]
     return dist, ind
 
 

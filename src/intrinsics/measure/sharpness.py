@@ -47,15 +47,16 @@ def _min_cross_distance(X: np.ndarray, codes: np.ndarray) -> tuple[float, int, i
     """Exact smallest distance between two rows with different labels (all pairs of a small set)."""
     import torch
 
-    X32, X64, sq64 = _prepare(X)
-    sq32 = torch.from_numpy(sq64.astype(np.float32))
+    X32, Xs, _ = _prepare(X)
+    sq32 = (X32 * X32).sum(dim=1)
     d2 = (sq32[:, None] + sq32[None, :] - 2.0 * (X32 @ X32.T)).numpy()
     d2[codes[:, None] == codes[None, :]] = np.inf
     # Every pair within float32 rounding of the smallest is recomputed exactly in float64.
-    tol = 8 * np.finfo(np.float32).eps * 2 * float(sq64.max()) + 1e-30
+    tol = 8 * np.finfo(np.float32).eps * 2 * float(sq32.max()) + 1e-30
     thr = float(d2.min()) + tol
     qi, ci = np.nonzero(d2 <= thr)
-    d2x = np.einsum("nd,nd->n", X64[qi] - X64[ci], X64[qi] - X64[ci])
+    diff = Xs[torch.from_numpy(qi)].to(torch.float64) - Xs[torch.from_numpy(ci)].to(torch.float64)
+    d2x = (diff * diff).sum(dim=1).numpy()
     best = int(np.argmin(d2x))
     return float(np.sqrt(d2x[best])), int(qi[best]), int(ci[best])
 

@@ -1,0 +1,112 @@
+"""Speed of d_data on N=10,000 points in D=3,072 (a 20-dimensional subspace plus noise).
+
+Prints, measured side by side in one run (medians of repeats; the machine is shared and noisy):
+- ours (MLE k=20) vs scikit-dimension's MLE(unbiased=True), and that both give the same value;
+- ours vs the matrix-multiply floor: one float32 Gram matrix X·Xᵀ with torch on all cores;
+- MLE + TwoNN + k-sweep 5..50 from one graph vs MLE alone;
+- peak resident memory of a fresh process running our MLE.
+Usage: python benchmarks/bench_neighbors.py [--n 10000] [--d 3072] [--repeats 3] [--skip-peer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def make_data(n: int, D: int, d: int = 20, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.normal(size=(D, d)))
+    X = np.empty((n, D), dtype=np.float32)
+    for s in range(0, n, 500):  # in chunks, so that making the data does not set the peak memory
+        m = min(500, n - s)
+        X[s : s + m] = rng.normal(size=(m, d)) @ Q.T + 0.01 * rng.normal(size=(m, D))
+    return X
+
+
+def median_time(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+PEAK_SCRIPT = """
+import resource, sys, numpy as np
+sys.path.insert(0, {bench_dir!r})
+from bench_neighbors import make_data
+X = make_data({n}, {D})
+import torch  # noqa: F401 - baseline includes the library's imports
+from intrinsics.measure import MLE
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+MLE(k=20, n_bootstrap=0).fit(X)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(base / 1024, peak / 1024)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--d", type=int, default=3072)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-peer", action="store_true")
+    a = ap.parse_args()
+
+    import torch
+
+    from intrinsics.measure import MLE, TwoNN, k_sweep, kneighbors
+
+    X = make_data(a.n, a.d)
+    Xt = torch.from_numpy(X)
+    print(f"N={a.n} D={a.d} torch threads={torch.get_num_threads()}")
+
+    t_gram, _ = median_time(lambda: Xt @ Xt.T, a.repeats)
+    t_mle, mle = median_time(lambda: MLE(k=20, n_bootstrap=0).fit(X).dimension_, a.repeats)
+
+    def all_three():
+        g = kneighbors(X, 50)
+        return MLE(k=20, n_bootstrap=0).fit(g).dimension_, TwoNN(n_bootstrap=0).fit(g).dimension_, k_sweep(g)
+
+    t_all, (_, twonn, _) = median_time(all_three, a.repeats)
+    res = {
+        "gram_floor_s": t_gram,
+        "ours_mle_s": t_mle,
+        "ours_mle": mle,
+        "ours_twonn": twonn,
+        "ratio_ours_vs_gram": t_mle / t_gram,
+        "ratio_all_three_vs_mle": t_all / t_mle,
+    }
+    if not a.skip_peer:
+        import skdim
+
+        t_peer, peer = median_time(lambda: skdim.id.MLE(unbiased=True).fit(X, n_neighbors=20).dimension_, 1)
+        res.update(peer_mle_s=t_peer, peer_mle=float(peer), speedup_vs_peer=t_peer / t_mle,
+                   value_difference=abs(float(peer) - mle))
+
+    import os
+
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT.format(bench_dir=os.path.dirname(os.path.abspath(__file__)), n=a.n, D=a.d)],
+                         capture_output=True, text=True, check=True)
+    base, peak = map(float, out.stdout.split())
+    res.update(peak_rss_mb=peak, rss_before_fit_mb=base, fit_extra_mb=peak - base)
+
+    print(f"Gram floor X·Xᵀ (float32)         : {t_gram:8.2f} s")
+    print(f"ours MLE k=20                     : {t_mle:8.2f} s   d = {mle:.3f}   ratio to floor {t_mle / t_gram:.2f}x (target <= 1.3x)")
+    if "peer_mle_s" in res:
+        print(f"scikit-dimension MLE(unbiased)    : {res['peer_mle_s']:8.2f} s   d = {res['peer_mle']:.3f}   ours is {res['speedup_vs_peer']:.1f}x faster (target >= 2.5x), |diff| = {res['value_difference']:.4f}")
+    print(f"MLE + TwoNN + k-sweep 5..50       : {t_all:8.2f} s   ratio to MLE alone {t_all / t_mle:.2f}x (target < 1.2x); TwoNN d = {twonn:.3f}")
+    print(f"peak RSS of a process fitting MLE : {peak:8.0f} MB (before fit {base:.0f} MB; target < 1500 MB)")
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+"""Command-line interface: parsing and printing only; the work happens in the library layers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .errors import IntrinsicsError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_ERROR = 2
+EXIT_NOT_COMPARABLE = 3
+# Preprocessing keys that change the pixel scale or geometry, and with it K_F.
+KF_KEYS = ("size", "channels", "intensity", "resize", "window")
+
+
+# --------------------------------------------------------------------------------------------------
+# shared options
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data options")
+    g.add_argument("--split", help="split of an .npz / builtin dataset (train, val, test)")
+    g.add_argument("--labels", metavar="CSV", help="CSV with columns path,label for a folder of images")
+    g.add_argument("--label-key", default="path", help="CSV column that identifies an image (path, SOPInstanceUID, PatientID, ...)")
+    g.add_argument("--size", type=_size, help="resize to S×S (or HxW)")
+    g.add_argument("--channels", type=int, choices=(1, 3), help="convert to 1 or 3 channels")
+    g.add_argument("--intensity", default="unit", choices=("unit", "per_image_max"), help="intensity scaling (default: unit)")
+    g.add_argument("--classes", type=_classes, help="keep these classes, relabelled 0.. in this order (e.g. 3,5)")
+    g.add_argument("--limit", type=int, help="keep at most this many images (stratified, reproducible with --seed)")
+    g.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
+    g.add_argument("--window", help="DICOM window: center,width or a preset (brain, lung, bone, ...)")
+    g.add_argument("--axis", type=int, help="NIfTI slicing axis (default 2, axial)")
+
+
+def _size(text: str) -> int | tuple[int, int]:
+    try:
+        parts = [int(t) for t in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size {text!r} must be an integer S or HxW, e.g. 28 or 64x48") from None
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        return (parts[0], parts[1])
+    raise argparse.ArgumentTypeError(f"--size {text!r} must be S or HxW")
+
+
+def _classes(text: str) -> tuple[Any, ...]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("--classes needs at least one class, e.g. 3,5")
+    return tuple(int(t) if t.lstrip("-").isdigit() else t for t in items)
+
+
+def data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`intrinsics.data.load` given on the command line."""
+    kw: dict[str, Any] = {
+        "split": args.split,
+        "labels": args.labels,
+        "size": args.size,
+        "channels": args.channels,
+        "intensity": args.intensity,
+        "classes": args.classes,
+        "limit": args.limit,
+        "seed": args.seed,
+    }
+    if args.labels:
+        kw["label_key"] = args.label_key
+    if args.window:
+        kw["window"] = args.window
+    if args.axis is not None:
+        kw["axis"] = args.axis
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def _load(args: argparse.Namespace):
+    from .data import load
+
+    return load(args.source, **data_kwargs(args))
+
+
+def _write_json(path: str | None, payload: dict[str, Any]) -> None:
+    if not path:
+        return
+    from .measure.results import jsonable
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(jsonable(payload), indent=2) + "\n")
+    tmp.replace(target)  # never leave a half-written file behind
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}" if abs(x) < 1e-2 or abs(x) >= 1e4 else f"{x:.{digits}f}".rstrip("0").rstrip(".")
+    return str(x)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+# --------------------------------------------------------------------------------------------------
+# measure / compare
+def measure_dataset(ds, *, estimator: str = "mle", k: int = 20, kf_samples: int = 1000, seed: int = 0,
+                    exact: bool = True, k_sweep: bool = False, n_bootstrap: int = 200) -> dict[str, Any]:
+    """The JSON record of `intrinsics measure` for a loaded ImageSet."""
+    from .measure import intrinsic_dimension, k_sweep as sweep, kneighbors, label_sharpness
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graph = kneighbors(ds.images, max(k, 50) if k_sweep else (k if estimator == "mle" else 2))
+        d = intrinsic_dimension(graph, estimator, k, n_bootstrap=n_bootstrap, seed=seed)
+        d_block = d.to_dict()
+        d_block["k"] = k if estimator == "mle" else None
+        if k_sweep:
+            d_block["k_sweep"] = sweep(graph, range(5, 51)).to_dict()
+        kf_block = None
+        if ds.labels is not None and len(set(ds.labels.tolist())) > 1:
+            kf = label_sharpness(ds.images, ds.labels, n_samples=kf_samples, seed=seed, exact=exact)
+            kf_block = kf.to_dict()
+    notes = [str(w.message) for w in caught]
+    if ds.labels is None:
+        notes.append("dataset has no labels: K_F not measured (pass --labels CSV or class subfolders)")
+    elif kf_block is None:
+        notes.append("dataset has a single class: K_F not measured (pick at least two with --classes)")
+    return {
+        "intrinsics_version": __version__,
+        "dataset": ds.describe(),
+        "d_data": d_block,
+        "K_F": kf_block,
+        "warnings": list(dict.fromkeys(notes)),
+    }
+
+
+def _measure_row(rec: dict[str, Any]) -> list[str]:
+    ds, d, kf = rec["dataset"], rec["d_data"], rec.get("K_F") or {}
+    lo, hi = d["ci95"]
+    kf_ci = kf.get("ci95") or [None, None]
+    return [
+        str(ds["source"]),
+        str(ds["N"]),
+        "×".join(map(str, ds["shape"])),
+        f"{_fmt(d['value'])} [{_fmt(lo)}, {_fmt(hi)}]",
+        _fmt(kf.get("value")) + (f" [{_fmt(kf_ci[0])}, {_fmt(kf_ci[1])}]" if kf else ""),
+        str(kf.get("M", "—")),
+        _fmt(kf.get("exact")),
+    ]
+
+
+def _measure_header(rec: dict[str, Any]) -> list[str]:
+    d = rec["d_data"]
+    est = d["estimator"] + (f" k={d['k']}" if d.get("k") else "")
+    return ["dataset", "N", "shape", f"d_data ({est}) [95% CI]", "K_F [95% CI]", "M", "K_F exact"]
+
+
+def _prep_line(rec: dict[str, Any]) -> str:
+    p = rec["dataset"].get("preprocessing") or {}
+    keys = [k for k in KF_KEYS if k in p] or sorted(p)
+    return ", ".join(f"{k}={p[k]}" for k in keys)
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    ds = _load(args)
+    rec = measure_dataset(ds, estimator=args.estimator, k=args.k, kf_samples=args.kf_samples, seed=args.seed,
+                          exact=not args.no_exact, k_sweep=args.k_sweep, n_bootstrap=args.bootstrap)
+    _write_json(args.json, rec)
+    if not args.quiet:
+        print(_table([_measure_row(rec)], _measure_header(rec)))
+        print(f"preprocessing: {_prep_line(rec)}  (K_F is only comparable under identical preprocessing)")
+        kf = rec.get("K_F")
+        if kf and kf.get("closest_pairs"):
+            p = kf["closest_pairs"][0]
+            print(f"closest differently-labelled pair: images {p['i']} and {p['j']} (labels {p['label_i']}/"
+                  f"{p['label_j']}), distance {_fmt(p['distance'])} — worth a look for label errors")
+        for w in rec["warnings"]:
+            print(f"warning: {w}", file=sys.stderr)
+        if args.json:
+            print(f"wrote {args.json}")
+    return 0
+
+
+def kf_comparable(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Differences in preprocessing (or M) that make K_F values incomparable; empty if comparable."""
+    problems = []
+    for key in KF_KEYS:
+        vals = [json.dumps((r["dataset"].get("preprocessing") or {}).get(key), sort_keys=True) for r in records]
+        if len(set(vals)) > 1:
+            problems.append(f"{key} differs ({' vs '.join(vals)})")
+    shapes = {tuple(r["dataset"]["shape"]) for r in records}
+    if len(shapes) > 1:
+        problems.append(f"image shape differs ({' vs '.join('×'.join(map(str, s)) for s in shapes)})")
+    ms = {(r.get("K_F") or {}).get("M") for r in records if r.get("K_F")}
+    if len(ms) > 1:
+        problems.append(f"M differs ({' vs '.join(map(str, sorted(ms)))}): the sampled K_F grows with M")
+    return problems
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    records = []
+    for path in args.files:
+        try:
+            rec = json.loads(Path(path).read_text())
+            rec["dataset"], rec["d_data"]  # noqa: B018 - validates the contract
+        except FileNotFoundError:
+            raise IntrinsicsError(f"{path}: no such file; create it with `intrinsics measure SOURCE --json {path}`") from None
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise IntrinsicsError(f"{path} is not a JSON file written by `intrinsics measure --json`") from None
+        records.append(rec)
+    problems = kf_comparable(records)
+    rows = [_measure_row(r) for r in records]
+    header = _measure_header(records[0])
+    if problems and not args.force:
+        for r in rows:
+            r[4:7] = ["not comparable", "", ""]
+    print(_table(rows, header))
+    for r in records:
+        print(f"{r['dataset']['source']}: {_prep_line(r)}")
+    if problems:
+        msg = "K_F is not comparable across these files: " + "; ".join(problems)
+        if args.force:
+            print(f"warning: {msg} (shown anyway because of --force)", file=sys.stderr)
+            return 0
+        print(f"intrinsics: {msg}. Re-measure with identical --size/--channels/--intensity/--kf-samples "
+              "(or pass --force to show the values anyway)", file=sys.stderr)
+        return EXIT_NOT_COMPARABLE
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# demo (until the study layer provides the full one)
+DEMO_SOURCES = ("builtin:digits", "builtin:mnist", "builtin:fashion-mnist")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    rows, header = [], None
+    for source in DEMO_SOURCES:
+        from .data import load
+
+        try:
+            ds = load(source, limit=args.limit, seed=0)
+        except IntrinsicsError as e:
+            print(f"skipping {source}: {e}", file=sys.stderr)
+            continue
+        rec = measure_dataset(ds, kf_samples=1000)
+        header = _measure_header(rec)
+        rows.append(_measure_row(rec))
+    if header:
+        print(_table(rows, header))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="intrinsics",
+        description="Measure d_data and K_F of image datasets and predict how networks learn from them.",
+    )
+    parser.add_argument("--version", action="version", version=f"intrinsics {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("measure", help="measure d_data and K_F of a dataset")
+    p.add_argument("source", help="builtin:NAME, synthetic:NAME?k=v, a folder, .npz, IDX, DICOM or NIfTI path")
+    _add_data_options(p)
+    p.add_argument("--estimator", default="mle", choices=("mle", "twonn"))
+    p.add_argument("--k", type=int, default=20, help="neighbours for MLE (default 20)")
+    p.add_argument("--kf-samples", type=int, default=1000, metavar="M", help="images per K_F draw (default 1000)")
+    p.add_argument("--no-exact", action="store_true", help="skip the exact full-dataset K_F")
+    p.add_argument("--k-sweep", action="store_true", help="also report the MLE for k = 5..50")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the d_data CI")
+    p.add_argument("--json", metavar="FILE", help="write the full result as JSON")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("compare", help="side-by-side table of `measure --json` files")
+    p.add_argument("files", nargs="+", metavar="JSON")
+    p.add_argument("--force", action="store_true", help="show K_F even when preprocessing differs")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("demo", help="run the main job on the embedded default data")
+    p.add_argument("--limit", type=int, default=None, help="images per dataset")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except IntrinsicsError as e:
+        print(f"intrinsics: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"intrinsics: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("intrinsics: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
