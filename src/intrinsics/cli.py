@@ -16,8 +16,6 @@ __all__ = ["main", "build_parser"]
 
 EXIT_ERROR = 2
 EXIT_NOT_COMPARABLE = 3
-# Preprocessing keys that change the pixel scale or geometry, and with it K_F.
-KF_KEYS = ("size", "channels", "intensity", "resize", "window")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -29,12 +27,21 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-key", default="path", help="CSV column that identifies an image (path, SOPInstanceUID, PatientID, ...)")
     g.add_argument("--size", type=_size, help="resize to S×S (or HxW)")
     g.add_argument("--channels", type=int, choices=(1, 3), help="convert to 1 or 3 channels")
-    g.add_argument("--intensity", default="unit", choices=("unit", "per_image_max"), help="intensity scaling (default: unit)")
+    g.add_argument("--intensity", default="unit", choices=("unit", "per_image_max", "minmax"),
+                   help="unit: by the dtype's range (or the reader's, e.g. a DICOM window); per_image_max: x/max(x) "
+                        "per image (the reference study); minmax: by the dataset's own range (default: unit)")
+    g.add_argument("--value-range", metavar="LO,HI", help="intensity range that maps to [0, 1] for float data")
+    g.add_argument("--label-column", help="CSV column (or MedMNIST finding) to use as the label")
+    g.add_argument("--unmatched", choices=("error", "skip"), help="CSV rows without files / files without rows: "
+                   "error (default) or skip with a counted warning")
     g.add_argument("--classes", type=_classes, help="keep these classes, relabelled 0.. in this order (e.g. 3,5)")
     g.add_argument("--limit", type=int, help="keep at most this many images (stratified, reproducible with --seed)")
     g.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     g.add_argument("--window", help="DICOM window: center,width or a preset (brain, lung, bone, ...)")
-    g.add_argument("--axis", type=int, help="NIfTI slicing axis (default 2, axial)")
+    g.add_argument("--axis", help="NIfTI slicing axis: 0/1/2 or sagittal/coronal/axial (default axial)")
+    g.add_argument("--slices", metavar="START:STOP", help="NIfTI slice range along the axis")
+    g.add_argument("--skip-empty", action="store_true", help="NIfTI: drop constant (empty) slices")
+    g.add_argument("--volume", type=int, help="NIfTI: index of the volume in a 4-D file")
 
 
 def _size(text: str) -> int | tuple[int, int]:
@@ -70,10 +77,17 @@ def data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.labels:
         kw["label_key"] = args.label_key
-    if args.window:
-        kw["window"] = args.window
+    for opt in ("window", "value_range", "label_column", "unmatched"):
+        if getattr(args, opt, None) is not None:
+            kw[opt] = getattr(args, opt)
     if args.axis is not None:
-        kw["axis"] = args.axis
+        kw["axis"] = int(args.axis) if args.axis.isdigit() else args.axis
+    if args.slices:
+        kw["slices"] = args.slices
+    if args.skip_empty:
+        kw["skip_empty"] = True
+    if args.volume is not None:
+        kw["volume"] = args.volume
     return {k: v for k, v in kw.items() if v is not None}
 
 
@@ -164,9 +178,10 @@ def _measure_header(rec: dict[str, Any]) -> list[str]:
 
 
 def _prep_line(rec: dict[str, Any]) -> str:
-    p = rec["dataset"].get("preprocessing") or {}
-    keys = [k for k in KF_KEYS if k in p] or sorted(p)
-    return ", ".join(f"{k}={p[k]}" for k in keys)
+    from .data.preprocess import comparison_key
+
+    key = comparison_key(rec["dataset"].get("preprocessing") or {})
+    return ", ".join(f"{k}={v}" for k, v in key.items())
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
@@ -180,8 +195,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
         kf = rec.get("K_F")
         if kf and kf.get("closest_pairs"):
             p = kf["closest_pairs"][0]
-            print(f"closest differently-labelled pair: images {p['i']} and {p['j']} (labels {p['label_i']}/"
-                  f"{p['label_j']}), distance {_fmt(p['distance'])} — worth a look for label errors")
+            names = rec["dataset"]["classes"] or []
+            li, lj = (names[p[k]] if p[k] < len(names) else p[k] for k in ("label_i", "label_j"))
+            print(f"closest differently-labelled pair: images {p['i']} and {p['j']} (classes {li!s}/{lj!s}), "
+                  f"distance {_fmt(p['distance'])} — worth a look for label errors")
         for w in rec["warnings"]:
             print(f"warning: {w}", file=sys.stderr)
         if args.json:
@@ -191,8 +208,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 def kf_comparable(records: Sequence[dict[str, Any]]) -> list[str]:
     """Differences in preprocessing (or M) that make K_F values incomparable; empty if comparable."""
+    from .data.preprocess import COMPARISON_KEYS
+
     problems = []
-    for key in KF_KEYS:
+    for key in COMPARISON_KEYS:
         vals = [json.dumps((r["dataset"].get("preprocessing") or {}).get(key), sort_keys=True) for r in records]
         if len(set(vals)) > 1:
             problems.append(f"{key} differs ({' vs '.join(vals)})")

@@ -1,0 +1,750 @@
+"""DICOM reader: one file, a folder of files, or a folder of series, as 2-D images.
+
+Pixel values come out in modality units (CT: Hounsfield units), after RescaleSlope/Intercept, so
+that files of one series are comparable. The intensity range that later maps to [0, 1] is either a
+window (``window=(center, width)`` or a named preset) or, without one, the whole range the stored bits
+allow after rescale: the same for every file of a series, never the range of one file's pixels.
+
+Compressed transfer syntaxes decode through pydicom's plugins: JPEG baseline and JPEG 2000 work with
+Pillow alone; JPEG lossless (process 14), 12-bit JPEG extended and JPEG-LS need ``pylibjpeg`` and
+``pylibjpeg-libjpeg``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DataError, IntrinsicsWarning
+from ._raw import RawImages
+
+__all__ = [
+    "WINDOW_PRESETS",
+    "LABEL_KEYS",
+    "parse_window",
+    "is_dicom_file",
+    "read_dicom_file",
+    "read_dicom",
+]
+
+#: Named windows as (center, width), in modality units (Hounsfield units for CT).
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "brain": (40.0, 80.0),
+    "subdural": (75.0, 215.0),
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (50.0, 350.0),
+    "bone": (400.0, 1800.0),
+    "abdomen": (50.0, 400.0),
+    "liver": (30.0, 150.0),
+}
+
+#: Meta keys a label CSV may be keyed by (besides the file path).
+LABEL_KEYS: tuple[str, ...] = (
+    "path",
+    "SOPInstanceUID",
+    "PatientID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+)
+
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
+# Files that sit in DICOM exports but hold no image instance.
+_NOT_INSTANCES = {"dicomdir"}
+_PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_DECODER_HINT = (
+    "install a decoder for it (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg, "
+    "or python-gdcm) or convert the file to an uncompressed transfer syntax"
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# windows
+# --------------------------------------------------------------------------------------------------
+def parse_window(window: Any) -> tuple[float, float] | None:
+    """Turn a window option into ``(center, width)``.
+
+    Parameters
+    ----------
+    window : None, str or pair of float
+        ``None`` (no window), a preset name from :data:`WINDOW_PRESETS` (``"lung"``), the string
+        ``"center,width"`` (``"-600,1500"``), or a pair ``(center, width)``.
+
+    Returns
+    -------
+    (float, float) or None
+        Center and width; the window keeps values in ``[center - width/2, center + width/2]``.
+
+    Examples
+    --------
+    >>> parse_window("brain")
+    (40.0, 80.0)
+    >>> parse_window("-600, 1500")
+    (-600.0, 1500.0)
+    """
+    if window is None:
+        return None
+    if isinstance(window, str):
+        text = window.strip()
+        if text.lower() in WINDOW_PRESETS:
+            return WINDOW_PRESETS[text.lower()]
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 2:
+            raise DataError(
+                f"window={window!r} is neither a preset nor 'center,width': use one of "
+                f"{', '.join(sorted(WINDOW_PRESETS))} or two numbers such as '40,80'"
+            )
+        pair: Sequence[Any] = parts
+    elif isinstance(window, Mapping):
+        pair = (window.get("center"), window.get("width"))
+    else:
+        try:
+            pair = list(window)
+        except TypeError:
+            pair = [window]
+        if len(pair) != 2:
+            raise DataError(
+                f"window={window!r} must be (center, width), a 'center,width' string or a preset "
+                f"({', '.join(sorted(WINDOW_PRESETS))})"
+            )
+    try:
+        center, width = float(pair[0]), float(pair[1])
+    except (TypeError, ValueError):
+        raise DataError(
+            f"window={window!r} must hold two numbers (center, width), e.g. (40, 80) or '40,80'"
+        ) from None
+    if not (math.isfinite(center) and math.isfinite(width)) or width <= 0:
+        raise DataError(
+            f"window={window!r} needs a finite center and a width > 0, e.g. (40, 80) for a brain window"
+        )
+    return center, width
+
+
+def _window_bounds(window: tuple[float, float]) -> tuple[float, float]:
+    center, width = window
+    return center - width / 2.0, center + width / 2.0
+
+
+def _window_record(window_arg: Any, window: tuple[float, float] | None) -> dict[str, Any] | None:
+    if window is None:
+        return None
+    lo, hi = _window_bounds(window)
+    preset = window_arg.strip().lower() if isinstance(window_arg, str) else None
+    return {
+        "center": window[0],
+        "width": window[1],
+        "preset": preset if preset in WINDOW_PRESETS else None,
+        "range": [lo, hi],
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# one file
+# --------------------------------------------------------------------------------------------------
+def is_dicom_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a file with the ``DICM`` marker at byte 128 (the DICOM Part 10 preamble)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def read_dicom_file(
+    path: str | os.PathLike[str], *, window: Any = None, **ignored: Any
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Read the 2-D images one DICOM file holds.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A DICOM file (Part 10 with the ``DICM`` marker, or a bare dataset as older scanners write).
+    window : None, str or (float, float), optional
+        Clip to ``[center - width/2, center + width/2]`` in modality units (see :func:`parse_window`).
+    **ignored
+        Options meant for other readers; accepted and ignored.
+
+    Returns
+    -------
+    images : list of ndarray
+        One (H, W) array per frame for grey-scale data, (H, W, 3) RGB for colour data. The native
+        integer dtype is kept when no rescale, window or inversion applies; otherwise float32.
+        MONOCHROME1 images are inverted within ``value_range`` so that high values are bright.
+    meta : dict
+        ``SOPInstanceUID``, ``PatientID``, ``StudyInstanceUID``, ``SeriesInstanceUID``, ``Modality``,
+        ``value_range`` (the interval that should map to [0, 1]), ``value_range_source``,
+        ``n_frames``, ``photometric``, ``rescale``, ``window`` and more, all JSON-serialisable.
+
+    Raises
+    ------
+    DataError
+        The file is not DICOM, is truncated, holds no pixel data, or cannot be decoded here.
+
+    Examples
+    --------
+    >>> images, meta = read_dicom_file("CT_small.dcm", window="abdomen")  # doctest: +SKIP
+    >>> meta["value_range"]  # doctest: +SKIP
+    (-150.0, 250.0)
+    """
+    path = Path(path)
+    win = parse_window(window)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = _read_dataset(path)
+        frames, meta = _decode(ds, path)
+    meta["reader_warnings"] = sorted({str(w.message) for w in caught})
+
+    photometric = meta["photometric"]
+    colour = frames[0].ndim == 3 or photometric == "PALETTE COLOR"
+    if colour:
+        if win is not None:
+            raise DataError(
+                f"window={window!r} applies to grey-scale images, but DICOM file '{path}' is colour "
+                f"({photometric}); drop the window option for this data"
+            )
+        images, value_range, source = _colour_frames(ds, frames, photometric)
+        meta["rescale"] = None
+    else:
+        images, value_range, source, rescales = _grey_frames(ds, frames, win)
+        meta["rescale"] = rescales
+        if photometric == "MONOCHROME1":
+            # MONOCHROME1 stores low values as bright; mirror inside the range so high = bright for all.
+            images = [_invert(img, value_range) for img in images]
+    meta["value_range"] = (float(value_range[0]), float(value_range[1]))
+    meta["value_range_source"] = source
+    meta["window"] = _window_record(window, win)
+    meta["inverted"] = bool(photometric == "MONOCHROME1" and not colour)
+    return images, meta
+
+
+def _read_dataset(path: Path) -> Any:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if not path.is_file():
+        raise DataError(f"DICOM file '{path}' does not exist: check the path")
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError:
+        # Older scanners write bare datasets without the 128-byte preamble; accept them only when
+        # they really describe an image, since a forced read turns any bytes into a "dataset".
+        try:
+            ds = pydicom.dcmread(path, force=True)
+        except Exception:  # noqa: BLE001 - any failure here means "not DICOM"
+            ds = None
+        if ds is not None and "SOPClassUID" in ds and not any(t in ds for t in _PIXEL_TAGS):
+            raise DataError(
+                f"DICOM file '{path}' holds no pixel data (SOP class: {_uid_name(ds.SOPClassUID)}); "
+                "it is not an image: remove it from the image folder"
+            ) from None
+        if ds is None or not all(k in ds for k in ("Rows", "Columns", "BitsAllocated")):
+            raise DataError(
+                f"'{path}' is not a DICOM file (no 'DICM' marker at byte 128 and no image elements); "
+                "remove it from the folder or give the right file"
+            ) from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt headers
+        raise DataError(
+            f"DICOM file '{path}' cannot be read ({type(exc).__name__}: {exc}); "
+            "the file is corrupt or truncated: replace or remove it"
+        ) from None
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" not in meta and any(t in ds for t in _PIXEL_TAGS):
+        # Without a file meta header the encoding is known only from how pydicom parsed it.
+        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+    return ds
+
+
+def _last_element_short(ds: Any) -> bool:
+    """True when the last element read holds fewer bytes than its header announced (a cut file)."""
+    tags = list(ds.keys())
+    if not tags:
+        return True
+    elem = ds.get_item(tags[-1])
+    length = getattr(elem, "length", None)
+    value = getattr(elem, "value", None)
+    if length is None or length == 0xFFFFFFFF or not isinstance(value, (bytes, bytearray)):
+        return False
+    return len(value) < length
+
+
+def _uid_name(uid: Any) -> str | None:
+    if uid is None:
+        return None
+    name = getattr(uid, "name", None)
+    return str(name) if name else str(uid)
+
+
+def _decode(ds: Any, path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Pixel frames as arrays (colour already RGB), plus the identifying meta of the file."""
+    sop_class = _uid_name(ds.get("SOPClassUID"))
+    meta: dict[str, Any] = {
+        "path": str(path),
+        "SOPInstanceUID": _str_or_none(ds.get("SOPInstanceUID")),
+        "SOPClassUID": _str_or_none(ds.get("SOPClassUID")),
+        "SOPClass": sop_class,
+        "PatientID": _str_or_none(ds.get("PatientID")),
+        "StudyInstanceUID": _str_or_none(ds.get("StudyInstanceUID")),
+        "SeriesInstanceUID": _str_or_none(ds.get("SeriesInstanceUID")),
+        "Modality": _str_or_none(ds.get("Modality")),
+        "InstanceNumber": _int_or_none(ds.get("InstanceNumber")),
+        "photometric": _str_or_none(ds.get("PhotometricInterpretation")),
+        "transfer_syntax": _uid_name(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)),
+    }
+    if not any(t in ds for t in _PIXEL_TAGS):
+        if _last_element_short(ds):
+            raise DataError(
+                f"DICOM file '{path}' is truncated (it ends inside an element, before any pixel data); "
+                "copy it again from the source or remove it"
+            )
+        kind = f" (SOP class: {sop_class})" if sop_class else ""
+        raise DataError(
+            f"DICOM file '{path}' holds no pixel data{kind}; it is not an image (or it was cut short): "
+            "remove it from the image folder"
+        )
+    try:
+        arr = ds.pixel_array
+    except (NotImplementedError, RuntimeError) as exc:
+        raise DataError(
+            f"DICOM file '{path}' uses transfer syntax '{meta['transfer_syntax']}' that no installed "
+            f"decoder can read ({_first_line(exc)}); {_DECODER_HINT}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - pydicom's decoders raise ValueError/AttributeError/...
+        msg = _first_line(exc)
+        if "less than expected" in msg or _last_element_short(ds):
+            raise DataError(
+                f"DICOM file '{path}' is truncated: its pixel data is shorter than Rows x Columns x "
+                f"frames announce ({msg}); copy it again from the source or remove it"
+            ) from None
+        raise DataError(
+            f"the pixel data of DICOM file '{path}' cannot be decoded ({type(exc).__name__}: {msg}); "
+            "the file is malformed: fix or remove it"
+        ) from None
+
+    arr = np.asarray(arr)
+    if arr.dtype.byteorder not in ("=", "|"):
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # big-endian files; torch needs native order
+    n_frames = _int_or_none(ds.get("NumberOfFrames")) or 1
+    samples = _int_or_none(ds.get("SamplesPerPixel")) or 1
+    frame_ndim = 3 if samples > 1 else 2
+    if arr.ndim == frame_ndim:
+        frames = [arr]
+    elif arr.ndim == frame_ndim + 1:
+        frames = [arr[i] for i in range(arr.shape[0])]
+    else:
+        raise DataError(
+            f"DICOM file '{path}' decodes to an array of shape {arr.shape}, which is not a stack of "
+            f"2-D frames with {samples} sample(s) per pixel; the header is inconsistent: fix or remove it"
+        )
+    meta["n_frames"] = len(frames)
+    meta["NumberOfFrames"] = n_frames
+    meta["Rows"] = int(frames[0].shape[0])
+    meta["Columns"] = int(frames[0].shape[1])
+    meta["BitsStored"] = _int_or_none(ds.get("BitsStored"))
+    return frames, meta
+
+
+def _grey_frames(
+    ds: Any, frames: list[np.ndarray], win: tuple[float, float] | None
+) -> tuple[list[np.ndarray], tuple[float, float], str, list[list[float]] | str]:
+    """Apply the modality transform (and window) to grey-scale frames.
+
+    Returns the frames, the value range that maps to [0, 1], where that range comes from, and the
+    distinct (slope, intercept) pairs applied (or ``"modality LUT"``).
+    """
+    lut = ds.get("ModalityLUTSequence")
+    if lut:
+        from pydicom.pixels import apply_modality_lut
+
+        out = [np.asarray(apply_modality_lut(f, ds), dtype=np.float32) for f in frames]
+        bits = int(lut[0].LUTDescriptor[2])
+        value_range: tuple[float, float] = (0.0, float(2**bits - 1))
+        source = f"modality LUT ({bits} bits)"
+        applied: list[list[float]] | str = "modality LUT"
+    else:
+        rescales = _rescale_per_frame(ds, len(frames))
+        lo_raw, hi_raw, source = _stored_range(ds, frames)
+        out = []
+        for f, (slope, intercept) in zip(frames, rescales):
+            if slope == 1.0 and intercept == 0.0:
+                out.append(f)
+            else:
+                # float64 arithmetic then float32: exact for 16-bit data, no int16 overflow.
+                out.append((f.astype(np.float64) * slope + intercept).astype(np.float32))
+        ends = [s * v + i for s, i in set(rescales) for v in (lo_raw, hi_raw)]
+        value_range = (min(ends), max(ends))
+        applied = [list(r) for r in sorted(set(rescales))]
+    if win is not None:
+        lo, hi = _window_bounds(win)
+        out = [np.clip(f.astype(np.float32, copy=False), lo, hi) for f in out]
+        value_range, source = (lo, hi), "window"
+    return out, value_range, source, applied
+
+
+def _rescale_per_frame(ds: Any, n_frames: int) -> list[tuple[float, float]]:
+    """(slope, intercept) of each frame: top level, else the functional groups of enhanced files."""
+
+    def from_item(item: Any) -> tuple[float, float] | None:
+        if item is None or not ("RescaleSlope" in item or "RescaleIntercept" in item):
+            return None
+        slope = item.get("RescaleSlope")
+        intercept = item.get("RescaleIntercept")
+        return (
+            1.0 if slope in (None, "") else float(slope),
+            0.0 if intercept in (None, "") else float(intercept),
+        )
+
+    def group(seq: Any, index: int) -> Any:
+        if not seq or index >= len(seq):
+            return None
+        pvt = seq[index].get("PixelValueTransformationSequence")
+        return pvt[0] if pvt else None
+
+    top = from_item(ds)
+    if top is not None:
+        return [top] * n_frames
+    shared = from_item(group(ds.get("SharedFunctionalGroupsSequence"), 0)) or (1.0, 0.0)
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    return [from_item(group(per_frame, i)) or shared for i in range(n_frames)]
+
+
+def _stored_range(ds: Any, frames: list[np.ndarray]) -> tuple[float, float, str]:
+    """Range of raw values the header allows (BitsStored, PixelRepresentation) before rescale."""
+    if frames[0].dtype.kind == "f":
+        # Float Pixel Data has no bit depth: the file's own range is all we have.
+        lo = min(float(np.min(f)) for f in frames)
+        hi = max(float(np.max(f)) for f in frames)
+        return lo, hi, "file min-max (float pixel data)"
+    signed = _int_or_none(ds.get("PixelRepresentation")) == 1 or frames[0].dtype.kind == "i"
+    bits = _int_or_none(ds.get("BitsStored")) or _int_or_none(ds.get("BitsAllocated")) or 8 * frames[0].itemsize
+    lo, hi = _bits_range(bits, signed)
+    data_lo = min(int(np.min(f)) for f in frames)
+    data_hi = max(int(np.max(f)) for f in frames)
+    if data_lo >= lo and data_hi <= hi:
+        return float(lo), float(hi), f"BitsStored={bits} ({'signed' if signed else 'unsigned'})"
+    # Some writers leave values outside BitsStored; fall back to the container so nothing exceeds 1.
+    info = np.iinfo(frames[0].dtype)
+    return float(info.min), float(info.max), f"dtype {frames[0].dtype} (values exceed BitsStored={bits})"
+
+
+def _bits_range(bits: int, signed: bool) -> tuple[int, int]:
+    if signed:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def _colour_frames(
+    ds: Any, frames: list[np.ndarray], photometric: str | None
+) -> tuple[list[np.ndarray], tuple[float, float], str]:
+    """Colour frames as RGB (pydicom already converts YBR); value range from the bit depth."""
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        frames = [np.asarray(apply_color_lut(f, ds)) for f in frames]
+        bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+        source = f"palette LUT ({bits} bits)"
+    else:
+        bits = _int_or_none(ds.get("BitsStored")) or 8 * frames[0].itemsize
+        source = f"BitsStored={bits} ({photometric})"
+    lo, hi = _bits_range(bits, signed=False)
+    if max(int(f.max()) for f in frames) > hi:  # values beyond the declared depth: use the container
+        hi = int(np.iinfo(frames[0].dtype).max)
+        source = f"dtype {frames[0].dtype} (values exceed {bits} bits)"
+    return frames, (float(lo), float(hi)), source
+
+
+def _invert(img: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    lo, hi = value_range
+    if img.dtype.kind in "iu" and float(lo).is_integer() and float(hi).is_integer():
+        return (int(lo) + int(hi) - img.astype(np.int64)).astype(img.dtype)
+    return (np.float32(lo + hi) - img.astype(np.float32)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# a file or a folder, with labels
+# --------------------------------------------------------------------------------------------------
+def read_dicom(
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    window: Any = None,
+    labels: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    label_key: str = "path",
+) -> RawImages:
+    """Read one DICOM file, a list of files, or every DICOM file under a folder (series included).
+
+    Parameters
+    ----------
+    path : str, path-like or sequence of them
+        A file, a folder (searched recursively; files ending in .dcm/.dicom/.ima or carrying the
+        ``DICM`` marker are read, others and ``DICOMDIR`` skipped), or a list of files.
+    window : None, str or (float, float), optional
+        Window applied to every file (see :func:`parse_window`).
+    labels : path to a CSV, mapping or None, optional
+        Labels keyed by ``label_key``. A CSV needs a header with a key column (named as
+        ``label_key``; for paths also ``file``/``filename``) and a ``label`` column (or exactly two
+        columns). Paths may be given relative to the folder, absolute, or as bare file names.
+    label_key : {"path", "SOPInstanceUID", "PatientID", "StudyInstanceUID", "SeriesInstanceUID"}
+        Which attribute of each file the labels are keyed by. Every frame of a file shares its label.
+
+    Returns
+    -------
+    RawImages
+        One image per frame, ``origins`` = file path (``path#frame=i`` for multi-frame files),
+        ``value_range`` the window or the stored-bits range (the union over files if they differ).
+
+    Raises
+    ------
+    DataError
+        No DICOM file found, a file cannot be read, modalities or image sizes are mixed, or a file
+        has no label.
+    """
+    key = _check_label_key(label_key)
+    root, files = _collect_files(path)
+    if labels is not None:
+        table = _label_table(labels, key)
+    else:
+        table = None
+
+    images: list[np.ndarray] = []
+    origins: list[str] = []
+    raw_labels: list[Any] = []
+    metas: list[dict[str, Any]] = []
+    for file in files:
+        frames, meta = read_dicom_file(file, window=window)
+        metas.append(meta)
+        label = _lookup_label(table, key, file, root, meta) if table is not None else None
+        for i, frame in enumerate(frames):
+            images.append(frame)
+            origins.append(str(file) if len(frames) == 1 else f"{file}#frame={i}")
+            raw_labels.append(label)
+
+    _check_consistent(metas, images, origins, root)
+    ranges = {tuple(m["value_range"]) for m in metas}
+    value_range = (min(r[0] for r in ranges), max(r[1] for r in ranges))
+    info: dict[str, Any] = {
+        "reader": "dicom",
+        "source": str(root),
+        "n_files": len(files),
+        "n_images": len(images),
+        "modality": metas[0]["Modality"],
+        "window": metas[0]["window"],
+        "value_range_source": sorted({m["value_range_source"] for m in metas}),
+        "label_key": key if table is not None else None,
+        "transfer_syntaxes": sorted({m["transfer_syntax"] or "unknown" for m in metas}),
+    }
+    if len(ranges) > 1:
+        info["value_range_note"] = (
+            f"files declare {len(ranges)} different value ranges; their union {list(value_range)} "
+            "is used so that one pixel value maps to one intensity in every file"
+        )
+    if table is not None and key != "path":  # path keys match in several spellings: not tracked
+        unused = set(table) - {_norm_key(key, m.get(key)) for m in metas}
+        if unused:
+            warnings.warn(
+                f"{len(unused)} label row(s) match no DICOM file by {key} (e.g. {sorted(unused)[0]!r}); "
+                "they are ignored",
+                IntrinsicsWarning,
+                stacklevel=2,
+            )
+    return RawImages(
+        images=images,
+        labels=_normalise_labels(raw_labels) if table is not None else None,
+        class_names=None,
+        origins=origins,
+        info=info,
+        value_range=(float(value_range[0]), float(value_range[1])),
+    )
+
+
+def _check_label_key(label_key: str) -> str:
+    for key in LABEL_KEYS:
+        if label_key.lower() == key.lower():
+            return key
+    raise DataError(f"label_key={label_key!r} is not supported: use one of {', '.join(LABEL_KEYS)}")
+
+
+def _collect_files(path: Any) -> tuple[Path, list[Path]]:
+    if isinstance(path, (str, os.PathLike)):
+        root = Path(path)
+        if root.is_file():
+            return root.parent, [root]
+        if not root.is_dir():
+            raise DataError(f"DICOM path '{root}' does not exist: give a DICOM file or a folder of them")
+        files = [p for p in sorted(root.rglob("*")) if _looks_like_dicom(p, root)]
+        if not files:
+            raise DataError(
+                f"no DICOM file found under '{root}' (looked for .dcm/.dicom/.ima files and files with "
+                "the 'DICM' marker): check the folder"
+            )
+        return root, files
+    files = [Path(p) for p in path]
+    if not files:
+        raise DataError("read_dicom got an empty list of files: give at least one DICOM file")
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise DataError(f"DICOM file '{missing[0]}' does not exist ({len(missing)} missing): check the paths")
+    root = Path(os.path.commonpath([str(p.resolve().parent) for p in files]))
+    return root, files
+
+
+def _looks_like_dicom(p: Path, root: Path) -> bool:
+    if not p.is_file():
+        return False
+    rel = p.relative_to(root).parts
+    if any(part.startswith(".") for part in rel) or p.name.lower() in _NOT_INSTANCES:
+        return False
+    return p.suffix.lower() in _DICOM_SUFFIXES or is_dicom_file(p)
+
+
+def _check_consistent(
+    metas: list[dict[str, Any]], images: list[np.ndarray], origins: list[str], root: Path
+) -> None:
+    by_modality: dict[str, list[str]] = {}
+    for m in metas:
+        by_modality.setdefault(m["Modality"] or "unknown", []).append(m["path"])
+    if len(by_modality) > 1:
+        parts = [f"{mod} ({len(fs)} file(s), e.g. '{fs[0]}')" for mod, fs in sorted(by_modality.items())]
+        raise DataError(
+            f"DICOM files under '{root}' mix modalities: {'; '.join(parts)}; "
+            "load one modality at a time (move the others out or pass a list of files)"
+        )
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for img, origin in zip(images, origins):
+        by_shape.setdefault(tuple(img.shape), []).append(origin)
+    if len(by_shape) > 1:
+        parts = [
+            f"{'x'.join(map(str, shape))} ({len(os_)} image(s), e.g. '{os_[0]}')"
+            for shape, os_ in sorted(by_shape.items(), key=lambda kv: -len(kv[1]))
+        ]
+        raise DataError(
+            f"DICOM images under '{root}' differ in size: {'; '.join(parts)}; "
+            "keep one acquisition (scouts/localizers often differ) or load the groups separately"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# labels
+# --------------------------------------------------------------------------------------------------
+_PATH_COLUMNS = ("path", "file", "filename", "file_name", "image", "filepath")
+_LABEL_COLUMNS = ("label", "class", "target", "y")
+
+
+def _label_table(labels: Any, key: str) -> dict[str, Any]:
+    if isinstance(labels, Mapping):
+        return {_norm_key(key, k): v for k, v in labels.items()}
+    csv_path = Path(labels)
+    if not csv_path.is_file():
+        raise DataError(f"label file '{csv_path}' does not exist: give a CSV with a key and a label column")
+    text = csv_path.read_text(encoding="utf-8-sig")
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    if len(rows) < 2:
+        raise DataError(f"label file '{csv_path}' has no data rows: give a header and one row per item")
+    header = [h.strip() for h in rows[0]]
+    lower = [h.lower() for h in header]
+    wanted = (key.lower(),) + (_PATH_COLUMNS if key == "path" else ())
+    key_col = next((lower.index(w) for w in wanted if w in lower), None)
+    label_col = next((lower.index(w) for w in _LABEL_COLUMNS if w in lower), None)
+    if len(header) == 2:
+        if key_col is None and label_col is not None:
+            key_col = 1 - label_col
+        if label_col is None and key_col is not None:
+            label_col = 1 - key_col
+    if key_col is None or label_col is None or key_col == label_col:
+        raise DataError(
+            f"label file '{csv_path}' has columns {header}: it needs a '{key}' column and a 'label' column "
+            f"(rename the header, or pass label_key= one of {', '.join(LABEL_KEYS)})"
+        )
+    table: dict[str, Any] = {}
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) <= max(key_col, label_col):
+            raise DataError(f"line {n} of label file '{csv_path}' has {len(row)} field(s), expected {len(header)}")
+        k = _norm_key(key, row[key_col])
+        v = row[label_col].strip()
+        if k in table and table[k] != v:
+            raise DataError(
+                f"label file '{csv_path}' gives {key}={row[key_col].strip()!r} two labels "
+                f"({table[k]!r} and {v!r}): keep one row per {key}"
+            )
+        table[k] = v
+    return table
+
+
+def _norm_key(key: str, value: Any) -> str:
+    text = str(value).strip()
+    if key == "path":
+        text = text.replace("\\", "/")
+        while text.startswith("./"):
+            text = text[2:]
+    return text
+
+
+def _lookup_label(
+    table: Mapping[str, Any], key: str, file: Path, root: Path, meta: Mapping[str, Any]
+) -> Any:
+    if key == "path":
+        candidates: Iterable[str] = _path_spellings(file, root)
+    else:
+        value = meta.get(key)
+        if value is None:
+            raise DataError(f"DICOM file '{file}' has no {key}, so it cannot be labelled by it: use label_key='path'")
+        candidates = [_norm_key(key, value)]
+    candidates = list(candidates)
+    for c in candidates:
+        if c in table:
+            return table[c]
+    shown = candidates[2] if key == "path" and len(candidates) > 2 else candidates[0]  # relative path
+    raise DataError(
+        f"DICOM file '{file}' has no label: no row with {key}={shown!r} in the labels; "
+        "add a row for it or move the file out of the folder"
+    )
+
+
+def _path_spellings(file: Path, root: Path) -> list[str]:
+    spellings = [_norm_key("path", file), _norm_key("path", file.resolve())]
+    try:
+        spellings.append(_norm_key("path", file.resolve().relative_to(root.resolve())))
+    except ValueError:
+        pass
+    spellings += [file.name, file.stem]
+    return spellings
+
+
+def _normalise_labels(labels: list[Any]) -> list[Any]:
+    """Integer-looking labels become ints (so '10' sorts after '9'); others stay strings."""
+    try:
+        return [int(str(v)) for v in labels]
+    except ValueError:
+        return list(labels)
+
+
+# --------------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------------
+def _str_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return " ".join(t.strip() for t in text[:3]) if text else type(exc).__name__

@@ -1,0 +1,209 @@
+"""Read one image file into arrays at its full bit depth: PNG/TIFF/JPEG/BMP, DICOM, NIfTI, .npy.
+
+:func:`read_file` is what the folder reader calls for every file. DICOM and NIfTI are delegated to
+:mod:`intrinsics.data.dicom` and :mod:`intrinsics.data.nifti`, imported only when such a file is met.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import inspect
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, IntrinsicsWarning
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "file_kind",
+    "file_option_names",
+    "is_dicom",
+    "pil_to_array",
+    "read_file",
+]
+
+IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pnm")
+# Options the medical readers take (their contract), used when their modules cannot be inspected.
+_MEDICAL_OPTIONS = ("window", "axis", "slices", "skip_empty", "volume")
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """True for ``.dcm``/``.dicom`` files and for any file with "DICM" at byte 128 (the DICOM preamble)."""
+    path = Path(path)
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def file_kind(path: str | os.PathLike) -> str | None:
+    """"image", "dicom", "nifti", "npy", or None for a file no reader knows."""
+    name = Path(path).name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    if name.endswith(IMAGE_EXTENSIONS):
+        return "image"
+    if name.endswith(".npy"):
+        return "npy"
+    if is_dicom(path):
+        return "dicom"
+    return None
+
+
+def file_option_names() -> tuple[str, ...]:
+    """Keyword options the file readers accept (``window``, ``axis``, ...), for checking user options."""
+    names = set(_MEDICAL_OPTIONS)
+    for module, func in (("dicom", "read_dicom_file"), ("nifti", "read_nifti_file")):
+        try:
+            reader = getattr(importlib.import_module(f"intrinsics.data.{module}"), func)
+        except (ImportError, AttributeError):
+            continue
+        for param in list(inspect.signature(reader).parameters.values())[1:]:
+            if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
+                names.add(param.name)
+    return tuple(sorted(names))
+
+
+def pil_to_array(img: Any, origin: str = "image") -> np.ndarray:
+    """A PIL image as an (H, W) or (H, W, C) array at its full bit depth (16-bit stays uint16).
+
+    Palette images become RGB, alpha channels are dropped (they are not intensities), and
+    CMYK/YCbCr/LAB images become RGB.
+    """
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("LA", "La", "PA"):
+        img = img.convert("L")
+    elif mode in ("RGBA", "RGBa", "RGBX"):
+        img = img.convert("RGB")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        img = img.convert("RGB")
+    arr = np.asarray(img)
+    if mode.startswith("I;16"):
+        arr = arr.astype(np.uint16, copy=False)  # I;16B arrives big-endian: store native uint16
+    elif mode == "I" and getattr(img, "format", None) == "PNG":
+        # Older Pillow opens 16-bit grey PNGs as 32-bit "I"; PNG grey is at most 16 bits, so the
+        # uint16 range (not int32's) is the one to scale by.
+        arr = arr.astype(np.uint16)
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{origin}: PIL mode {mode!r} gave dtype {arr.dtype}; convert the image to grey or RGB")
+    if arr.dtype.byteorder not in ("=", "|"):
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return np.array(arr, copy=True) if not arr.flags.writeable else arr
+
+
+def _png_is_16bit_colour(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(26)
+    except OSError:
+        return False
+    # IHDR: bytes 24 (bit depth) and 25 (colour type 2 = RGB, 6 = RGBA).
+    return len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
+
+
+def _read_pil(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            fmt = img.format
+            n_frames = int(getattr(img, "n_frames", 1))
+            arrays = []
+            for frame in range(n_frames):
+                if frame:
+                    img.seek(frame)
+                img.load()
+                arrays.append(pil_to_array(img, str(path)))
+            mode = img.mode
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read image file {path}: {exc}; the file is corrupt or not an image") from None
+    if fmt == "PNG" and _png_is_16bit_colour(path):
+        warnings.warn(
+            f"{path} is a 16-bit colour PNG, which Pillow reads at 8 bits per channel; save it as 16-bit "
+            "grey PNG or TIFF to keep the full depth",
+            IntrinsicsWarning,
+            stacklevel=3,
+        )
+    return arrays, {"format": fmt, "mode": mode, "n_frames": n_frames}
+
+
+def _read_npy(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"cannot read {path}: {exc}; .npy images must be plain numeric arrays") from None
+    if arr.ndim == 3 and arr.shape[2] not in (1, 3, 4):
+        raise DataError(
+            f"{path} holds an array of shape {arr.shape}; a .npy image must be (H, W) or (H, W, C) with "
+            "C in 1, 3, 4 (save a stack of images as .npz or load it with from_arrays)"
+        )
+    if arr.ndim not in (2, 3):
+        raise DataError(f"{path} holds an array of shape {arr.shape}; a .npy image must be (H, W) or (H, W, C)")
+    return [arr], {"format": "NPY"}
+
+
+def _medical(kind: str, path: Path, options: dict[str, Any]) -> tuple[list[np.ndarray], dict[str, Any]]:
+    module, func = ("dicom", "read_dicom_file") if kind == "dicom" else ("nifti", "read_nifti_file")
+    try:
+        reader = getattr(importlib.import_module(f"intrinsics.data.{module}"), func)
+    except ModuleNotFoundError as exc:
+        if exc.name == f"intrinsics.data.{module}":
+            raise DataError(f"cannot read {path}: this installation has no {module.upper()} reader") from None
+        raise
+    result = reader(path, **options)
+    arrays, meta = result
+    return list(arrays), dict(meta or {})
+
+
+def read_file(path: str | os.PathLike, **options: Any) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Read every 2-D image one file holds, at native dtype.
+
+    Parameters
+    ----------
+    path : path-like
+        A PNG/TIFF/JPEG/BMP/GIF/WebP/PNM image (multi-page files give one image per page), a DICOM
+        file (``.dcm`` or any file with the DICOM preamble), a NIfTI volume (``.nii``/``.nii.gz``,
+        one image per slice) or a ``.npy`` array holding one image.
+    **options
+        Passed to the DICOM/NIfTI readers (``window``, ``axis``, ``slices``, ``skip_empty``,
+        ``volume``); ignored for other formats.
+
+    Returns
+    -------
+    images : list of ndarray
+        (H, W) or (H, W, C) arrays; 16-bit files stay uint16.
+    meta : dict
+        Per-file metadata (format; for DICOM ``Modality``, ``SOPInstanceUID``, ...; ``value_range``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no file at {path}; check the path")
+    kind = file_kind(path)
+    if kind is None:
+        raise DataError(
+            f"{path} has an unknown file type; readable are {', '.join(IMAGE_EXTENSIONS)}, .dcm (or DICOM "
+            "preamble), .nii/.nii.gz and .npy"
+        )
+    try:
+        if kind == "image":
+            return _read_pil(path)
+        if kind == "npy":
+            return _read_npy(path)
+        return _medical(kind, path, options)
+    except DataError:
+        raise
+    except (gzip.BadGzipFile, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        # Never a bare traceback for a bad file: name it and what went wrong.
+        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc

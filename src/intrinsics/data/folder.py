@@ -1,0 +1,351 @@
+"""Folders of image files: one subfolder per class, a CSV of labels, or unlabelled.
+
+Labels from a CSV are matched by relative path (default) or by a metadata key of each file
+(``label_key="SOPInstanceUID"``, ``"PatientID"``, ...). Nothing is dropped silently: CSV rows without
+a file and files without a row are errors (or, with ``unmatched="skip"``, a warning that counts them).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, IntrinsicsWarning
+from ._raw import RawImages
+from .files import file_kind, read_file
+
+__all__ = ["read_folder"]
+
+_SHOW = 10  # files named in an error before "... and N more"
+
+
+def _listing(items: list[str], k: int = _SHOW) -> str:
+    shown = ", ".join(items[:k])
+    return shown + (f" ... and {len(items) - k} more" if len(items) > k else "")
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _walk(root: Path, skip: set[Path]) -> tuple[list[Path], list[Path]]:
+    """Readable files and unknown files under ``root`` (sorted; hidden entries skipped)."""
+    readable, unknown = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+        for name in sorted(filenames):
+            if _hidden(name):
+                continue
+            path = Path(dirpath) / name
+            if path.resolve() in skip:
+                continue
+            (readable if file_kind(path) is not None else unknown).append(path)
+    return readable, unknown
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _norm_csv_path(value: str, root: Path) -> str:
+    text = value.strip().replace("\\", "/")
+    p = PurePosixPath(text)
+    if p.is_absolute():
+        try:
+            return Path(text).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return text
+    parts = [part for part in p.parts if part not in (".", "")]
+    return "/".join(parts)
+
+
+def _find_column(header: list[str], wanted: str, what: str, csv_path: Path, option: str) -> str:
+    if wanted in header:
+        return wanted
+    folded = {h.lower(): h for h in header}
+    if wanted.lower() in folded:
+        return folded[wanted.lower()]
+    raise DataError(
+        f"{csv_path} has no {what} column {wanted!r} (columns: {', '.join(header)}); pass {option}= one of them"
+    )
+
+
+def _read_csv(csv_path: Path, key_column: str, label_column: str, root: Path, by_path: bool) -> dict[str, str]:
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            reader.fieldnames = header
+            key_col = _find_column(header, key_column, "key", csv_path, "label_key")
+            label_col = _find_column(header, label_column, "label", csv_path, "label_column")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read the labels CSV {csv_path}: {exc}") from None
+    mapping: dict[str, str] = {}
+    empty: list[str] = []
+    conflicts: list[str] = []
+    for number, row in enumerate(rows, start=2):  # row 1 is the header
+        key = (row.get(key_col) or "").strip()
+        label = (row.get(label_col) or "").strip()
+        if not key and not label:
+            continue
+        if not key or not label:
+            empty.append(f"row {number}")
+            continue
+        if by_path:
+            key = _norm_csv_path(key, root)
+        if key in mapping and mapping[key] != label:
+            conflicts.append(f"{key} ({mapping[key]!r} vs {label!r})")
+        mapping[key] = label
+    if empty:
+        raise DataError(
+            f"{csv_path}: {len(empty)} rows lack a {key_col!r} or {label_col!r} value ({_listing(empty)}); "
+            "fill them in or delete those rows"
+        )
+    if conflicts:
+        raise DataError(
+            f"{csv_path} gives different labels to the same {key_col!r}: {_listing(conflicts)}; keep one label each"
+        )
+    if not mapping:
+        raise DataError(f"{csv_path} has no label rows; add rows '{key_col},{label_col}'")
+    return mapping
+
+
+def _resolve_csv(labels: str | os.PathLike, root: Path) -> Path:
+    path = Path(labels).expanduser()
+    if path.is_file():
+        return path
+    if not path.is_absolute() and (root / path).is_file():
+        return root / path
+    raise DataError(f"labels CSV {str(labels)!r} not found (looked in the working directory and in {root})")
+
+
+def _report_unmatched(what: str, items: list[str], unmatched: str, fix: str) -> None:
+    if not items:
+        return
+    if unmatched == "skip":
+        warnings.warn(f"skipped {len(items)} {what}: {_listing(items, 5)}", IntrinsicsWarning, stacklevel=4)
+        return
+    raise DataError(f"{len(items)} {what}: {_listing(items)}; {fix}, or pass unmatched='skip' to leave them out")
+
+
+def read_folder(
+    path: str | os.PathLike,
+    *,
+    labels: str | os.PathLike | bool | None = None,
+    label_key: str = "path",
+    label_column: str = "label",
+    unmatched: str = "error",
+    value_range: tuple[float, float] | None = None,
+    **file_options: Any,
+) -> RawImages:
+    """Read every image file under a folder.
+
+    Parameters
+    ----------
+    path : path-like
+        The folder. Without ``labels``: one subfolder per class (the subfolder names are the class
+        names; files may be nested deeper inside each), or, with no subfolders, an unlabelled set.
+    labels : path-like or False, optional
+        A CSV with a key column and a label column. Its path is tried as given, then relative to
+        the folder. ``False`` reads the whole tree unlabelled (e.g. a DICOM tree of patients).
+    label_key : str
+        The CSV column to match files by: "path" (relative to the folder, the default) or a key of
+        the files' metadata such as "SOPInstanceUID", "PatientID" or "StudyInstanceUID" (DICOM).
+    label_column : str
+        The CSV column holding the label (default "label").
+    unmatched : {"error", "skip"}
+        What to do with CSV rows without a file and files without a CSV row: raise an error listing
+        them (default), or leave them out with a warning that counts them.
+    value_range : (low, high), optional
+        An explicit intensity range; files may then mix formats with and without one.
+    **file_options
+        Passed to :func:`intrinsics.data.files.read_file` (DICOM ``window``, NIfTI ``axis``, ...).
+
+    Returns
+    -------
+    RawImages
+        Origins are paths relative to the folder, with ``#i`` for the i-th image of a multi-image file.
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"no folder at {root}; check the path")
+    if unmatched not in ("error", "skip"):
+        raise DataError(f"unmatched={unmatched!r} is unknown; pass 'error' or 'skip'")
+    if labels is True:
+        raise DataError("labels=True is not a CSV; pass the path of a labels CSV, or labels=False for unlabelled")
+    csv_path = None if labels is None or labels is False else _resolve_csv(labels, root)
+    skip = {csv_path.resolve()} if csv_path is not None else set()
+    files, unknown = _walk(root, skip)
+    file_labels: list[str | None]
+    class_names: tuple[str, ...] | None = None
+    info: dict[str, Any] = {"reader": "folder", "root": str(root)}
+
+    if csv_path is not None:
+        by_path = label_key == "path"
+        mapping = _read_csv(csv_path, label_key, label_column, root, by_path)
+        info.update(mode="csv", labels_csv=str(csv_path), label_key=label_key, label_column=label_column)
+        if by_path:
+            on_disk = {_rel(f, root): f for f in files}
+            missing = [k for k in mapping if k not in on_disk and not (root / k).is_file()]
+            _report_unmatched(f"CSV rows name files that do not exist in {root}", missing, unmatched,
+                              "fix the paths (relative to the folder)")
+            extra = [rel for rel in on_disk if rel not in mapping]
+            _report_unmatched(f"files in {root} have no row in {csv_path.name}", extra, unmatched,
+                              "add rows for them or move them out")
+            chosen = sorted({rel for rel in mapping if rel in on_disk or (root / rel).is_file()})
+            unknown = [u for u in unknown if _rel(u, root) not in mapping]
+            files = [root / rel for rel in chosen]
+            file_labels = [mapping[rel] for rel in chosen]
+        else:
+            file_labels = [None] * len(files)  # labelled after reading, from each file's metadata
+    elif labels is False:
+        info["mode"] = "unlabelled"
+        file_labels = [None] * len(files)
+    else:
+        # Numeric names sort as numbers ("2" before "10"), so folders 0..10 keep their natural indices.
+        class_dirs = sorted(
+            (d for d in root.iterdir() if d.is_dir() and not _hidden(d.name)),
+            key=lambda d: (0, int(d.name), "") if d.name.isdigit() else (1, 0, d.name),
+        )
+        if class_dirs:
+            loose = [_rel(f, root) for f in files if f.parent == root]
+            if loose:
+                raise DataError(
+                    f"{len(loose)} image files lie in {root} next to the class subfolders "
+                    f"({_listing(loose)}); move them into a class folder, or pass labels=CSV"
+                )
+            empty = [d.name for d in class_dirs if not any(f.is_relative_to(d) for f in files)]
+            if empty:
+                raise DataError(
+                    f"class folders {_listing(empty)} in {root} hold no readable image files; add images "
+                    "or remove those folders"
+                )
+            file_labels = [f.relative_to(root).parts[0] for f in files]
+            class_names = tuple(d.name for d in class_dirs)
+            info["mode"] = "class_subfolders"
+        else:
+            file_labels = [None] * len(files)
+            info["mode"] = "unlabelled"
+
+    if unknown:
+        names = [_rel(u, root) for u in unknown]
+        warnings.warn(
+            f"skipped {len(unknown)} files of unknown type in {root}: {_listing(names, 5)}",
+            IntrinsicsWarning,
+            stacklevel=2,
+        )
+        info["skipped_unknown"] = len(unknown)
+    if not files:
+        found = f" (only files of unknown type: {_listing([u.name for u in unknown], 5)})" if unknown else ""
+        raise DataError(
+            f"found no image files in {root}{found}; readable are PNG/TIFF/JPEG/BMP, DICOM, NIfTI and .npy files"
+        )
+
+    images: list[np.ndarray] = []
+    origins: list[str] = []
+    raw_labels: list[str | None] = []
+    metas: list[dict[str, Any]] = []
+    counts: list[int] = []
+    for f, label in zip(files, file_labels):
+        arrays, meta = read_file(f, **file_options)
+        rel = _rel(f, root)
+        metas.append(meta)
+        counts.append(len(arrays))
+        for k, arr in enumerate(arrays):
+            images.append(arr)
+            origins.append(f"{rel}#{k}" if len(arrays) > 1 else rel)
+            raw_labels.append(label)
+
+    if csv_path is not None and label_key != "path":
+        keyed = [str(m.get(label_key, "")).strip() for m in metas]
+        lacking = [_rel(f, root) for f, key in zip(files, keyed) if not key]
+        if lacking:
+            raise DataError(
+                f"{len(lacking)} files have no {label_key!r} in their metadata ({_listing(lacking)}); "
+                "match by label_key='path' instead"
+            )
+        _report_unmatched(
+            f"CSV rows have a {label_key} that no file in {root} has",
+            sorted(set(mapping) - set(keyed)), unmatched, "fix the CSV",
+        )
+        _report_unmatched(
+            f"files in {root} have a {label_key} missing from {csv_path.name}",
+            [_rel(f, root) for f, key in zip(files, keyed) if key not in mapping], unmatched, "add rows for them",
+        )
+        keep_file = [key in mapping for key in keyed]
+        images, origins, raw_labels = _apply_key_labels(images, origins, keyed, counts, keep_file, mapping)
+
+    _check_modality(metas, files, root)
+    range_of_set = _union_range(metas, files, root, value_range)
+    if not images:
+        raise DataError(f"the files in {root} hold no images (e.g. every slice was skipped); check the options")
+    info["n_files"] = len(files)
+    if file_options:
+        info["file_options"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(file_options.items())}
+    modality = {m.get("Modality") for m in metas} - {None}
+    if modality:
+        info["modality"] = modality.pop()
+    has_labels = any(label is not None for label in raw_labels)
+    return RawImages(
+        images=images,
+        labels=raw_labels if has_labels else None,
+        class_names=class_names,
+        origins=origins,
+        info=info,
+        value_range=range_of_set,
+    )
+
+
+def _apply_key_labels(
+    images: list[np.ndarray], origins: list[str], keyed: list[str], counts: list[int],
+    keep_file: list[bool], mapping: dict[str, str],
+) -> tuple[list[np.ndarray], list[str], list[str | None]]:
+    out_images, out_origins, out_labels = [], [], []
+    pos = 0
+    for key, count, keep in zip(keyed, counts, keep_file):
+        if keep:
+            out_images.extend(images[pos : pos + count])
+            out_origins.extend(origins[pos : pos + count])
+            out_labels.extend([mapping[key]] * count)
+        pos += count
+    return out_images, out_origins, out_labels
+
+
+def _check_modality(metas: list[dict[str, Any]], files: list[Path], root: Path) -> None:
+    by_modality: dict[str, list[str]] = {}
+    for meta, f in zip(metas, files):
+        modality = meta.get("Modality")
+        if modality:
+            by_modality.setdefault(str(modality), []).append(_rel(f, root))
+    if len(by_modality) > 1:
+        detail = "; ".join(f"{m}: {_listing(fs, 3)}" for m, fs in sorted(by_modality.items()))
+        raise DataError(
+            f"{root} mixes imaging modalities ({detail}); their intensities are not comparable: load each "
+            "modality from its own folder"
+        )
+
+
+def _union_range(
+    metas: list[dict[str, Any]], files: list[Path], root: Path, explicit: tuple[float, float] | None
+) -> tuple[float, float] | None:
+    ranges = [m.get("value_range") for m in metas]
+    given = [(f, r) for f, r in zip(files, ranges) if r is not None]
+    if not given or explicit is not None:
+        return None
+    if len(given) < len(files):
+        without = [_rel(f, root) for f, r in zip(files, ranges) if r is None]
+        with_range = [_rel(f, root) for f, _ in given]
+        raise DataError(
+            f"some files define an intensity range ({_listing(with_range, 3)}) and others do not "
+            f"({_listing(without, 3)}), so they cannot be scaled alike; load them separately or pass "
+            "value_range=(low, high)"
+        )
+    lo = min(float(r[0]) for _, r in given)
+    hi = max(float(r[1]) for _, r in given)
+    return (lo, hi)

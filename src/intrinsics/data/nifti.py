@@ -1,0 +1,356 @@
+"""NIfTI reader: 3-D volumes (``.nii``, ``.nii.gz``) cut into 2-D slices.
+
+Which intensities map to [0, 1] decides whether slices of *different* volumes are comparable, and
+K_F depends on that scale. The choice here, in order:
+
+1. ``window=(center, width)`` (or a preset such as ``"abdomen"``): a fixed interval in the volume's
+   units (Hounsfield units for CT), the same for every volume. Use it for CT, and for any float data
+   you want to compare across volumes.
+2. Integer data: the full range of the stored dtype after the header's scl_slope/scl_inter, e.g.
+   [-32768, 32767] for int16. The same for every volume of that dtype and scaling, at the cost of
+   contrast (which only scales K_F by a constant, identical across the dataset).
+3. Float data without a window: the volume's own (min, max). Slices of one volume are comparable,
+   slices of two volumes are not (a bright outlier rescales a whole volume); ``value_range_source``
+   says so, so that a loader combining volumes can warn.
+
+Volumes are first reoriented to the closest canonical (RAS+) voxel order, so ``axis=2`` is axial,
+``1`` coronal and ``0`` sagittal whatever the acquisition, slice indices count from the inferior /
+posterior / left end, and each slice is rotated to the usual upright view.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from ._raw import RawImages
+from .dicom import _window_record, parse_window
+
+__all__ = ["AXIS_NAMES", "read_nifti_file", "read_nifti"]
+
+#: Names accepted for ``axis`` (valid after reorientation to RAS+).
+AXIS_NAMES: dict[str, int] = {
+    "sagittal": 0,
+    "x": 0,
+    "coronal": 1,
+    "y": 1,
+    "axial": 2,
+    "z": 2,
+}
+_AXIS_LETTER = ("x", "y", "z")
+
+
+def read_nifti_file(
+    path: str | os.PathLike[str],
+    *,
+    axis: int | str = 2,
+    slices: Any = None,
+    skip_empty: bool = False,
+    volume: int | None = None,
+    window: Any = None,
+    reorient: bool = True,
+    **ignored: Any,
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Read a NIfTI volume as a list of 2-D slices.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.nii`` or ``.nii.gz`` file holding a 2-D, 3-D or 4-D image.
+    axis : int or {"axial", "coronal", "sagittal"}, default 2
+        Axis to slice along, after reorientation to RAS+ (2 = axial).
+    slices : (int, int), "start:stop" or None, optional
+        Keep slices ``start <= i < stop`` along ``axis`` (Python range semantics, negatives allowed).
+    skip_empty : bool, default False
+        Drop slices whose voxels are all equal (background outside the body, padding).
+    volume : int, optional
+        Which volume of a 4-D file to read; required when the fourth axis has more than one volume.
+    window : None, str or (float, float), optional
+        Clip to ``[center - width/2, center + width/2]``; see :func:`intrinsics.data.dicom.parse_window`.
+    reorient : bool, default True
+        Reorient to the closest canonical (RAS+) voxel order first, so ``axis`` means the same
+        anatomical direction in every volume.
+    **ignored
+        Options meant for other readers; accepted and ignored.
+
+    Returns
+    -------
+    images : list of ndarray
+        (H, W) slices: the stored integer dtype when the header applies no scaling, float32 otherwise.
+    meta : dict
+        ``shape`` (of the file), ``axis``, ``n_slices``, ``slice_indices``, ``value_range``,
+        ``value_range_source``, ``dtype``, ``scaling``, ``orientation``, ``zooms``, ``volume``.
+
+    Raises
+    ------
+    DataError
+        Unreadable or truncated file, NaN/inf voxels, a 4-D file without ``volume``, a bad option.
+
+    Examples
+    --------
+    >>> images, meta = read_nifti_file("ct.nii.gz", window="abdomen", skip_empty=True)  # doctest: +SKIP
+    >>> meta["value_range"]  # doctest: +SKIP
+    (-150.0, 250.0)
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    ax = _parse_axis(axis)
+    win = parse_window(window)
+    if not path.is_file():
+        raise DataError(f"NIfTI file '{path}' does not exist: check the path")
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - nibabel raises ImageFileError, OSError, EOFError, ...
+        raise DataError(
+            f"'{path}' cannot be read as NIfTI ({type(exc).__name__}: {_first_line(exc)}); "
+            "give a valid .nii or .nii.gz file"
+        ) from None
+
+    file_shape = tuple(int(s) for s in img.shape)
+    shape = list(file_shape)
+    while len(shape) > 3 and shape[-1] == 1:  # (X, Y, Z, 1) is a 3-D volume stored as 4-D
+        shape.pop()
+    if len(shape) > 4:
+        raise DataError(
+            f"NIfTI file '{path}' has {len(shape)} dimensions (shape {file_shape}); only 2-D, 3-D and "
+            "4-D images can be sliced: split it into volumes first"
+        )
+    dataobj = img.dataobj
+    try:
+        if len(shape) == 4:
+            n_vol = shape[3]
+            if volume is None:
+                raise DataError(
+                    f"NIfTI file '{path}' is 4-D with {n_vol} volumes (shape {file_shape}); "
+                    f"pick one with volume=i (0..{n_vol - 1})"
+                )
+            vol = _check_int(volume, "volume", path)
+            if not 0 <= vol < n_vol:
+                raise DataError(
+                    f"volume={volume!r} is out of range for NIfTI file '{path}' with {n_vol} volumes: "
+                    f"use 0..{n_vol - 1}"
+                )
+            data = np.asarray(dataobj[:, :, :, vol]).reshape(shape[:3])
+        else:
+            if volume not in (None, 0):
+                raise DataError(
+                    f"volume={volume!r} was given but NIfTI file '{path}' is {len(shape)}-D "
+                    f"(shape {file_shape}); drop the volume option for 3-D files"
+                )
+            vol = None
+            data = np.asarray(dataobj).reshape(shape)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a cut .nii/.nii.gz fails only when the voxels are read
+        raise DataError(
+            f"the voxels of NIfTI file '{path}' cannot be read ({type(exc).__name__}: {_first_line(exc)}); "
+            "the file is truncated or corrupt: copy it again or remove it"
+        ) from None
+    if data.ndim == 2:
+        data = data[:, :, None]
+
+    raw_dtype = np.dtype(img.get_data_dtype())
+    slope = float(getattr(dataobj, "slope", 1.0))
+    inter = float(getattr(dataobj, "inter", 0.0))
+    if data.dtype == np.float64 or (data.dtype.kind == "f" and data.dtype != np.float32):
+        data = data.astype(np.float32)  # scaled data comes back float64; float32 is exact enough
+    if data.dtype.byteorder not in ("=", "|"):
+        data = data.astype(data.dtype.newbyteorder("="))
+
+    orientation = "".join(nib.aff2axcodes(img.affine)) if img.affine is not None else None
+    if reorient and img.affine is not None:
+        data = _to_ras(data, img.affine)
+
+    n_total = data.shape[ax]
+    start, stop = _parse_slices(slices, n_total, path)
+    index = np.arange(start, stop)
+    selected = np.take(data, index, axis=ax)
+    if selected.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(selected)))
+        if bad:
+            n_nan = int(np.count_nonzero(np.isnan(selected)))
+            raise DataError(
+                f"NIfTI file '{path}' has {bad} non-finite voxel(s) ({n_nan} NaN, {bad - n_nan} inf) in "
+                f"the slices read; replace them (e.g. with the background value) or restrict slices="
+            )
+
+    value_range, source = _value_range(data, raw_dtype, slope, inter, win)
+    if win is not None:
+        selected = np.clip(selected.astype(np.float32, copy=False), value_range[0], value_range[1])
+
+    images: list[np.ndarray] = []
+    kept: list[int] = []
+    for pos, k in enumerate(index):
+        sl = np.take(selected, pos, axis=ax)
+        if skip_empty and sl.size and sl.min() == sl.max():
+            continue
+        # rot90 of a RAS slice puts anterior / superior at the top: the view radiologists expect.
+        images.append(np.ascontiguousarray(np.rot90(sl)))
+        kept.append(int(k))
+    if not images:
+        raise DataError(
+            f"all {len(index)} slice(s) {start}..{stop - 1} along axis {ax} of NIfTI file '{path}' are "
+            "constant (empty); widen slices= or drop skip_empty, or remove the volume"
+        )
+
+    meta: dict[str, Any] = {
+        "path": str(path),
+        "shape": list(file_shape),
+        "axis": ax,
+        "n_slices": len(images),
+        "n_slices_in_axis": int(n_total),
+        "slice_indices": kept,
+        "skipped_empty": len(index) - len(kept),
+        "value_range": (float(value_range[0]), float(value_range[1])),
+        "value_range_source": source,
+        "dtype": str(raw_dtype),
+        "scaling": [slope, inter],
+        "orientation": orientation,
+        "reoriented_to": "RAS" if reorient and img.affine is not None else None,
+        "zooms": [float(z) for z in img.header.get_zooms()],
+        "volume": vol,
+        "window": _window_record(window, win),
+    }
+    return images, meta
+
+
+def read_nifti(
+    path: str | os.PathLike[str],
+    *,
+    axis: int | str = 2,
+    slices: Any = None,
+    skip_empty: bool = False,
+    volume: int | None = None,
+    window: Any = None,
+    reorient: bool = True,
+    label: Any = None,
+) -> RawImages:
+    """Read one NIfTI volume as a :class:`RawImages` of its slices.
+
+    Parameters are those of :func:`read_nifti_file`, plus ``label``: one label shared by every slice
+    (None for unlabelled data). Origins read ``"vol.nii.gz#z=12"`` (the axis letter, the slice index).
+
+    Examples
+    --------
+    >>> raw = read_nifti("brain.nii.gz", skip_empty=True, label="tumour")  # doctest: +SKIP
+    >>> len(raw.images) == raw.info["n_slices"]  # doctest: +SKIP
+    True
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(
+            f"'{p}' is a folder; read_nifti reads one volume: use intrinsics.data.load('{p}') for a folder"
+        )
+    images, meta = read_nifti_file(
+        p, axis=axis, slices=slices, skip_empty=skip_empty, volume=volume, window=window, reorient=reorient
+    )
+    letter = _AXIS_LETTER[meta["axis"]]
+    origins = [f"{p}#{letter}={k}" for k in meta["slice_indices"]]
+    info = {"reader": "nifti", "source": str(p)}
+    info.update({k: v for k, v in meta.items() if k not in ("path", "slice_indices")})
+    info["value_range"] = list(meta["value_range"])
+    return RawImages(
+        images=images,
+        labels=None if label is None else [label] * len(images),
+        class_names=None,
+        origins=origins,
+        info=info,
+        value_range=meta["value_range"],
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+def _parse_axis(axis: Any) -> int:
+    if isinstance(axis, str):
+        key = axis.strip().lower()
+        if key in AXIS_NAMES:
+            return AXIS_NAMES[key]
+        if key.lstrip("-").isdigit():
+            axis = int(key)
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and 0 <= int(axis) <= 2:
+        return int(axis)
+    raise DataError(f"axis={axis!r} is not a slicing axis: use 0, 1, 2 or 'sagittal', 'coronal', 'axial'")
+
+
+def _check_int(value: Any, name: str, path: Path) -> int:
+    try:
+        out = int(value)
+    except (TypeError, ValueError):
+        out = None
+    if out is None or isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise DataError(f"{name}={value!r} for NIfTI file '{path}' must be an integer index")
+    return out
+
+
+def _parse_slices(slices: Any, n: int, path: Path) -> tuple[int, int]:
+    """Resolve ``slices`` into a non-empty [start, stop) range within 0..n."""
+    if slices is None:
+        return 0, n
+    raw = slices
+    if isinstance(slices, str):
+        sep = ":" if ":" in slices else ","
+        parts = [s.strip() for s in slices.split(sep)]
+        raw = [None if s == "" else s for s in parts]
+    try:
+        bounds = list(raw)
+    except TypeError:
+        bounds = []
+    if len(bounds) != 2:
+        raise DataError(f"slices={slices!r} must be a (start, stop) pair or 'start:stop', e.g. (20, 80)")
+    try:
+        start = None if bounds[0] is None else int(bounds[0])
+        stop = None if bounds[1] is None else int(bounds[1])
+    except (TypeError, ValueError):
+        raise DataError(f"slices={slices!r} must hold two integers (start, stop), e.g. (20, 80)") from None
+    lo, hi, _ = slice(start, stop).indices(n)
+    if hi <= lo:
+        raise DataError(
+            f"slices={slices!r} selects no slice of NIfTI file '{path}', which has {n} along this axis: "
+            f"use a range within 0..{n}"
+        )
+    return lo, hi
+
+
+def _to_ras(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Flip/transpose voxel axes to the closest canonical RAS+ order (no resampling)."""
+    from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
+
+    ornt = io_orientation(affine)
+    transform = ornt_transform(ornt, axcodes2ornt(("R", "A", "S")))
+    if np.array_equal(transform, axcodes2ornt(("R", "A", "S"))):
+        return data
+    return np.asarray(apply_orientation(data, transform))
+
+
+def _value_range(
+    data: np.ndarray, raw_dtype: np.dtype, slope: float, inter: float, win: tuple[float, float] | None
+) -> tuple[tuple[float, float], str]:
+    if win is not None:
+        center, width = win
+        return (center - width / 2.0, center + width / 2.0), "window"
+    if raw_dtype.kind in "iu":
+        info = np.iinfo(raw_dtype)
+        ends = sorted((info.min * slope + inter, info.max * slope + inter))
+        scaled = " after scl_slope/scl_inter" if (slope, inter) != (1.0, 0.0) else ""
+        return (ends[0], ends[1]), f"dtype {raw_dtype} range{scaled}"
+    lo, hi = float(np.min(data)), float(np.max(data))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        finite = data[np.isfinite(data)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if hi <= lo:
+        hi = lo + 1.0  # a constant volume: any non-empty interval maps it to 0
+    return (lo, hi), (
+        "volume min-max (float data: not comparable across volumes; pass window= for a fixed range)"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return " ".join(s.strip() for s in lines[:2]) if lines else type(exc).__name__

@@ -1,0 +1,113 @@
+"""The CLI contract: `intrinsics measure` JSON, tables, `compare`, and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from intrinsics.cli import main
+
+
+def write_npz(path, n=300, size=12, seed=0, scale=255):
+    rng = np.random.default_rng(seed)
+    # a low-dimensional family of images: 3 latent factors rendered smoothly
+    z = rng.normal(size=(n, 3))
+    basis = rng.normal(size=(3, size * size))
+    imgs = (z @ basis).reshape(n, size, size)
+    imgs = (imgs - imgs.min()) / (imgs.max() - imgs.min())
+    labels = (z[:, 0] > 0).astype(np.int64).reshape(-1, 1)
+    np.savez(path, train_images=(imgs * scale).astype(np.uint8), train_labels=labels,
+             test_images=(imgs[:50] * scale).astype(np.uint8), test_labels=labels[:50])
+    return path
+
+
+def run_json(tmp_path, *args):
+    out = tmp_path / "out.json"
+    assert main([*map(str, args), "--json", str(out), "--bootstrap", "20", "--quiet"]) == 0
+    return json.loads(out.read_text())
+
+
+def test_measure_json_contract(tmp_path):
+    rec = run_json(tmp_path, "measure", write_npz(tmp_path / "d.npz"), "--split", "train", "--kf-samples", "100")
+    ds = rec["dataset"]
+    assert ds["N"] == 300 and ds["shape"] == [1, 12, 12] and len(ds["classes"]) == 2
+    assert ds["source"].endswith("d.npz") and isinstance(ds["preprocessing"], dict)
+    d = rec["d_data"]
+    assert d["estimator"] == "mle" and d["k"] == 20
+    assert d["ci95"][0] <= d["value"] <= d["ci95"][1]
+    assert 2.0 < d["value"] < 4.0  # three latent factors, uint8-quantised
+    kf = rec["K_F"]
+    assert kf["M"] == 100 and kf["exact"] >= kf["value"] > 0
+    assert len(kf["closest_pairs"]) >= 1 and kf["closest_pairs"][0]["label_i"] != kf["closest_pairs"][0]["label_j"]
+    assert isinstance(rec["warnings"], list)
+
+
+def test_kf_samples_at_least_n_equals_exact(tmp_path):
+    rec = run_json(tmp_path, "measure", write_npz(tmp_path / "d.npz", n=150), "--kf-samples", "1000")
+    assert rec["K_F"]["value"] == rec["K_F"]["exact"] and rec["K_F"]["M"] == 150
+
+
+def test_twonn_and_ksweep(tmp_path):
+    rec = run_json(tmp_path, "measure", write_npz(tmp_path / "d.npz"), "--estimator", "twonn", "--k-sweep")
+    assert rec["d_data"]["estimator"] == "twonn" and rec["d_data"]["k"] is None
+    sweep = rec["d_data"]["k_sweep"]
+    assert sweep["ks"][0] == 5 and sweep["ks"][-1] == 50 and len(sweep["values"]) == 46
+
+
+def test_table_output(tmp_path, capsys):
+    assert main(["measure", str(write_npz(tmp_path / "d.npz")), "--bootstrap", "10", "--kf-samples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "d_data (mle k=20)" in out and "K_F" in out and "preprocessing:" in out
+    assert "closest differently-labelled pair" in out
+
+
+def test_compare_refuses_kf_across_preprocessing(tmp_path, capsys):
+    src = write_npz(tmp_path / "d.npz")
+    a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    for out, size in ((a, "12"), (b, "8"), (c, "12")):
+        assert main(["measure", str(src), "--size", size, "--json", str(out), "--quiet", "--bootstrap", "5", "--kf-samples", "100"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 3
+    captured = capsys.readouterr()
+    assert "not comparable" in captured.out and "size differs" in captured.err
+    assert main(["compare", str(a), str(c)]) == 0
+    out = capsys.readouterr().out
+    assert "not comparable" not in out and out.count("d.npz") >= 2
+    assert main(["compare", str(a), str(b), "--force"]) == 0
+
+
+def test_compare_flags_different_m(tmp_path, capsys):
+    src = write_npz(tmp_path / "d.npz")
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    main(["measure", str(src), "--json", str(a), "--quiet", "--bootstrap", "5", "--kf-samples", "50"])
+    main(["measure", str(src), "--json", str(b), "--quiet", "--bootstrap", "5", "--kf-samples", "100"])
+    assert main(["compare", str(a), str(b)]) == 3
+    assert "M differs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["measure", "no/such/path.npz"], "no/such/path.npz"),
+        (["measure", "builtin:nope"], "nope"),
+        (["compare", "missing.json"], "missing.json"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(args, needle, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "intrinsics.cli", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("intrinsics: error:") and needle in lines[0]
+
+
+def test_single_class_and_too_few_samples(tmp_path, capsys):
+    path = tmp_path / "one.npz"
+    imgs = np.random.default_rng(0).integers(0, 255, (30, 8, 8), dtype=np.uint8)
+    np.savez(path, train_images=imgs, train_labels=np.zeros((30, 1), np.int64))
+    rec = run_json(tmp_path, "measure", path, "--k", "5")
+    assert rec["K_F"] is None and any("single class" in w for w in rec["warnings"])
+    assert main(["measure", str(path), "--k", "40"]) == 2
+    assert "k=40" in capsys.readouterr().err
