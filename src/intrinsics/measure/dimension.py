@@ -38,9 +38,28 @@ def _graph(X: Any, k: int) -> tuple[NeighborGraph, list[str]]:
     return g, [str(w.message) for w in caught]
 
 
-def _percentile_ci(samples: np.ndarray) -> tuple[float, float]:
-    lo, hi = np.percentile(samples, [2.5, 97.5])
+def _bootstrap_ci(stat, per_point: np.ndarray, value: float, n_bootstrap: int, seed: int) -> tuple[float, float]:
+    """95% percentile interval of ``stat`` over resamples of the per-point values (the graph is shared)."""
+    if not n_bootstrap:
+        return (value, value)
+    rng = np.random.default_rng(seed)
+    n = per_point.size
+    boot = np.array([stat(per_point[rng.integers(0, n, n)]) for _ in range(int(n_bootstrap))])
+    lo, hi = np.percentile(boot, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+def _record(est: Any, value: float, ci: tuple[float, float], graph: NeighborGraph, name: str, k: int | None,
+            params: dict[str, Any], notes: list[str], X: Any) -> Estimate:
+    """Set the fitted attributes shared by every estimator and build its Estimate."""
+    est.dimension_ = value
+    est.ci95_ = ci
+    est.n_samples_ = graph.n
+    params = {**params, "n_bootstrap": int(est.n_bootstrap), "seed": est.seed,
+              "duplicates_removed": graph.duplicates.n_removed}
+    est.estimate_ = Estimate(value=value, ci95=ci, estimator=name, k=k, n_samples=graph.n, params=params,
+                             warnings=tuple(notes), preprocessing=preprocessing_of(X))
+    return est.estimate_
 
 
 def _check_k(k: Any, minimum: int) -> int:
@@ -118,32 +137,11 @@ class MLE:
         graph, notes = _graph(X, k)
         inv = _mle_inverse(graph.distances, k, self.normalizer)
         value = self._combine(inv)
-        ci = (value, value)
-        if self.n_bootstrap:
-            rng = np.random.default_rng(self.seed)
-            boot = np.array([self._combine(inv[rng.integers(0, inv.size, inv.size)]) for _ in range(int(self.n_bootstrap))])
-            ci = _percentile_ci(boot)
+        ci = _bootstrap_ci(self._combine, inv, value, self.n_bootstrap, self.seed)
         with np.errstate(divide="ignore"):
             self.local_dimensions_ = 1.0 / inv
-        self.dimension_ = value
-        self.ci95_ = ci
-        self.n_samples_ = graph.n
-        self.estimate_ = Estimate(
-            value=value,
-            ci95=ci,
-            estimator="mle",
-            k=k,
-            n_samples=graph.n,
-            params={
-                "normalizer": self.normalizer,
-                "averaging": "mackay-ghahramani" if self.averaging == "inverse" else "mean",
-                "n_bootstrap": int(self.n_bootstrap),
-                "seed": self.seed,
-                "duplicates_removed": graph.duplicates.n_removed,
-            },
-            warnings=tuple(notes),
-            preprocessing=preprocessing_of(X),
-        )
+        averaging = "mackay-ghahramani" if self.averaging == "inverse" else "mean"
+        _record(self, value, ci, graph, "mle", k, {"normalizer": self.normalizer, "averaging": averaging}, notes, X)
         return self
 
     def _combine(self, inv: np.ndarray) -> float:
@@ -188,31 +186,10 @@ class TwoNN:
         graph, notes = _graph(X, 2)
         log_mu = np.log(graph.distances[:, 1] / graph.distances[:, 0])
         value = self._estimate(log_mu)
-        ci = (value, value)
-        if self.n_bootstrap:
-            rng = np.random.default_rng(self.seed)
-            boot = np.array([self._estimate(log_mu[rng.integers(0, log_mu.size, log_mu.size)]) for _ in range(int(self.n_bootstrap))])
-            ci = _percentile_ci(boot)
+        ci = _bootstrap_ci(self._estimate, log_mu, value, self.n_bootstrap, self.seed)
         self.mu_ = np.sort(np.exp(log_mu))
-        self.dimension_ = value
-        self.ci95_ = ci
-        self.n_samples_ = graph.n
-        self.estimate_ = Estimate(
-            value=value,
-            ci95=ci,
-            estimator="twonn",
-            k=None,
-            n_samples=graph.n,
-            params={
-                "method": self.method,
-                "discard_fraction": float(self.discard_fraction),
-                "n_bootstrap": int(self.n_bootstrap),
-                "seed": self.seed,
-                "duplicates_removed": graph.duplicates.n_removed,
-            },
-            warnings=tuple(notes),
-            preprocessing=preprocessing_of(X),
-        )
+        params = {"method": self.method, "discard_fraction": float(self.discard_fraction)}
+        _record(self, value, ci, graph, "twonn", None, params, notes, X)
         return self
 
     def _estimate(self, log_mu: np.ndarray) -> float:
