@@ -20,14 +20,15 @@ EXIT_NOT_COMPARABLE = 3
 
 # --------------------------------------------------------------------------------------------------
 # shared options
-def _add_data_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data options")
+def _add_data_options(p: argparse.ArgumentParser, *, from_checkpoint: bool = False) -> None:
+    """Dataset options shared by every command; with ``from_checkpoint`` unset ones keep the checkpoint's."""
+    g = p.add_argument_group("data options" + (" (default: as recorded in the checkpoint)" if from_checkpoint else ""))
     g.add_argument("--split", help="split of an .npz / builtin dataset (train, val, test)")
     g.add_argument("--labels", metavar="CSV", help="CSV with columns path,label for a folder of images")
     g.add_argument("--label-key", default="path", help="CSV column that identifies an image (path, SOPInstanceUID, PatientID, ...)")
     g.add_argument("--size", type=_size, help="resize to S×S (or HxW)")
     g.add_argument("--channels", type=int, choices=(1, 3), help="convert to 1 or 3 channels")
-    g.add_argument("--intensity", default="unit", choices=("unit", "per_image_max", "minmax"),
+    g.add_argument("--intensity", default=None if from_checkpoint else "unit", choices=("unit", "per_image_max", "minmax"),
                    help="unit: by the dtype's range (or the reader's, e.g. a DICOM window); per_image_max: x/max(x) "
                         "per image (the reference study); minmax: by the dataset's own range (default: unit)")
     g.add_argument("--value-range", metavar="LO,HI", help="intensity range that maps to [0, 1] for float data")
@@ -36,7 +37,7 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    "error (default) or skip with a counted warning")
     g.add_argument("--classes", type=_classes, help="keep these classes, relabelled 0.. in this order (e.g. 3,5)")
     g.add_argument("--limit", type=int, help="keep at most this many images (stratified, reproducible with --seed)")
-    g.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
+    g.add_argument("--seed", type=int, default=0, help="seed for every random choice: subsets, splits, weights (default 0)")
     g.add_argument("--window", help="DICOM window: center,width or a preset (brain, lung, bone, ...)")
     g.add_argument("--axis", help="NIfTI slicing axis: 0/1/2 or sagittal/coronal/axial (default axial)")
     g.add_argument("--slices", metavar="START:STOP", help="NIfTI slice range along the axis")
@@ -256,6 +257,59 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# train / attack / repr
+def cmd_train(args: argparse.Namespace) -> int:
+    from .learn.runs import run_train
+
+    rec = run_train(args.source, data_options=data_kwargs(args), model=args.model, n_train=args.n_train,
+                    n_test=args.n_test, epochs=args.epochs, seed=args.seed, out=args.out,
+                    batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, keep=args.keep,
+                    balanced=not args.unbalanced, device=args.device, parity_head=args.parity_head,
+                    quiet=args.quiet)
+    _write_json(args.json, rec)
+    if not args.quiet:
+        t = rec["timing"]
+        print(f"{args.model} on {rec['dataset']['source']}: N={rec['split']['n_train']}, test n={rec['split']['n_test']}, "
+              f"{rec['train']['epochs']} epochs ({rec['kept']} epoch kept)")
+        print(f"test loss {_fmt(rec['test_loss'], 4)}  test accuracy {_fmt(rec['test_accuracy'], 4)}  "
+              f"{t['images_per_s']:.0f} images/s  {_fmt(t['wall_s'], 3)} s")
+        print(f"checkpoint: {rec['checkpoint']}")
+    return 0
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    from .learn.runs import run_attack
+
+    rec = run_attack(args.checkpoint, args.source, data_options=data_kwargs(args), attack=args.attack,
+                     eps=args.eps, steps=args.steps, step_size=args.step_size,
+                     random_start=not args.no_random_start, seed=args.seed, batch_size=args.batch_size,
+                     device=args.device)
+    _write_json(args.json, rec)
+    rows = [["clean", _fmt(rec["clean"]["accuracy"], 4), _fmt(rec["clean"]["loss"], 4), "", ""]]
+    for a in rec["attacks"]:
+        rows.append([f"{rec['attack']} eps={_fmt(a['eps'], 4)}", _fmt(a["accuracy"], 4), _fmt(a["loss"], 4),
+                     _fmt(a.get("accuracy_drop"), 4), _fmt(a.get("loss_increase"), 4)])
+    print(_table(rows, ["", "accuracy", "loss", "accuracy drop", "loss increase"]))
+    return 0
+
+
+def cmd_repr(args: argparse.Namespace) -> int:
+    from .learn.runs import run_repr
+
+    rec = run_repr(args.checkpoint, args.source, data_options=data_kwargs(args), layer=args.layer,
+                   estimator=args.estimator, k=args.k, split=args.images, n_bootstrap=args.bootstrap,
+                   seed=args.seed, batch_size=args.batch_size, device=args.device)
+    _write_json(args.json, rec)
+    d = rec["d_repr"]
+    k = f" k={d['k']}" if d.get("k") else ""
+    print(f"d_repr of layer {rec['layer']} ({rec['n_features']} features, {rec['split']} images): "
+          f"{_fmt(d['value'])} [{_fmt(d['ci95'][0])}, {_fmt(d['ci95'][1])}] ({d['estimator']}{k}, n={d['n_samples']})")
+    for w in d.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
 # demo (until the study layer provides the full one)
 DEMO_SOURCES = ("builtin:digits", "builtin:mnist", "builtin:fashion-mnist")
 
@@ -304,6 +358,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="JSON")
     p.add_argument("--force", action="store_true", help="show K_F even when preprocessing differs")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("train", help="train a model on N images of a dataset and test it")
+    p.add_argument("source", help="dataset source, as for `measure`")
+    _add_data_options(p)
+    p.add_argument("--model", default="smallcnn",
+                   help="smallcnn (fast, CPU), resnet18, resnet34, resnet50, vgg13, vgg16, vgg19")
+    p.add_argument("--n-train", type=int, required=True, metavar="N", help="training images (exact, class-balanced)")
+    p.add_argument("--n-test", type=int, default=750, metavar="M", help="test images, disjoint (default 750)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, help="default: the reference recipe's for the model")
+    p.add_argument("--lr", type=float, help="default: 1e-3 (ResNet, smallcnn), 1e-4 (VGG)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--keep", choices=("last", "best"), default="last", help="model kept: last epoch or best test loss")
+    p.add_argument("--unbalanced", action="store_true", help="do not balance classes in the split")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--parity-head", action="store_true", help="the reference code's 1000-logit head")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the checkpoint and run JSON")
+    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("attack", help="FGSM/PGD robustness of a checkpoint on its own test set")
+    p.add_argument("checkpoint")
+    p.add_argument("source", nargs="?", help="dataset source (default: the one recorded in the checkpoint)")
+    _add_data_options(p, from_checkpoint=True)
+    p.add_argument("--attack", choices=("fgsm", "pgd"), default="fgsm")
+    p.add_argument("--eps", default="0,2/255,8/255", help="L∞ sizes on the [0,1] scale, fractions allowed")
+    p.add_argument("--steps", type=int, default=10, help="PGD steps")
+    p.add_argument("--step-size", type=float, help="PGD step size (default 2.5·eps/steps)")
+    p.add_argument("--no-random-start", action="store_true", help="PGD without the random start")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", metavar="FILE")
+    p.set_defaults(func=cmd_attack)
+
+    p = sub.add_parser("repr", help="d_repr: intrinsic dimension of a layer's activations")
+    p.add_argument("checkpoint")
+    p.add_argument("source", nargs="?", help="dataset source (default: the one recorded in the checkpoint)")
+    _add_data_options(p, from_checkpoint=True)
+    p.add_argument("--layer", default="penultimate", help="penultimate, layer4, avgpool, features.28, ...")
+    p.add_argument("--estimator", choices=("twonn", "mle"), default="twonn")
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--images", choices=("train", "test"), default="train",
+                   help="the checkpoint's training (default) or test images")
+    p.add_argument("--bootstrap", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", metavar="FILE")
+    p.set_defaults(func=cmd_repr)
 
     p = sub.add_parser("demo", help="run the main job on the embedded default data")
     p.add_argument("--limit", type=int, default=None, help="images per dataset")

@@ -1,0 +1,52 @@
+"""`intrinsics train | attack | repr` end to end on real digits (a few seconds on the CPU)."""
+
+import json
+
+import pytest
+
+from intrinsics.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    rec_path = out / "train.json"
+    assert main(["train", "builtin:digits", "--classes", "3,8", "--n-train", "150", "--n-test", "120",
+                 "--epochs", "4", "--out", str(out), "--json", str(rec_path), "--quiet"]) == 0
+    return out, json.loads(rec_path.read_text())
+
+
+def test_train_json_contract(trained):
+    out, rec = trained
+    assert rec["split"]["n_train"] == 150 and rec["split"]["n_test"] == 120
+    assert len(rec["history"]) == 4 and rec["test_loss"] > 0
+    assert rec["test_accuracy"] > 0.8  # 3 vs 8 digits are easy; chance is 0.5
+    assert (out / rec["checkpoint"].split("/")[-1]).exists()
+
+
+def test_attack_json_contract(trained, tmp_path):
+    _, rec = trained
+    path = tmp_path / "a.json"
+    assert main(["attack", rec["checkpoint"], "--eps", "0,2/255,0.1", "--json", str(path)]) == 0
+    att = json.loads(path.read_text())
+    assert att["clean"]["accuracy"] == pytest.approx(rec["test_accuracy"])
+    eps = [a["eps"] for a in att["attacks"]]
+    assert eps == pytest.approx([0, 2 / 255, 0.1])
+    acc = [a["accuracy"] for a in att["attacks"]]
+    assert acc[0] == att["clean"]["accuracy"] and acc == sorted(acc, reverse=True)
+
+
+def test_repr_json_contract(trained, tmp_path):
+    _, rec = trained
+    path = tmp_path / "r.json"
+    assert main(["repr", rec["checkpoint"], "--json", str(path), "--bootstrap", "20"]) == 0
+    r = json.loads(path.read_text())
+    d = r["d_repr"]
+    assert d["estimator"] == "twonn" and 0 < d["ci95"][0] <= d["value"] <= d["ci95"][1]
+    assert r["layer"] and r["n_features"] > 0 and d["n_samples"] <= 150
+
+
+def test_unknown_model_is_one_line(tmp_path, capsys):
+    assert main(["train", "builtin:digits", "--model", "resnet99", "--n-train", "10", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "resnet99" in err and "resnet18" in err and "Traceback" not in err
