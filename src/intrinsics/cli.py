@@ -310,25 +310,86 @@ def cmd_repr(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# demo (until the study layer provides the full one)
-DEMO_SOURCES = ("builtin:digits", "builtin:mnist", "builtin:fashion-mnist")
+# study / report / plan / demo
+def cmd_study_run(args: argparse.Namespace) -> int:
+    from .study import run_study
+
+    res = run_study(args.spec, args.out, workers=args.workers, threads=args.threads,
+                    retry_failed=args.retry_failed, progress=not args.no_progress)
+    rec = res.to_dict()
+    print(json.dumps(_jsonable(rec), indent=2))
+    print(f"next: intrinsics report {args.out}")
+    return 0
+
+
+def cmd_study_init(args: argparse.Namespace) -> int:
+    from .study import write_preset
+
+    path = write_preset(args.preset, args.file, overwrite=args.force)
+    print(f"wrote {path} (preset {args.preset}); run it with: intrinsics study run {path} --out runs/NAME")
+    return 0
+
+
+def cmd_study_status(args: argparse.Namespace) -> int:
+    from .study import study_status
+
+    st = study_status(args.dir)
+    if args.json:
+        print(json.dumps(_jsonable(st), indent=2))
+        return 0
+    keys = [k for k in ("total", "done", "failed", "running", "stale", "pending") if k in st]
+    print(_table([[str(st[k]) for k in keys]], keys))
+    for f in st.get("failures", [])[:10]:
+        print(f"failed: {f}", file=sys.stderr)
+    return 0
+
+
+def cmd_study_export(args: argparse.Namespace) -> int:
+    from .study import export_study
+
+    for path in export_study(args.dir, args.to):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .study import write_report
+
+    path = write_report(args.dir, n_bootstrap=args.bootstrap)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .study import plan
+
+    rec = plan(args.study, d_data=args.d_data, K_F=args.kf, source=args.source, N=args.n,
+               target_loss=args.target_loss, rank=args.rank)
+    _write_json(args.json, rec)
+    rows = []
+    for p in rec.get("predictions", []) + rec.get("ranking", []):
+        rows.append([str(p.get("dataset", "")), _fmt(p.get("d_data")), _fmt(p.get("K_F")), _fmt(p.get("N")),
+                     _fmt(p.get("loss")), _fmt_ci(p.get("loss_ci95")), _fmt(p.get("N_needed")),
+                     _fmt_ci(p.get("N_needed_ci95"))])
+    print(_table(rows, ["dataset", "d_data", "K_F", "N", "predicted test loss", "95% interval",
+                        "N for target", "95% interval"]))
+    return 0
+
+
+def _fmt_ci(ci: Any) -> str:
+    return "—" if not ci else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def _jsonable(obj: Any) -> Any:
+    from .measure.results import jsonable
+
+    return jsonable(obj)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    rows, header = [], None
-    for source in DEMO_SOURCES:
-        from .data import load
+    from .study import run_demo
 
-        try:
-            ds = load(source, limit=args.limit, seed=0)
-        except IntrinsicsError as e:
-            print(f"skipping {source}: {e}", file=sys.stderr)
-            continue
-        rec = measure_dataset(ds, kf_samples=1000)
-        header = _measure_header(rec)
-        rows.append(_measure_row(rec))
-    if header:
-        print(_table(rows, header))
+    run_demo(args.out, quick=args.quick, workers=args.workers)
     return 0
 
 
@@ -408,8 +469,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(func=cmd_repr)
 
-    p = sub.add_parser("demo", help="run the main job on the embedded default data")
-    p.add_argument("--limit", type=int, default=None, help="images per dataset")
+    p = sub.add_parser("study", help="resumable experiment grids: run, init, status, export")
+    ssub = p.add_subparsers(dest="study_command", required=True, metavar="ACTION")
+    q = ssub.add_parser("run", help="run (or resume) a study spec")
+    q.add_argument("spec", help="study TOML (see `intrinsics study init`)")
+    q.add_argument("--out", required=True, metavar="DIR")
+    q.add_argument("--workers", type=int, default=1, help="local worker processes")
+    q.add_argument("--threads", type=int, help="torch threads per worker (default: 1 when sharing cores)")
+    q.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_study_run)
+    q = ssub.add_parser("init", help="write a commented study spec from a preset")
+    q.add_argument("file")
+    q.add_argument("--preset", default="demo-quick", choices=("demo-quick", "demo", "reference"))
+    q.add_argument("--force", action="store_true", help="overwrite an existing file")
+    q.set_defaults(func=cmd_study_init)
+    q = ssub.add_parser("status", help="progress of a study folder")
+    q.add_argument("dir")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_study_status)
+    q = ssub.add_parser("export", help="export runs and measurements to CSV (and Parquet when pyarrow is present)")
+    q.add_argument("dir")
+    q.add_argument("--to", metavar="DEST")
+    q.set_defaults(func=cmd_study_export)
+
+    p = sub.add_parser("report", help="fits, figures and a self-contained HTML report of a study")
+    p.add_argument("dir")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("plan", help="predict test loss at N, or the N for a target loss, from a fitted study")
+    p.add_argument("--study", required=True, metavar="DIR", help="a study folder (with fits.json) or fits.json")
+    p.add_argument("--d-data", type=float)
+    p.add_argument("--kf", type=float, help="K_F, under the study's preprocessing")
+    p.add_argument("--source", help="measure this dataset under the study's preprocessing instead")
+    p.add_argument("--n", type=float, nargs="+", metavar="N", help="training sizes to predict at")
+    p.add_argument("--target-loss", type=float)
+    p.add_argument("--rank", action="store_true", help="rank the study's datasets (and this one) by difficulty")
+    p.add_argument("--json", metavar="FILE")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("demo", help="the embedded default study end to end: data, training, fits, report")
+    p.add_argument("--quick", action="store_true", help="the sub-2-minute version")
+    p.add_argument("--out", default="demo-out", metavar="DIR")
+    p.add_argument("--workers", type=int)
     p.set_defaults(func=cmd_demo)
     return parser
 

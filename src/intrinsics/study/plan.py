@@ -1,0 +1,319 @@
+"""Annotation planning from a fitted study (method.md §8).
+
+The K_F-aware law fitted across a study's runs,
+``log L = intercept + beta_N * (-log N / d_data) + beta_K * log K_F``, predicts a new dataset's test
+loss at N from its measured d_data and K_F, and inverts to the N needed for a target loss. Intervals
+come from the fit's bootstrap covariance (parametric draws of the coefficients); the loss interval
+also includes the scatter of single runs around the law. A prediction outside the range of d_data,
+K_F or N the study covered says so; a target the fitted law cannot reach is reported as such.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import EstimationError, IntrinsicsError
+
+__all__ = ["Prediction", "load_fits", "predict", "rank_datasets", "plan"]
+
+_DRAWS = 4000
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted test loss at N, and the N needed for a target loss, for one dataset.
+
+    Attributes
+    ----------
+    loss, loss_ci95 : float, (float, float)
+        Predicted test loss at ``N`` and its 95% interval for one run (coefficient uncertainty plus the
+        runs' scatter around the law).
+    N_needed, N_needed_ci95 : float or None, (float or None, float or None) or None
+        Training size at which the fitted mean loss reaches ``target_loss``; an interval bound is None
+        when more than 2.5% of the coefficient draws never reach the target (unbounded).
+    reachable : float or None
+        Share of coefficient draws under which the target is reachable at all.
+    extrapolation : tuple of str
+        Which inputs lie outside the range the study covered.
+    """
+
+    dataset: str
+    d_data: float
+    K_F: float
+    N: float | None
+    loss: float | None
+    loss_ci95: tuple[float, float] | None
+    target_loss: float | None
+    N_needed: float | None
+    N_needed_ci95: tuple[float | None, float | None] | None
+    reachable: float | None
+    extrapolation: tuple[str, ...]
+    basis: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                d[k] = None
+        return d
+
+
+def load_fits(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """The fitted numbers of a study: a ``fits.json`` file, a study folder, or the dict itself.
+
+    A study folder without ``fits.json`` is fitted now (and ``fits.json`` written).
+    """
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = Path(source)
+    if path.is_dir():
+        if not (path / "fits.json").exists():
+            from .report import write_fits
+
+            write_fits(path)
+        path = path / "fits.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        raise IntrinsicsError(
+            f"no fitted study at {str(source)!r}; give a study folder (intrinsics study run ... --out DIR) "
+            "or its fits.json"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise IntrinsicsError(f"{str(path)!r} is not valid JSON ({exc}); regenerate it with 'intrinsics report'") from None
+
+
+def _law(fits: Mapping[str, Any]) -> dict[str, Any]:
+    law = fits.get("kf_law") or {}
+    c = law.get("coefficients") or {}
+    if c.get("beta_N") is None or law.get("coefficients_cov") is None:
+        raise EstimationError(
+            f"the study's K_F law is not fitted ({law.get('status', 'missing')}: {law.get('note', '')}); "
+            "plan from a study with at least 3 datasets of different K_F and several N"
+        )
+    return law
+
+
+def _check_inputs(d_data: float, K_F: float, N: float | None, target: float | None) -> None:
+    if not (isinstance(d_data, (int, float)) and d_data > 0 and math.isfinite(d_data)):
+        raise EstimationError(f"d_data={d_data!r} must be a positive number (measure it with 'intrinsics measure')")
+    if not (isinstance(K_F, (int, float)) and K_F > 0 and math.isfinite(K_F)):
+        raise EstimationError(f"K_F={K_F!r} must be a positive number (measure it with 'intrinsics measure')")
+    if N is not None and not N >= 1:
+        raise EstimationError(f"N={N!r} must be at least 1")
+    if target is not None and not target > 0:
+        raise EstimationError(f"target loss {target!r} must be positive, e.g. 0.2")
+
+
+def predict(
+    fits: Mapping[str, Any] | str | os.PathLike[str],
+    d_data: float,
+    K_F: float,
+    *,
+    N: float | None = None,
+    target_loss: float | None = None,
+    dataset: str = "candidate",
+    seed: int = 0,
+) -> Prediction:
+    """Predict test loss at ``N`` and the N needed for ``target_loss`` from a fitted study.
+
+    Parameters
+    ----------
+    fits : dict or path
+        :func:`load_fits` input (a study folder, ``fits.json`` or the dict).
+    d_data, K_F : float
+        The dataset's measurements, under the study's preprocessing (K_F scales with it).
+    N : float, optional
+        Training size to predict the loss at.
+    target_loss : float, optional
+        Test loss to reach; gives ``N_needed``.
+    dataset : str
+        Name to carry in the result.
+    seed : int
+        Seed of the coefficient draws behind the intervals.
+
+    Returns
+    -------
+    Prediction
+    """
+    _check_inputs(d_data, K_F, N, target_loss)
+    fits = load_fits(fits)
+    law = _law(fits)
+    c = law["coefficients"]
+    beta = np.array([c["intercept"], c["beta_N"], c["beta_K"]], dtype=float)
+    cov = np.array(law["coefficients_cov"], dtype=float)
+    sd = float(law.get("residual_sd") or 0.0)
+    rng = np.random.default_rng(seed)
+    draws = rng.multivariate_normal(beta, cov, size=_DRAWS, method="eigh")
+    lk = math.log(K_F)
+    extrap = []
+    for key, value in (("d_data", d_data), ("K_F", K_F), ("N", N)):
+        lo_hi = (law.get("ranges") or {}).get(key)
+        if value is not None and lo_hi and not (lo_hi[0] * 0.999 <= value <= lo_hi[1] * 1.001):
+            extrap.append(f"{key}={value:.4g} outside the study's [{lo_hi[0]:.4g}, {lo_hi[1]:.4g}]")
+    loss = loss_ci = None
+    if N is not None:
+        x = -math.log(N) / d_data
+        mean = beta[0] + beta[1] * x + beta[2] * lk
+        sim = draws[:, 0] + draws[:, 1] * x + draws[:, 2] * lk + rng.normal(0, sd, _DRAWS)
+        loss = float(math.exp(mean))
+        lo, hi = np.percentile(sim, [2.5, 97.5])
+        loss_ci = (float(math.exp(lo)), float(math.exp(hi)))
+    n_needed = n_ci = reach = None
+    note = ""
+    if target_loss is not None:
+        lt = math.log(target_loss)
+
+        def needed(b: np.ndarray) -> np.ndarray:
+            # log L* = b0 + bN * (-log N / d) + bK log K  =>  log N = d (b0 + bK log K - log L*) / bN
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logn = d_data * (b[..., 0] + b[..., 2] * lk - lt) / b[..., 1]
+            ok = (b[..., 1] > 0) & np.isfinite(logn)
+            return np.where(ok, np.maximum(logn, 0.0), np.inf)
+
+        point = float(needed(beta[None, :])[0])
+        logn_draws = needed(draws)
+        reach = float(np.isfinite(logn_draws).mean())
+        if math.isfinite(point) and point < 700:
+            n_needed = float(math.exp(point))
+        else:
+            note = "the fitted law does not reach this target (loss does not fall with N in the fit)"
+        q_lo, q_hi = np.percentile(np.where(np.isfinite(logn_draws), logn_draws, 1e300), [2.5, 97.5])
+        n_ci = (
+            float(math.exp(q_lo)) if q_lo < 700 else None,
+            float(math.exp(q_hi)) if q_hi < 700 else None,
+        )
+        if n_ci[1] is None:
+            note = (note + "; " if note else "") + "upper bound unbounded: under some plausible fits the target is never reached"
+    return Prediction(
+        dataset=dataset, d_data=float(d_data), K_F=float(K_F), N=None if N is None else float(N),
+        loss=loss, loss_ci95=loss_ci, target_loss=target_loss, N_needed=n_needed, N_needed_ci95=n_ci,
+        reachable=reach, extrapolation=tuple(extrap),
+        basis="K_F-aware law: log L = intercept + beta_N (-log N / d_data) + beta_K log K_F", note=note,
+    )
+
+
+def rank_datasets(
+    fits: Mapping[str, Any] | str | os.PathLike[str],
+    candidates: Sequence[Mapping[str, Any]],
+    *,
+    N: float = 1000,
+    target_loss: float | None = None,
+) -> list[Prediction]:
+    """Rank candidate datasets by predicted difficulty (highest predicted test loss at ``N`` first).
+
+    ``candidates``: dicts with ``name``, ``d_data`` and ``K_F``.
+    """
+    fits = load_fits(fits)
+    preds = []
+    for c in candidates:
+        for key in ("name", "d_data", "K_F"):
+            if key not in c:
+                raise EstimationError(f"candidate {dict(c)!r} lacks {key!r}; give name, d_data and K_F")
+        preds.append(predict(fits, float(c["d_data"]), float(c["K_F"]), N=N, target_loss=target_loss,
+                             dataset=str(c["name"])))
+    return sorted(preds, key=lambda p: -(p.loss or 0.0))
+
+
+def plan(
+    study: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    d_data: float | None = None,
+    K_F: float | None = None,
+    source: str | None = None,
+    N: Sequence[float] | float | None = None,
+    target_loss: float | None = None,
+    rank: bool = False,
+) -> dict[str, Any]:
+    """The ``intrinsics plan`` command as a function.
+
+    Parameters
+    ----------
+    study : path or dict
+        A fitted study folder, its ``fits.json``, or the fits dict.
+    d_data, K_F : float, optional
+        The new dataset's measurements. Or give ``source`` and it is measured here, under the
+        study's shared preprocessing.
+    source : str, optional
+        A dataset source (``intrinsics.data.load``) to measure.
+    N : float or list of float, optional
+        Training sizes to predict at (default: the study's largest N and twice it).
+    target_loss : float, optional
+        Predict the N needed for this test loss.
+    rank : bool
+        Also rank the study's own datasets (and the new one) by predicted difficulty at the first N.
+
+    Returns
+    -------
+    dict
+        ``predictions`` (one per N), ``ranking`` (if asked), ``law`` (the coefficients used).
+    """
+    fits = load_fits(study)
+    law = _law(fits)
+    measured = None
+    name = "candidate"
+    if source is not None:
+        d_data, K_F, measured = _measure_source(study, source)
+        name = source
+    if d_data is None or K_F is None:
+        if not rank:
+            raise EstimationError(
+                "give the dataset's d_data and K_F (--d-data, --kf) or a --source to measure; "
+                "or --rank to rank the study's datasets"
+            )
+    n_max = (law.get("ranges") or {}).get("N", [1000, 1000])[1]
+    Ns = [n_max, 2 * n_max] if N is None else ([N] if isinstance(N, (int, float)) else list(N))
+    out: dict[str, Any] = {"law": {"coefficients": law["coefficients"],
+                                   "coefficients_ci95": law["coefficients_ci95"],
+                                   "ranges": law.get("ranges")}}
+    if measured is not None:
+        out["measured"] = measured
+    if d_data is not None and K_F is not None:
+        out["predictions"] = [predict(fits, d_data, K_F, N=n, target_loss=target_loss, dataset=name).to_dict()
+                              for n in Ns]
+    if rank:
+        cands = [{"name": d["dataset"], "d_data": d["d_data"], "K_F": d["K_F"]}
+                 for d in fits.get("datasets", []) if d.get("d_data") and d.get("K_F")]
+        if d_data is not None and K_F is not None:
+            cands.append({"name": name, "d_data": d_data, "K_F": K_F})
+        out["ranking"] = [p.to_dict() for p in rank_datasets(fits, cands, N=Ns[0], target_loss=target_loss)]
+    return out
+
+
+def _measure_source(study: Any, source: str) -> tuple[float, float, dict[str, Any]]:
+    """Measure d_data and K_F of ``source`` under the study's preprocessing and measure settings."""
+    from .runner import open_store
+
+    if isinstance(study, Mapping):
+        raise EstimationError("measuring a --source needs the study folder (for its preprocessing), not fits only")
+    folder = Path(study)
+    folder = folder.parent if folder.is_file() else folder
+    with open_store(folder) as store:
+        spec = store.get_meta("spec") or {}
+    from ..measure import intrinsic_dimension, label_sharpness
+    from ._execute import load_dataset
+
+    m = spec.get("measure", {})
+    data = load_dataset({"source": source, "load": {}, "preprocessing": spec.get("preprocessing", {})})
+    if data.labels is None:
+        raise EstimationError(f"{source!r} has no labels; K_F needs a labelled dataset")
+    cap = int(m.get("max_samples", 5000))
+    idx = np.arange(len(data))
+    if len(idx) > cap:
+        idx = np.sort(np.random.default_rng(0).choice(len(idx), cap, replace=False))
+    X, y = data.flat()[idx], data.labels[idx]
+    est = intrinsic_dimension(X, m.get("estimator", "mle"), m.get("k", 20), n_bootstrap=m.get("n_bootstrap", 50))
+    kf = label_sharpness(X, y, n_samples=min(int(m.get("kf_samples", 1000)), len(X)))
+    return float(est.value), float(kf.value), {
+        "d_data": est.to_dict(),
+        "K_F": {"value": kf.value, "ci95": list(kf.ci95), "M": kf.M},
+        "preprocessing": data.preprocessing,
+    }

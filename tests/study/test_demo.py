@@ -1,0 +1,136 @@
+"""The quick demo end to end: real data, training, attacks, d_repr, fits and the report."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+
+import pytest
+
+from intrinsics.study.demo import demo_spec_text, run_demo
+from intrinsics.study.runner import study_status
+from intrinsics.study.store import Store
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    buf = io.StringIO()
+    t0 = time.time()
+    result = run_demo(out, quick=True, progress=False, stream=buf)
+    return out, result, buf.getvalue(), time.time() - t0
+
+
+def test_quick_demo_leaves_report_store_and_fits(quick_demo):
+    out, result, printed, elapsed = quick_demo
+    # (its wall time, ~30 s here, is reported by the demo itself; speed is not asserted in tests)
+    for name in ("report.html", "study.sqlite", "fits.json"):
+        assert (out / name).exists()
+    assert f"report: {(out / 'report.html').resolve()}" in printed
+    assert result["runs"]["done"] == result["runs"]["total"] == 18 and result["runs"]["failed"] == 0
+    status = study_status(out)
+    assert (status["total"], status["done"], status["failed"], status["running"]) == (18, 18, 0, 0)
+    # The headline names every claim with a verdict.
+    verdicts = re.findall(r"^\[([a-z ]+)\] ", printed, flags=re.M)
+    assert len(verdicts) == 4
+    assert set(verdicts) <= {"supported", "not supported", "inconclusive", "partly supported", "mixed",
+                             "not enough runs"}
+
+
+def test_quick_demo_measurements_are_sane(quick_demo):
+    out, *_ = quick_demo
+    with Store(out) as store:
+        dd = {m["dataset"]: m for m in store.measurements("d_data")}
+        kf = {m["dataset"]: m for m in store.measurements("K_F")}
+        runs = store.runs()
+        d_repr = store.measurements("d_repr")
+    assert set(dd) == set(kf) == {"mnist-3v8", "mnist-1v7", "digits-4v9", "lesion-c0.6", "lesion-c0.3",
+                                  "lesion-c0.15"}
+    for m in dd.values():
+        assert 1 < m["value"] < 30 and m["ci_lo"] <= m["value"] <= m["ci_hi"]
+        assert m["details"]["preprocessing"]["size"] == [16, 16] or m["details"]["preprocessing"]["size"] == 16
+    # Fainter lesions have sharper labels: K_F rises as the contrast falls.
+    assert kf["lesion-c0.6"]["value"] < kf["lesion-c0.3"]["value"] < kf["lesion-c0.15"]["value"]
+    assert all(kf[d]["details"]["M"] == 250 for d in kf)  # one M for every dataset: comparable K_F
+    assert all((out / p["image"]).exists() for m in kf.values() for p in m["details"]["closest_pair_images"])
+    for r in runs:
+        assert r["status"] == "done" and r["attempts"] == 1
+        assert 0 <= r["test_acc"] <= 1 and r["test_loss"] > 0
+        assert len(r["curves"]["train_loss"]) == 8  # one entry per epoch
+        att = r["attacks"]["fgsm"]["0.00784"]
+        assert att["accuracy"] <= r["attacks"]["clean"]["accuracy"] + 1e-9  # an attack never helps
+    # Learning works on the easy real task: MNIST 1 vs 7 with 200 images is well above chance.
+    easy = [r for r in runs if r["dataset"] == "mnist-1v7" and r["N"] == 200][0]
+    assert easy["test_acc"] > 0.85
+    assert len(d_repr) == len(runs) and all(m["value"] > 0 for m in d_repr)
+
+
+def test_quick_demo_fits_json_has_every_fit(quick_demo):
+    out, *_ = quick_demo
+    fits = json.loads((out / "fits.json").read_text())
+    assert set(fits) >= {"loss_vs_d_data", "learning_curves", "exponent_vs_inv_d", "kf_law", "robustness",
+                         "repr_vs_data", "datasets", "claims", "meta"}
+    assert set(fits["loss_vs_d_data"]) == {"natural", "medical"}
+    assert len(fits["learning_curves"]) == 6 and len(fits["datasets"]) == 6
+    page = (out / "report.html").read_text()
+    assert "lesion-c0.15" in page and page.count("data:image/png;base64,") >= 6 + 6
+
+
+def test_rerunning_the_demo_resumes_instead_of_retraining(quick_demo):
+    out, *_ = quick_demo
+    with Store(out) as store:
+        before = {r["run_key"]: r["finished"] for r in store.runs()}
+    result = run_demo(out, quick=True, progress=False, stream=io.StringIO(), n_bootstrap=50)
+    assert result["runs"]["new_runs"] == 0 and result["runs"]["done"] == 18
+    with Store(out) as store:
+        assert {r["run_key"]: r["finished"] for r in store.runs()} == before
+
+
+def test_full_demo_spec_is_bigger():
+    from intrinsics.study.spec import expand_grid, parse_spec
+    import tomllib
+
+    quick = expand_grid(parse_spec(tomllib.loads(demo_spec_text(True))))
+    full = expand_grid(parse_spec(tomllib.loads(demo_spec_text(False))))
+    assert len(full) > 2 * len(quick)
+
+
+def test_plan_measures_a_new_source_under_the_study_preprocessing(quick_demo):
+    from intrinsics.study.plan import plan
+
+    out, *_ = quick_demo
+    fits = json.loads((out / "fits.json").read_text())
+    if fits["kf_law"]["coefficients"]["beta_N"] is None:
+        pytest.skip("the quick demo's K_F law could not be fitted on this run")
+    res = plan(out, source="synthetic:lesion?n=300&contrast=0.3&size=32&seed=1", N=[100, 200], rank=True)
+    measured = res["measured"]
+    assert measured["preprocessing"]["channels"] == 1 and 16 in (measured["preprocessing"]["size"] or [16])
+    kf_study = {d["dataset"]: d["K_F"] for d in fits["datasets"]}["lesion-c0.3"]
+    # A new draw from the same generator, prepared the same way, has a K_F of the same size.
+    assert 0.5 * kf_study < measured["K_F"]["value"] < 2 * kf_study
+    assert [p["N"] for p in res["predictions"]] == [100.0, 200.0]
+    assert len(res["ranking"]) == 7
+
+
+# --- the same demo folder through the command line -------------------------------------------------
+def test_cli_status_report_plan_export_on_the_demo(quick_demo, tmp_path, capsys):
+    import json
+
+    from intrinsics.cli import main
+
+    out = quick_demo[0]
+    assert main(["study", "status", str(out), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["total"] == st["done"] > 0 and st["failed"] == 0 and st["running"] == 0
+    assert main(["report", str(out), "--bootstrap", "50"]) == 0
+    assert "report.html" in capsys.readouterr().out
+    plan_json = tmp_path / "plan.json"
+    assert main(["plan", "--study", str(out), "--d-data", "10", "--kf", "2", "--n", "500", "2000",
+                 "--json", str(plan_json)]) == 0
+    preds = json.loads(plan_json.read_text())["predictions"]
+    assert [p["N"] for p in preds] == [500, 2000] and all(p["loss"] > 0 for p in preds)
+    assert main(["study", "export", str(out), "--to", str(tmp_path / "exp")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["study", "status", str(tmp_path / "nothing-here")]) == 2

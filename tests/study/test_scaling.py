@@ -1,0 +1,198 @@
+"""Fits recover known laws from data generated from them, and refuse to fit too little data."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from intrinsics.study.scaling import (
+    NOT_ENOUGH,
+    fit_correlation,
+    fit_kf_law,
+    fit_line,
+    fit_loss_vs_d_data,
+    fit_power_law,
+    fit_repr_vs_data,
+    fit_robustness,
+    fit_study,
+)
+
+
+def _covers(ci, value):
+    return ci is not None and ci[0] <= value <= ci[1]
+
+
+def test_fit_line_recovers_slope_within_ci():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(5, 20, 60)
+    y = -3.0 + 0.08 * x + rng.normal(0, 0.1, x.size)
+    fit = fit_line(x, y, n_bootstrap=500)
+    assert fit.status == "ok"
+    assert _covers(fit.slope_ci95, 0.08) and _covers(fit.intercept_ci95, -3.0)
+    assert fit.slope_ci95[1] - fit.slope_ci95[0] < 0.03  # and the interval is informative
+    assert 0.8 < fit.r2 <= 1.0
+
+
+def test_fit_line_refuses_too_few_points():
+    fit = fit_line([1, 2, 3], [1, 2, 3])
+    assert fit.status == NOT_ENOUGH and fit.slope is None and fit.slope_ci95 is None
+    fit = fit_line([1, 1, 2, 2, 2], [1, 2, 3, 4, 5])  # only two distinct x
+    assert fit.status == NOT_ENOUGH and "2 distinct" in fit.note
+    json.dumps(fit.to_dict())
+
+
+def test_loss_vs_d_data_per_domain_recovers_both_slopes():
+    rng = np.random.default_rng(2)
+    table = []
+    for domain, slope in (("natural", 0.03), ("medical", 0.12)):
+        for i, d in enumerate(np.linspace(6, 18, 6)):
+            for N in (500, 1000, 1500):
+                loss = math.exp(-2.5 + slope * d + rng.normal(0, 0.05))
+                table.append({"dataset": f"{domain}{i}", "domain": domain, "d_data": d, "test_loss": loss, "N": N})
+    fits = fit_loss_vs_d_data(table, n_bootstrap=400)
+    assert set(fits) == {"natural", "medical"}
+    assert _covers(fits["natural"].slope_ci95, 0.03) and _covers(fits["medical"].slope_ci95, 0.12)
+    assert fits["medical"].slope_ci95[0] > fits["natural"].slope_ci95[1]  # the steeper domain is told apart
+    by_ds = fit_loss_vs_d_data(table, n_bootstrap=400, resample="datasets")
+    assert by_ds["medical"].resample == "datasets" and _covers(by_ds["medical"].slope_ci95, 0.12)
+
+
+def test_power_law_with_floor_recovers_exponent():
+    rng = np.random.default_rng(3)
+    Ns = np.repeat([50, 100, 200, 400, 800, 1600, 3200], 3)
+    L = (2.0 * Ns ** -0.4 + 0.05) * np.exp(rng.normal(0, 0.03, Ns.size))
+    fit = fit_power_law(Ns, L, d_data=2.5, n_bootstrap=200)
+    assert fit.status == "ok" and "+ c" in fit.method
+    assert _covers(fit.b_ci95, 0.4) and abs(fit.b - 0.4) < 0.1
+    assert _covers(fit.c_ci95, 0.05)
+    assert fit.inv_d_in_ci is True and fit.b_times_d == pytest.approx(fit.b * 2.5)
+    assert fit.predict(800) == pytest.approx(2.0 * 800 ** -0.4 + 0.05, rel=0.05)
+
+
+def test_power_law_is_robust_to_an_outlier():
+    rng = np.random.default_rng(4)
+    Ns = np.repeat([100, 200, 400, 800, 1600], 4).astype(float)
+    L = 3.0 * Ns ** -0.5 * np.exp(rng.normal(0, 0.02, Ns.size))
+    L[5] *= 4.0  # one diverged run
+    fit = fit_power_law(Ns, L, fit_c=False, n_bootstrap=200)
+    assert abs(fit.b - 0.5) < 0.05 and _covers(fit.b_ci95, 0.5)
+    assert fit.inv_d_in_ci is None  # no d_data given
+
+
+def test_power_law_with_few_N_fixes_c_and_says_so():
+    Ns = [100, 100, 200, 200, 400, 400]
+    L = [3.0 * n ** -0.3 for n in Ns]
+    fit = fit_power_law(Ns, L, d_data=10, n_bootstrap=100)
+    assert "c fixed at 0" in fit.method and fit.c == 0.0
+    assert fit.b == pytest.approx(0.3, abs=1e-3)
+    assert fit.inv_d_data == pytest.approx(0.1) and fit.inv_d_in_ci is False
+    too_few = fit_power_law([100, 100, 100], [0.3, 0.3, 0.3])
+    assert too_few.status == NOT_ENOUGH and too_few.b is None and too_few.b_ci95 is None
+    with pytest.raises(ValueError, match="not fitted"):
+        too_few.predict(10)
+
+
+def _law_table(seed=5, beta_N=1.0, beta_K=1.0, noise=0.05):
+    rng = np.random.default_rng(seed)
+    table = []
+    dsets = [("natural", 8, 1.0), ("natural", 12, 0.6), ("natural", 16, 1.4), ("natural", 10, 0.8),
+             ("medical", 9, 3.0), ("medical", 14, 2.2), ("medical", 6, 4.0), ("medical", 11, 2.6)]
+    for i, (dom, d, kf) in enumerate(dsets):
+        for N in (200, 400, 800, 1600):
+            for s in range(2):
+                log_l = 0.5 + beta_N * (-math.log(N) / d) + beta_K * math.log(kf) + rng.normal(0, noise)
+                table.append({"dataset": f"d{i}", "domain": dom, "d_data": d, "K_F": kf, "N": N, "seed": s,
+                              "model": "m", "test_loss": math.exp(log_l)})
+    return table
+
+
+def test_kf_law_recovers_coefficients_and_explains_gap():
+    fit = fit_kf_law(_law_table(), n_bootstrap=400)
+    assert fit.status == "ok" and fit.domains == ("medical", "natural")
+    assert _covers(fit.coefficients_ci95["beta_N"], 1.0) and _covers(fit.coefficients_ci95["beta_K"], 1.0)
+    assert _covers(fit.coefficients_ci95["intercept"], 0.5)
+    # Medical K_F is ~3.4x natural: the gap is about log(3.4) and K_F explains all of it.
+    assert fit.gap > 0.8 and _covers(fit.share_explained_ci95, 1.0)
+    assert _covers(fit.gap_remaining_ci95, 0.0)
+    assert fit.predict_log_loss(400, 8, 1.0) == pytest.approx(0.5 - math.log(400) / 8, abs=0.1)
+    json.dumps(fit.to_dict())
+
+
+def test_kf_law_when_kf_does_not_explain_the_gap():
+    table = _law_table(beta_K=0.0)
+    for r in table:  # a domain effect unrelated to K_F
+        if r["domain"] == "medical":
+            r["test_loss"] *= math.e
+    fit = fit_kf_law(table, n_bootstrap=300)
+    assert _covers(fit.gap_ci95, 1.0)
+    assert not _covers(fit.share_explained_ci95, 1.0)  # K_F is not credited with the gap
+
+
+def test_kf_law_honest_with_too_little():
+    fit = fit_kf_law(_law_table()[:5])
+    assert fit.status == NOT_ENOUGH and fit.coefficients["beta_N"] is None and fit.gap_ci95 is None
+    one_domain = [r for r in _law_table() if r["domain"] == "natural"]
+    fit = fit_kf_law(one_domain, n_bootstrap=200)
+    assert fit.status == "ok" and fit.gap is None and "one domain" in fit.note
+
+
+def test_correlation_covers_true_rho_and_finds_none_when_absent():
+    rng = np.random.default_rng(6)
+    rho = 0.7
+    x, e = rng.normal(size=(2, 80))
+    y = rho * x + math.sqrt(1 - rho**2) * e
+    fit = fit_correlation(x, y, n_bootstrap=500)
+    assert _covers(fit.pearson_ci95, rho) and _covers(fit.pearson_boot_ci95, rho)
+    assert fit.pearson_p < 1e-6 and fit.spearman_p < 1e-6 and fit.spearman_r > 0.4
+    null = fit_correlation(x, e, n_bootstrap=500)
+    assert null.pearson_p > 0.05 and _covers(null.pearson_ci95, 0.0) and _covers(null.spearman_boot_ci95, 0.0)
+    assert fit_correlation([1, 2], [3, 4]).status == NOT_ENOUGH
+
+
+def test_robustness_runs_and_dataset_levels():
+    rng = np.random.default_rng(7)
+    table = []
+    for i, kf in enumerate([0.5, 1.0, 1.5, 2.0, 3.0, 4.0]):
+        for s in range(4):
+            table.append({"dataset": f"d{i}", "K_F": kf, "robustness_drop": 0.05 * kf + rng.normal(0, 0.02)})
+    fit = fit_robustness(table, n_bootstrap=300)
+    assert fit["datasets"].n_points == 6 and fit["runs"].n_points == 24
+    assert fit["datasets"].pearson_r > 0.9 and fit["datasets"].spearman_r == pytest.approx(1.0)
+    assert _covers((fit["runs"].slope - 0.01, fit["runs"].slope + 0.01), 0.05)
+    few = fit_robustness(table[:8])  # two datasets
+    assert few["datasets"].status == "not enough datasets" and few["datasets"].pearson_r is None
+
+
+def test_repr_vs_data_recovers_slope():
+    rng = np.random.default_rng(8)
+    table = []
+    for i, d in enumerate(np.linspace(5, 25, 8)):
+        for s in range(3):
+            table.append({"dataset": f"d{i}", "d_data": d, "d_repr": 0.7 * d + rng.normal(0, 0.5)})
+    out = fit_repr_vs_data(table, n_bootstrap=300)
+    assert _covers(out["line"].slope_ci95, 0.7) and out["share_below"] > 0.9 and out["n_runs"] == 24
+
+
+def test_fit_study_is_json_and_complete():
+    table = _law_table()
+    for r in table:
+        r["robustness_drop"] = 0.1 * r["K_F"]
+        r["d_repr"] = 0.8 * r["d_data"]
+    fits = fit_study(table, n_bootstrap=100)
+    d = json.loads(json.dumps(fits.to_dict()))
+    assert set(d["loss_vs_d_data"]) == {"natural", "medical"}
+    assert len(d["learning_curves"]) == 8 and d["kf_law"]["status"] == "ok"
+    assert d["robustness"]["robustness_drop"]["datasets"]["spearman_r"] == pytest.approx(1.0)
+    # Every learning curve here has exponent 1/d_data: the exponent-vs-1/d line has slope ~1.
+    assert _covers(d["exponent_vs_inv_d"]["slope_ci95"], 1.0)
+
+
+def test_power_law_says_when_the_exponent_is_not_identified():
+    rng = np.random.default_rng(9)
+    Ns = np.repeat([100, 200, 400, 800], 3)
+    L = 0.3 * np.exp(rng.normal(0, 0.3, Ns.size))  # no trend in N at all
+    fit = fit_power_law(Ns, L, n_bootstrap=100)
+    assert "search bound" in (fit.status + fit.note)

@@ -1,0 +1,125 @@
+"""Study specs: parsing, validation messages, grid expansion, presets."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from intrinsics.study.spec import PRESETS, SpecError, expand_grid, load_spec, parse_spec, preset_text, write_preset
+
+from ._fake import tiny_spec_text
+
+
+def _raw(**over):
+    raw = tomllib.loads(tiny_spec_text())
+    raw.update(over)
+    return raw
+
+
+def test_grid_is_the_full_product_with_unique_stable_keys():
+    spec = parse_spec(_raw())
+    grid = expand_grid(spec)
+    assert len(grid) == 2 * 1 * 3 * 3
+    keys = [r["run_key"] for r in grid]
+    assert len(set(keys)) == len(keys)
+    assert keys == [r["run_key"] for r in expand_grid(parse_spec(_raw()))]  # deterministic
+    r = grid[0]
+    assert (r["dataset"], r["model"], r["N"], r["seed"]) == ("ds0", "smallcnn", 10, 0)
+    assert r["config"]["training"]["epochs"] == 10 and r["config"]["test_size"] == 200
+    assert {x["domain"] for x in grid} == {"natural", "medical"}
+
+
+def test_run_key_changes_with_settings_but_not_with_comments():
+    base = {r["run_key"] for r in expand_grid(parse_spec(_raw()))}
+    more_epochs = {r["run_key"] for r in expand_grid(parse_spec(_raw(training={"epochs": 11})))}
+    assert not base & more_epochs
+    text = "# a comment\n" + tiny_spec_text()
+    assert {r["run_key"] for r in expand_grid(parse_spec(tomllib.loads(text)))} == base
+    assert parse_spec(_raw()).digest() == parse_spec(tomllib.loads(text)).digest()
+
+
+def test_dataset_overrides_for_N_and_test_size():
+    raw = _raw()
+    raw["datasets"][0]["N"] = [5, 7]
+    raw["datasets"][0]["test_size"] = 30
+    grid = expand_grid(parse_spec(raw))
+    ds0 = [r for r in grid if r["dataset"] == "ds0"]
+    assert sorted({r["N"] for r in ds0}) == [5, 7] and ds0[0]["config"]["test_size"] == 30
+    assert sorted({r["N"] for r in grid if r["dataset"] == "ds1"}) == [10, 20, 40]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"N": []}, "'N' must be a non-empty list"),
+        ({"N": [10, 10]}, "lists a value twice"),
+        ({"seeds": [-1]}, "'seeds' must be"),
+        ({"models": "smallcnn"}, None),  # a single string is accepted
+        ({"training": {"epochs": 0}}, "training.epochs must be a positive integer, got 0"),
+        ({"training": {"epoch": 3}}, "training has unknown key(s) ['epoch']"),
+        ({"attacks": {"fgsm_eps": [2]}}, "attacks.fgsm_eps must be a list of L-inf sizes"),
+        ({"measure": {"estimator": "pca"}}, "measure.estimator must be 'mle' or 'twonn', got 'pca'"),
+        ({"preprocessing": {"resize": 8}}, "preprocessing has unknown key(s) ['resize']"),
+        ({"datasets": []}, "no [[datasets]] given"),
+        ({"colour": 1}, "unknown top-level key(s) ['colour']"),
+    ],
+)
+def test_validation_names_key_and_fix(change, message):
+    if message is None:
+        assert parse_spec(_raw(**change)).models == ("smallcnn",)
+        return
+    with pytest.raises(SpecError) as err:
+        parse_spec(_raw(**change))
+    assert message in str(err.value)
+
+
+def test_dataset_validation():
+    raw = _raw()
+    raw["datasets"][1]["name"] = "ds0"
+    with pytest.raises(SpecError, match="'ds0' is used twice"):
+        parse_spec(raw)
+    raw = _raw()
+    del raw["datasets"][0]["domain"]
+    with pytest.raises(SpecError, match=r"datasets\[0\].domain is missing"):
+        parse_spec(raw)
+    raw = _raw()
+    raw["datasets"][0]["classes"] = [3]
+    with pytest.raises(SpecError, match="at least two classes"):
+        parse_spec(raw)
+    raw = _raw()
+    raw["datasets"][0]["limit"] = 100
+    with pytest.raises(SpecError, match="needs 240 images; raise the limit"):
+        parse_spec(raw)
+
+
+def test_load_spec_errors(tmp_path):
+    with pytest.raises(SpecError, match="intrinsics study init --preset demo-quick"):
+        load_spec(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = \n")
+    with pytest.raises(SpecError, match="is not valid TOML"):
+        load_spec(bad)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_parse_and_expand(tmp_path, preset):
+    path = write_preset(preset, tmp_path / f"{preset}.toml")
+    text = path.read_text()
+    assert text.lstrip().startswith("#") and str(path) in text  # commented, tells how to run it
+    spec = load_spec(path)
+    grid = expand_grid(spec)
+    domains = {d.domain for d in spec.datasets}
+    assert domains == {"natural", "medical"}
+    if preset == "reference":
+        assert spec.N == (500, 750, 1000, 1250, 1500, 1750) and spec.training["epochs"] == 100
+        assert spec.preprocessing["size"] == 224 and spec.training["test_size"] == 750
+        assert len(spec.models) == 6 and sum(d.domain == "medical" for d in spec.datasets) == 7
+        assert spec.measure["k"] == 20 and spec.measure["kf_samples"] == 1000
+        assert "/data/intrinsics/" in text and "GPU" in text
+    else:
+        assert spec.models == ("smallcnn",) and len(grid) >= 12
+    with pytest.raises(SpecError, match="already exists"):
+        write_preset(preset, path)
+    with pytest.raises(SpecError, match="unknown preset 'big'"):
+        preset_text("big")
