@@ -40,17 +40,25 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
 
 
 PEAK_SCRIPT = """
-import resource, sys, numpy as np
+import sys
 sys.path.insert(0, {bench_dir!r})
-from bench_neighbors import make_data
+from bench_neighbors import make_data, vm_hwm_mb
 X = make_data({n}, {D})
 import torch  # noqa: F401 - the CUDA build of torch alone maps ~500 MB
 from intrinsics.measure import MLE
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # data + imports, before the fit
+base = vm_hwm_mb()  # data + imports, before the fit
 MLE(k=20, n_bootstrap=0).fit(X)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(base / 1024, peak / 1024)
+print(base, vm_hwm_mb())
 """
+
+
+def vm_hwm_mb() -> float:
+    """Peak resident memory of this process (VmHWM; unlike ru_maxrss it is not inherited across exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def main() -> None:

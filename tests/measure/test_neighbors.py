@@ -89,3 +89,15 @@ def test_nearest_other_label_matches_brute_force(rng):
     D[y[:, None] == y[None, :]] = np.inf
     np.testing.assert_allclose(d, D.min(1), rtol=1e-10)
     assert (y[i] != y).all()
+
+
+def test_hash_collisions_never_merge_different_rows(rng, monkeypatch):
+    import intrinsics.measure.neighbors as nb
+
+    X = rng.normal(size=(40, 6))
+    X[[7, 30]] = X[3]
+    monkeypatch.setattr(nb, "_row_hashes", lambda A: np.zeros(len(A), dtype=np.uint64))  # all collide
+    first, group, rep = find_duplicates(X)
+    assert rep.n_removed == 2 and rep.groups == ((3, 7, 30),)
+    assert first.size == 38 and (group[[3, 7, 30]] == group[3]).all()
+    assert len(set(group.tolist())) == 38

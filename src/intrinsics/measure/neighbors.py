@@ -11,7 +11,6 @@ never does. Exact duplicate rows are found first, reported and excluded.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import sys
@@ -131,24 +130,30 @@ def find_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, DuplicateRep
         For every input row, the position in ``first`` of its distinct row.
     report : DuplicateReport
     """
-    X = np.ascontiguousarray(X) + 0.0  # folds -0.0 into 0.0 so equal values have equal bytes
-    # One 128-bit hash per row (linear in the data, unlike sorting rows); equal hashes are then
-    # confirmed byte for byte, so a collision could never merge two different images.
-    first_of: dict[bytes, list[int]] = {}
-    group = np.empty(X.shape[0], dtype=np.int64)
-    firsts: list[int] = []
-    for i, row in enumerate(X):
-        key = hashlib.blake2b(row.tobytes(), digest_size=16).digest()
-        slots = first_of.setdefault(key, [])
-        for g in slots:
-            if np.array_equal(X[firsts[g]], row):
-                group[i] = g
-                break
-        else:
-            slots.append(len(firsts))
-            group[i] = len(firsts)
-            firsts.append(i)
-    first = np.asarray(firsts, dtype=np.int64)
+    X = np.ascontiguousarray(X)
+    n = X.shape[0]
+    h = _row_hashes(X)
+    # Rows are grouped by hash; rows that share one are compared value by value (== treats -0.0
+    # and 0.0 as equal), so a hash collision can never merge two different images.
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    run_starts = np.flatnonzero(np.r_[True, hs[1:] != hs[:-1]])
+    run_ends = np.r_[run_starts[1:], n]
+    rep = np.arange(n)  # representative (first occurrence) of each row's group
+    for s_, e_ in zip(run_starts[run_ends - run_starts > 1], run_ends[run_ends - run_starts > 1]):
+        members = np.sort(order[s_:e_])
+        heads: list[int] = []
+        for i in members:
+            for r in heads:
+                if np.array_equal(X[r], X[i]):
+                    rep[i] = r
+                    break
+            else:
+                heads.append(int(i))
+    first = np.flatnonzero(rep == np.arange(n)).astype(np.int64)
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[first] = np.arange(first.size)
+    group = pos[rep]
     counts = np.bincount(group, minlength=first.size)
     dup_groups = np.flatnonzero(counts > 1)
     examples = []
@@ -160,6 +165,31 @@ def find_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, DuplicateRep
     return first, group, report
 
 
+_HASH_WEIGHTS: dict[int, np.ndarray] = {}
+
+
+def _row_hashes(X: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of every row's bytes: Σ_j w_j·bits_j mod 2⁶⁴ with fixed random odd weights.
+
+    Linear in the data and vectorised (no per-row Python work, no copy of X); -0.0 hashes as 0.0.
+    """
+    n, D = X.shape
+    width = X.dtype.itemsize * 8
+    bits = X.view(np.uint32 if width == 32 else np.uint64)
+    if D not in _HASH_WEIGHTS:
+        _HASH_WEIGHTS[D] = np.random.default_rng(0x1D).integers(0, 2**63, size=D, dtype=np.uint64) * 2 + 1
+    w = _HASH_WEIGHTS[D]
+    neg_zero = bits.dtype.type(1 << (width - 1))
+    h = np.empty(n, dtype=np.uint64)
+    step = max(1, (1 << 18) // max(1, D))
+    with np.errstate(over="ignore"):
+        for s in range(0, n, step):
+            c = bits[s : s + step]
+            c = np.where(c == neg_zero, 0, c).astype(np.uint64)
+            h[s : s + step] = (c * w).sum(axis=1, dtype=np.uint64)
+    return h
+
+
 def _torch():
     import torch
 
@@ -167,9 +197,10 @@ def _torch():
 
 
 def _default_block(n: int, d: int) -> int:
-    # Square blocks of up to 4096 rows (64 MiB of float32 distances): large enough for an efficient
-    # matrix multiply, small enough that memory stays bounded by the block, not N².
-    return 4096
+    # Square blocks of 2048 rows (16 MiB of float32 distances): large enough for an efficient matrix
+    # multiply, small enough that the diagonal blocks (computed in full) cost little, and memory stays
+    # bounded by the block, not N².
+    return 2048
 
 
 def _show_progress(progress: bool | None, n: int, d: int) -> bool:
@@ -183,18 +214,25 @@ def _block_bounds(n: int, block_size: int) -> list[tuple[int, int]]:
 
 
 def _merge(best_v: Any, best_i: Any, rows: slice, v: Any, i: Any) -> None:
-    """Keep the smallest candidates of the running list and a new block's list, per row."""
+    """Keep the largest scores (nearest rows) of the running list and a new block's list, per row."""
     torch = _torch()
     vals = torch.cat([best_v[rows], v], dim=1)
     idx = torch.cat([best_i[rows], i], dim=1)
     keep = min(best_v.shape[1], vals.shape[1])
-    top_v, pos = torch.topk(vals, keep, dim=1, largest=False, sorted=False)
+    top_v, pos = torch.topk(vals, keep, dim=1, sorted=False)
     best_v[rows] = top_v
     best_i[rows] = torch.gather(idx, 1, pos)
 
 
+def _right(Xa: Any, start: int, stop: int) -> Any:
+    """Rows of the augmented matrix with the two extra columns swapped: [x, −|x|²/2, 1]."""
+    r = Xa[start:stop].clone()
+    r[:, -2:] = Xa[start:stop, -2:].flip(1)
+    return r
+
+
 def _candidates(
-    X32: Any,
+    Xa: Any,
     k_cand: int,
     *,
     labels: Any = None,
@@ -204,41 +242,37 @@ def _candidates(
 ) -> np.ndarray:
     """Indices of the k_cand smallest float32 distances of every row, as an (N, k_cand) array.
 
-    Self-pairs are excluded; with ``labels`` only pairs of different labels are candidates.
-    The Gram matrix is symmetric, so each pair of row blocks is multiplied once and serves the
-    rows of both blocks: half the floating-point work of X·Xᵀ.
+    ``Xa`` is the augmented matrix of :func:`_prepare`, rows [x, 1, −|x|²/2], so that one product
+    ``Xa_a · [x, −|x|²/2, 1]_bᵀ = −d²/2`` gives the distances with no further pass over the block.
+    Self-pairs are excluded; with ``labels`` only pairs of different labels are candidates. The
+    product is symmetric, so each pair of row blocks is multiplied once and serves the rows of both
+    blocks: about half the floating-point work of X·Xᵀ.
     """
     torch = _torch()
-    n = X32.shape[0]
-    sq = (X32 * X32).sum(dim=1)
-    best_v = torch.full((n, k_cand), math.inf, dtype=torch.float32)
+    n = Xa.shape[0]
+    best_v = torch.full((n, k_cand), -math.inf, dtype=torch.float32)
     best_i = torch.zeros((n, k_cand), dtype=torch.int64)
     bounds = _block_bounds(n, block_size)
-    pairs = [(a, b) for a in range(len(bounds)) for b in range(a, len(bounds))]
+    pairs = [(a, b) for b in range(len(bounds)) for a in range(b + 1)]
     if progress:
         from tqdm.auto import tqdm
 
         pairs = tqdm(pairs, desc=desc, unit="block", leave=False)
+    right = None
     for a, b in pairs:
         (sa, ea), (sb, eb) = bounds[a], bounds[b]
-        G = X32[sa:ea] @ X32[sb:eb].T
-        same = None if labels is None else labels[sa:ea].unsqueeze(1) == labels[sb:eb].unsqueeze(0)
-        # Rows of block a: |r|² − 2 q·r (the query's own |q|² does not change the ranking).
-        d = torch.addcmul(sq[sb:eb].unsqueeze(0), G, torch.tensor(-2.0))
+        if a == 0:
+            right = _right(Xa, sb, eb)
+        G = Xa[sa:ea] @ right.T  # −d²/2 between rows of block a and rows of block b
         if a == b:
-            d.fill_diagonal_(math.inf)
-        if same is not None:
-            d.masked_fill_(same, math.inf)
-        kk = min(k_cand, eb - sb)
-        v, i = torch.topk(d, kk, dim=1, largest=False, sorted=False)
+            G.fill_diagonal_(-math.inf)
+        if labels is not None:
+            G.masked_fill_(labels[sa:ea].unsqueeze(1) == labels[sb:eb].unsqueeze(0), -math.inf)
+        v, i = torch.topk(G, min(k_cand, eb - sb), dim=1, sorted=False)
         _merge(best_v, best_i, slice(sa, ea), v, i + sb)
         if a != b:  # rows of block b, from the same product
-            d = torch.addcmul(sq[sa:ea].unsqueeze(0), G.T, torch.tensor(-2.0))
-            if same is not None:
-                d.masked_fill_(same.T, math.inf)
-            kk = min(k_cand, ea - sa)
-            v, i = torch.topk(d, kk, dim=1, largest=False, sorted=False)
-            _merge(best_v, best_i, slice(sb, eb), v, i + sa)
+            v, i = torch.topk(G, min(k_cand, ea - sa), dim=0, sorted=False)
+            _merge(best_v, best_i, slice(sb, eb), v.T, i.T + sa)
     return best_i.numpy()
 
 
@@ -275,20 +309,27 @@ def _refine(Xs: Any, sq64: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: in
 
 
 def _prepare(X: np.ndarray) -> tuple[Any, Any, np.ndarray]:
-    """float32 centred copy for the candidate search; input values and exact norms for refinement."""
+    """Augmented float32 matrix for the candidate search; input values and exact norms for refinement.
+
+    Returns ``Xa`` (N, D+2) float32 with rows [x − mean, 1, −|x − mean|²/2], ``Xs`` (the input as a
+    tensor, no copy) and ``sq64`` (exact float64 |x|² of the input rows).
+    """
     torch = _torch()
+    n, D = X.shape
     Xs = torch.from_numpy(X)
     mean = X.mean(axis=0, dtype=np.float64)
     # Centring changes no distance but shrinks |x|², which is what float32 rounding scales with.
-    X32 = torch.empty(X.shape, dtype=torch.float32)
-    step = max(1, (1 << 22) // max(1, X.shape[1]))
-    for s in range(0, X.shape[0], step):
-        X32[s : s + step] = torch.from_numpy((X[s : s + step] - mean).astype(np.float32))
-    sq64 = np.empty(X.shape[0])
-    for s in range(0, X.shape[0], step):
+    Xa = torch.empty((n, D + 2), dtype=torch.float32)
+    sq64 = np.empty(n)
+    step = max(1, (1 << 22) // max(1, D))
+    for s in range(0, n, step):
         chunk = X[s : s + step].astype(np.float64)
+        c = chunk - mean
+        Xa[s : s + step, :D] = torch.from_numpy(c.astype(np.float32))
+        Xa[s : s + step, D] = 1.0
+        Xa[s : s + step, D + 1] = torch.from_numpy((-0.5 * np.einsum("nd,nd->n", c, c)).astype(np.float32))
         sq64[s : s + step] = np.einsum("nd,nd->n", chunk, chunk)
-    return X32, Xs, sq64
+    return Xa, Xs, sq64
 
 
 def kneighbors(
@@ -340,12 +381,12 @@ def kneighbors(
             f"k={k} neighbours need at least k+1={k + 1} distinct samples, got {n}"
             f"{' after removing duplicates' if report else ''}; use a smaller k or more images"
         )
-    X32, Xs, sq64 = _prepare(A)
+    Xa, Xs, sq64 = _prepare(A)
     k_cand = min(n - 1, k + _MARGIN)
     bs = block_size or _default_block(n, A.shape[1])
     show = _show_progress(progress, n, A.shape[1])
-    cand = _candidates(X32, k_cand, block_size=bs, progress=show, desc="kNN")
-    del X32
+    cand = _candidates(Xa, k_cand, block_size=bs, progress=show, desc="kNN")
+    del Xa
     dist, ind = _refine(Xs, sq64, np.arange(n), cand, k)
     return NeighborGraph(dist, ind, first, int(A.shape[0] + report.n_removed), report)
 
@@ -366,7 +407,7 @@ def nearest_other_label(
     torch = _torch()
     A = as_matrix(X)
     n = A.shape[0]
-    X32, Xs, sq64 = _prepare(A)
+    Xa, Xs, sq64 = _prepare(A)
     lab = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
     # Every row has at least n_other rows of another label, so k_cand <= n_other candidates per row
     # are always genuine (masked same-label pairs sit at +inf and are never selected).
@@ -376,8 +417,8 @@ def nearest_other_label(
     k_cand = min(n_other, 1 + _MARGIN)
     bs = block_size or _default_block(n, A.shape[1])
     show = _show_progress(progress, n, A.shape[1])
-    cand = _candidates(X32, k_cand, labels=lab, block_size=bs, progress=show, desc="K_F")
-    del X32
+    cand = _candidates(Xa, k_cand, labels=lab, block_size=bs, progress=show, desc="K_F")
+    del Xa
     d, i = _refine(Xs, sq64, np.arange(n), cand, 1)
     dist, ind = d[:, 0], i[:, 0]
     return dist, ind

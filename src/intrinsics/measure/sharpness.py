@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import EstimationError, IntrinsicsWarning
 from ._validate import as_labels, as_matrix, preprocessing_of
-from .neighbors import _prepare, find_duplicates, nearest_other_label
+from .neighbors import _prepare, _right, find_duplicates, nearest_other_label
 from .results import ClosestPair, SharpnessEstimate
 
 __all__ = ["LabelSharpness", "label_sharpness", "label_conflicts"]
@@ -47,12 +47,11 @@ def _min_cross_distance(X: np.ndarray, codes: np.ndarray) -> tuple[float, int, i
     """Exact smallest distance between two rows with different labels (all pairs of a small set)."""
     import torch
 
-    X32, Xs, _ = _prepare(X)
-    sq32 = (X32 * X32).sum(dim=1)
-    d2 = (sq32[:, None] + sq32[None, :] - 2.0 * (X32 @ X32.T)).numpy()
+    Xa, Xs, _ = _prepare(X)
+    d2 = (-2.0 * (Xa @ _right(Xa, 0, len(Xa)).T)).numpy()
     d2[codes[:, None] == codes[None, :]] = np.inf
     # Every pair within float32 rounding of the smallest is recomputed exactly in float64.
-    tol = 8 * np.finfo(np.float32).eps * 2 * float(sq32.max()) + 1e-30
+    tol = 16 * np.finfo(np.float32).eps * float(-4.0 * Xa[:, -1].min()) + 1e-30
     thr = float(d2.min()) + tol
     qi, ci = np.nonzero(d2 <= thr)
     diff = Xs[torch.from_numpy(qi)].to(torch.float64) - Xs[torch.from_numpy(ci)].to(torch.float64)
