@@ -131,3 +131,13 @@ def test_scale_changes_kf_by_the_factor(rng):
     X = rng.random((100, 8))
     y = rng.integers(0, 2, 100)
     assert label_sharpness(X * 255, y).exact == pytest.approx(label_sharpness(X, y).exact / 255, rel=1e-9)
+
+
+def test_value_is_the_median_draw_and_inside_its_interval(rng):
+    X = rng.normal(size=(800, 12)).astype(np.float32)
+    y = rng.integers(0, 2, 800)
+    for seed in range(5):
+        est = label_sharpness(X, y, n_samples=60, n_draws=15, seed=seed, exact=False)
+        assert est.ci95[0] <= est.value <= est.ci95[1]
+        assert est.exact is None and est.params["n_draws"] == 15
+        assert est.params["first_draw"] > 0

@@ -104,8 +104,9 @@ class SharpnessEstimate:
     Attributes
     ----------
     value : float
-        The reference estimator: max over all pairs among ``M`` randomly drawn images (first draw).
-        Equals ``exact`` when ``M`` covers the dataset.
+        The reference estimator, max over all pairs among ``M`` randomly drawn images: the median over
+        ``n_draws`` independent draws (``params["first_draw"]`` holds the single first draw). Equals
+        ``exact`` when ``M`` covers the dataset.
     ci95 : (float, float)
         2.5/97.5 percentiles of the estimator over ``n_draws`` independent draws of ``M`` images.
     exact : float or None
