@@ -7,7 +7,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import IntrinsicsError
@@ -394,6 +394,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+def _add_checkpoint_command(
+    sub: Any,
+    name: str,
+    help: str,
+    func: Callable[[argparse.Namespace], int],
+    own_options: Callable[[argparse.ArgumentParser], None],
+) -> argparse.ArgumentParser:
+    """A subcommand that evaluates a checkpoint: ``CHECKPOINT [SOURCE]``, the data options, the
+    command's own options (added by ``own_options``), then ``--batch-size``, ``--device``, ``--json``."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("checkpoint")
+    p.add_argument("source", nargs="?", help="dataset source (default: the one recorded in the checkpoint)")
+    _add_data_options(p, from_checkpoint=True)
+    own_options(p)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", metavar="FILE")
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="intrinsics",
@@ -440,34 +461,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("attack", help="FGSM/PGD robustness of a checkpoint on its own test set")
-    p.add_argument("checkpoint")
-    p.add_argument("source", nargs="?", help="dataset source (default: the one recorded in the checkpoint)")
-    _add_data_options(p, from_checkpoint=True)
-    p.add_argument("--attack", choices=("fgsm", "pgd"), default="fgsm")
-    p.add_argument("--eps", default="0,2/255,8/255", help="L∞ sizes on the [0,1] scale, fractions allowed")
-    p.add_argument("--steps", type=int, default=10, help="PGD steps")
-    p.add_argument("--step-size", type=float, help="PGD step size (default 2.5·eps/steps)")
-    p.add_argument("--no-random-start", action="store_true", help="PGD without the random start")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", metavar="FILE")
-    p.set_defaults(func=cmd_attack)
+    def attack_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--attack", choices=("fgsm", "pgd"), default="fgsm")
+        p.add_argument("--eps", default="0,2/255,8/255", help="L∞ sizes on the [0,1] scale, fractions allowed")
+        p.add_argument("--steps", type=int, default=10, help="PGD steps")
+        p.add_argument("--step-size", type=float, help="PGD step size (default 2.5·eps/steps)")
+        p.add_argument("--no-random-start", action="store_true", help="PGD without the random start")
 
-    p = sub.add_parser("repr", help="d_repr: intrinsic dimension of a layer's activations")
-    p.add_argument("checkpoint")
-    p.add_argument("source", nargs="?", help="dataset source (default: the one recorded in the checkpoint)")
-    _add_data_options(p, from_checkpoint=True)
-    p.add_argument("--layer", default="penultimate", help="penultimate, layer4, avgpool, features.28, ...")
-    p.add_argument("--estimator", choices=("twonn", "mle"), default="twonn")
-    p.add_argument("--k", type=int, default=20)
-    p.add_argument("--images", choices=("train", "test"), default="train",
-                   help="the checkpoint's training (default) or test images")
-    p.add_argument("--bootstrap", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", metavar="FILE")
-    p.set_defaults(func=cmd_repr)
+    _add_checkpoint_command(sub, "attack", "FGSM/PGD robustness of a checkpoint on its own test set",
+                            cmd_attack, attack_options)
+
+    def repr_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--layer", default="penultimate", help="penultimate, layer4, avgpool, features.28, ...")
+        p.add_argument("--estimator", choices=("twonn", "mle"), default="twonn")
+        p.add_argument("--k", type=int, default=20)
+        p.add_argument("--images", choices=("train", "test"), default="train",
+                       help="the checkpoint's training (default) or test images")
+        p.add_argument("--bootstrap", type=int, default=200)
+
+    _add_checkpoint_command(sub, "repr", "d_repr: intrinsic dimension of a layer's activations", cmd_repr,
+                            repr_options)
 
     p = sub.add_parser("study", help="resumable experiment grids: run, init, status, export")
     ssub = p.add_subparsers(dest="study_command", required=True, metavar="ACTION")

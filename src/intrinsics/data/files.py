@@ -1,7 +1,8 @@
 """Read one image file into arrays at its full bit depth: PNG/TIFF/JPEG/BMP, DICOM, NIfTI, .npy.
 
 :func:`read_file` is what the folder reader calls for every file. DICOM and NIfTI are delegated to
-:mod:`intrinsics.data.dicom` and :mod:`intrinsics.data.nifti`, imported only when such a file is met.
+the readers of :mod:`intrinsics.data.dicom` and :mod:`intrinsics.data.nifti`, looked up (and pydicom or
+nibabel imported) only when such a file is met.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, IntrinsicsWarning
+from .dicom import is_dicom_file  # the marker check only; pydicom is imported when a file is read
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -37,12 +39,7 @@ def is_dicom(path: str | os.PathLike) -> bool:
     path = Path(path)
     if path.suffix.lower() in (".dcm", ".dicom"):
         return True
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
+    return is_dicom_file(path)
 
 
 def file_kind(path: str | os.PathLike) -> str | None:

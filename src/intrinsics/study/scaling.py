@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,6 +73,36 @@ def _resample(n: int, groups: np.ndarray | None, rng: np.random.Generator) -> np
     uniq = np.unique(groups)
     pick = rng.choice(uniq, size=uniq.size, replace=True)
     return np.concatenate([np.flatnonzero(groups == g) for g in pick])
+
+
+def _bootstrap(
+    stat: Callable[[np.ndarray], Any],
+    n: int,
+    groups: np.ndarray | None,
+    n_bootstrap: int,
+    seed: int,
+    width: int,
+) -> np.ndarray:
+    """(n_bootstrap, width) values of ``stat(indices)`` over resamples (see :func:`_resample`) drawn from
+    one generator seeded with ``seed``; a resample for which ``stat`` returns None stays a row of NaN."""
+    rng = np.random.default_rng(seed)
+    boots = np.full((n_bootstrap, width), np.nan)
+    for b in range(n_bootstrap):
+        row = stat(_resample(n, groups, rng))
+        if row is not None:
+            boots[b] = row
+    return boots
+
+
+def _finite_points(
+    x: Sequence[float], y: Sequence[float], groups: Sequence[Any] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``x``, ``y`` (and ``groups``) as arrays, without the pairs where x or y is not finite."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    g = None if groups is None else np.asarray(groups, dtype=object)[ok]
+    return x[ok], y[ok], g
 
 
 # -- straight lines ----------------------------------------------------------------------------------
@@ -156,11 +186,7 @@ def fit_line(
     -------
     LineFit
     """
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    g = None if groups is None else np.asarray(groups, dtype=object)[ok]
-    x, y = x[ok], y[ok]
+    x, y, g = _finite_points(x, y, groups)
     n_x = int(np.unique(x).size)
     resample = "runs" if groups is None else "datasets"
     common = dict(x=x_name, y=y_name, n_points=int(x.size), n_x=n_x, resample=resample, label=label)
@@ -174,11 +200,7 @@ def fit_line(
     resid = y - (intercept + slope * x)
     sst = float(((y - y.mean()) ** 2).sum())
     r2 = 1.0 - float((resid**2).sum()) / sst if sst > 0 else None
-    rng = np.random.default_rng(seed)
-    boots = np.full((n_bootstrap, 2), np.nan)
-    for b in range(n_bootstrap):
-        idx = _resample(x.size, g, rng)
-        boots[b] = _ols(x[idx], y[idx])
+    boots = _bootstrap(lambda idx: _ols(x[idx], y[idx]), x.size, g, n_bootstrap, seed, 2)
     degenerate = int(np.isnan(boots[:, 0]).sum())
     note = ""
     if degenerate > 0.1 * n_bootstrap:
@@ -380,15 +402,15 @@ def fit_power_law(
     logL = np.log(Larr)
     sst = float(((logL - logL.mean()) ** 2).sum())
     r2 = 1 - float(((logL - np.log(pred)) ** 2).sum()) / sst if sst > 0 else None
-    rng = np.random.default_rng(seed)
-    boots = np.full((n_bootstrap, 3), np.nan)
+
+    def refit(idx: np.ndarray) -> tuple[float, float, float] | None:
+        if np.unique(Narr[idx]).size < need:
+            return None
+        return _fit_power(logN[idx], Larr[idx], fit_c, f_scale)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for i in range(n_bootstrap):
-            idx = rng.integers(0, Narr.size, Narr.size)
-            if np.unique(Narr[idx]).size < need:
-                continue
-            boots[i] = _fit_power(logN[idx], Larr[idx], fit_c, f_scale)
+        boots = _bootstrap(refit, Narr.size, None, n_bootstrap, seed, 3)
     b_ci = _ci(boots[:, 1])
     status = "ok" if b_ci is not None else "not enough runs for an interval"
     note = ""
@@ -564,12 +586,10 @@ def fit_kf_law(
     pred = point[0] + point[1] * xN + point[2] * lk
     sst = float(((y - y.mean()) ** 2).sum())
     r2 = 1 - float(((y - pred) ** 2).sum()) / sst if sst > 0 else None
-    rng = np.random.default_rng(seed)
-    boots = np.full((n_bootstrap, 7), np.nan)
-    groups = datasets if resample == "datasets" else None
-    for b in range(n_bootstrap):
-        idx = _resample(len(rows), groups, rng)
-        boots[b] = _law_parts(xN[idx], lk[idx], None if med is None else med[idx], y[idx])
+    boots = _bootstrap(
+        lambda idx: _law_parts(xN[idx], lk[idx], None if med is None else med[idx], y[idx]),
+        len(rows), datasets if resample == "datasets" else None, n_bootstrap, seed, 7,
+    )
     cis = [_ci(boots[:, j]) for j in range(7)]
     good = boots[np.isfinite(boots[:, :3]).all(axis=1), :3]
     cov = tuple(tuple(float(v) for v in row) for row in np.cov(good.T)) if len(good) > 10 else None
@@ -639,11 +659,7 @@ def fit_correlation(
     level: str = "runs",
 ) -> CorrelationFit:
     """Pearson r (Fisher-z and bootstrap CIs) and Spearman ρ (bootstrap CI), both with p-values."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    g = None if groups is None else np.asarray(groups, dtype=object)[ok]
-    x, y = x[ok], y[ok]
+    x, y, g = _finite_points(x, y, groups)
     base = dict(x=x_name, y=y_name, level=level, n_points=int(x.size))
     if x.size < min_points or np.unique(x).size < 3 or np.unique(y).size < 2:
         return CorrelationFit(pearson_r=None, pearson_p=None, pearson_ci95=None, pearson_boot_ci95=None,
@@ -661,15 +677,14 @@ def fit_correlation(
         if x.size > 3 and abs(pr) < 1:
             z, se = math.atanh(pr), 1 / math.sqrt(x.size - 3)
             fisher = (math.tanh(z - 1.96 * se), math.tanh(z + 1.96 * se))
-        rng = np.random.default_rng(seed)
-        boots = np.full((n_bootstrap, 2), np.nan)
-        for b in range(n_bootstrap):
-            idx = _resample(x.size, g, rng)
+
+        def correlations(idx: np.ndarray) -> tuple[float, float] | None:
             xs, ys = x[idx], y[idx]
             if np.unique(xs).size < 3 or np.unique(ys).size < 2:
-                continue
-            boots[b, 0] = np.corrcoef(xs, ys)[0, 1]
-            boots[b, 1] = stats.spearmanr(xs, ys)[0]
+                return None
+            return np.corrcoef(xs, ys)[0, 1], stats.spearmanr(xs, ys)[0]
+
+        boots = _bootstrap(correlations, x.size, g, n_bootstrap, seed, 2)
     slope, _ = _ols(x, y)
     note = ""
     if level == "runs" and groups is not None:
