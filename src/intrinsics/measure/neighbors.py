@@ -1,12 +1,12 @@
 """Exact k-nearest neighbours of up to ~10^5 images, the engine under every estimator.
 
-How: squared distances of a block of query rows to all rows by one float32 matrix multiply
-(torch, all cores), a top-k per row on that block, then the distances of the selected candidates
-recomputed in float64. Memory is bounded by the block (block_size × N floats), never N².
+How: squared distances between blocks of rows by one float32 matrix multiply (torch, all cores),
+each block folded into every row's running list of nearest candidates by a compiled threshold scan,
+then the distances of the selected candidates recomputed exactly from float64 differences of the
+input values. Memory is bounded by the block (block_size² floats), never N².
 The float64 step is what makes near-duplicate images safe: a float32 ``|a|² + |b|² − 2a·b`` can
 come out 0 or negative for two images that differ in a few pixels, which would make log-distance
-estimators blow up; float64 recomputation (by explicit differences wherever cancellation could bite)
-never does. Exact duplicate rows are found first, reported and excluded.
+estimators blow up; a sum of squared float64 differences never does. Exact duplicate rows are found first, reported and excluded.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import DuplicateWarning, EstimationError
+from . import _kernels
 from ._validate import as_matrix
 
 __all__ = [
@@ -34,8 +35,6 @@ __all__ = [
 # Candidates kept per row from the float32 pass beyond the k asked for, so that float32 rounding
 # cannot push a true neighbour out of the top k.
 _MARGIN = 2
-# Below this (d² relative to |a|²+|b|²) the float64 Gram identity loses digits: use explicit differences.
-_CANCEL_REL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -213,17 +212,6 @@ def _block_bounds(n: int, block_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + block_size, n)) for s in range(0, n, block_size)]
 
 
-def _merge(best_v: Any, best_i: Any, rows: slice, v: Any, i: Any) -> None:
-    """Keep the largest scores (nearest rows) of the running list and a new block's list, per row."""
-    torch = _torch()
-    vals = torch.cat([best_v[rows], v], dim=1)
-    idx = torch.cat([best_i[rows], i], dim=1)
-    keep = min(best_v.shape[1], vals.shape[1])
-    top_v, pos = torch.topk(vals, keep, dim=1, sorted=False)
-    best_v[rows] = top_v
-    best_i[rows] = torch.gather(idx, 1, pos)
-
-
 def _right(Xa: Any, start: int, stop: int) -> Any:
     """Rows of the augmented matrix with the two extra columns swapped: [x, −|x|²/2, 1]."""
     r = Xa[start:stop].clone()
@@ -250,8 +238,9 @@ def _candidates(
     """
     torch = _torch()
     n = Xa.shape[0]
-    best_v = torch.full((n, k_cand), -math.inf, dtype=torch.float32)
-    best_i = torch.zeros((n, k_cand), dtype=torch.int64)
+    best_v = np.full((n, k_cand), -np.inf, dtype=np.float32)
+    best_i = np.zeros((n, k_cand), dtype=np.int64)
+    worst_pos = np.zeros(n, dtype=np.int64)
     bounds = _block_bounds(n, block_size)
     pairs = [(a, b) for b in range(len(bounds)) for a in range(b + 1)]
     if progress:
@@ -259,77 +248,45 @@ def _candidates(
 
         pairs = tqdm(pairs, desc=desc, unit="block", leave=False)
     right = None
-    for a, b in pairs:
-        (sa, ea), (sb, eb) = bounds[a], bounds[b]
-        if a == 0:
-            right = _right(Xa, sb, eb)
-        G = Xa[sa:ea] @ right.T  # −d²/2 between rows of block a and rows of block b
-        if a == b:
-            G.fill_diagonal_(-math.inf)
-        if labels is not None:
-            G.masked_fill_(labels[sa:ea].unsqueeze(1) == labels[sb:eb].unsqueeze(0), -math.inf)
-        v, i = torch.topk(G, min(k_cand, eb - sb), dim=1, sorted=False)
-        _merge(best_v, best_i, slice(sa, ea), v, i + sb)
-        if a != b:  # rows of block b, from the same product
-            v, i = torch.topk(G, min(k_cand, ea - sa), dim=0, sorted=False)
-            _merge(best_v, best_i, slice(sb, eb), v.T, i.T + sa)
-    return best_i.numpy()
+    with _kernels.threads(torch.get_num_threads()):
+        for a, b in pairs:
+            (sa, ea), (sb, eb) = bounds[a], bounds[b]
+            if a == 0:
+                right = _right(Xa, sb, eb)
+            G = Xa[sa:ea] @ right.T  # −d²/2 between rows of block a and rows of block b
+            if a == b:
+                G.fill_diagonal_(-math.inf)
+            if labels is not None:
+                G.masked_fill_(labels[sa:ea].unsqueeze(1) == labels[sb:eb].unsqueeze(0), -math.inf)
+            # Rows of block a, and (off the diagonal) rows of block b from the same product.
+            _kernels.keep_best(G.numpy(), sa, sb, best_v, best_i, worst_pos, columns=a != b)
+    return best_i
 
 
-def _exact_sqdist(Xs: Any, sq64: np.ndarray, q: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Exact float64 squared distances between rows ``q`` (B,) and candidates ``idx`` (B, c).
-
-    ``Xs`` holds the input values (float32 products are exact in float64); the Gram identity in
-    float64 is used, and explicit differences wherever it could have cancelled digits away.
-    """
-    torch = _torch()
-    rows = torch.index_select(Xs, 0, torch.from_numpy(idx.reshape(-1))).to(torch.float64)
-    qv = torch.index_select(Xs, 0, torch.from_numpy(q)).to(torch.float64)
-    dots = torch.bmm(rows.view(len(q), idx.shape[1], -1), qv.unsqueeze(2)).squeeze(2).numpy()
-    norms = sq64[q][:, None] + sq64[idx]
-    d2 = norms - 2.0 * dots
-    risky = d2 <= _CANCEL_REL * norms
-    if risky.any():
-        bi, ci = np.nonzero(risky)
-        diff = Xs[torch.from_numpy(q[bi])].to(torch.float64) - Xs[torch.from_numpy(idx[bi, ci])].to(torch.float64)
-        d2[bi, ci] = (diff * diff).sum(dim=1).numpy()
-    return d2
-
-
-def _refine(Xs: Any, sq64: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Recompute candidate distances exactly and keep the k nearest, ascending."""
-    # Chunks keep the (rows, candidates, D) gather to a few MiB, where memory traffic is cheap.
-    step = max(1, (1 << 21) // max(1, cand.shape[1] * Xs.shape[1]))
-    d2 = np.empty(cand.shape, dtype=np.float64)
-    for s in range(0, rows.size, step):
-        d2[s : s + step] = _exact_sqdist(Xs, sq64, rows[s : s + step], cand[s : s + step])
+def _refine(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Recompute candidate distances exactly (float64 differences of the input values), keep the k
+    nearest, ascending."""
+    with _kernels.threads(_torch().get_num_threads()):
+        d2 = _kernels.exact_sqdist(X, rows, cand)
     order = np.argsort(d2, axis=1, kind="stable")[:, :k]
     d2k = np.take_along_axis(d2, order, axis=1)
-    return np.sqrt(np.maximum(d2k, 0.0)), np.take_along_axis(cand, order, axis=1)
+    return np.sqrt(d2k), np.take_along_axis(cand, order, axis=1)
 
 
-def _prepare(X: np.ndarray) -> tuple[Any, Any, np.ndarray]:
-    """Augmented float32 matrix for the candidate search; input values and exact norms for refinement.
-
-    Returns ``Xa`` (N, D+2) float32 with rows [x − mean, 1, −|x − mean|²/2], ``Xs`` (the input as a
-    tensor, no copy) and ``sq64`` (exact float64 |x|² of the input rows).
-    """
+def _prepare(X: np.ndarray) -> Any:
+    """Augmented float32 matrix for the candidate search: (N, D+2) rows [x − mean, 1, −|x − mean|²/2]."""
     torch = _torch()
     n, D = X.shape
-    Xs = torch.from_numpy(X)
     mean = X.mean(axis=0, dtype=np.float64)
     # Centring changes no distance but shrinks |x|², which is what float32 rounding scales with.
     Xa = torch.empty((n, D + 2), dtype=torch.float32)
-    sq64 = np.empty(n)
-    step = max(1, (1 << 22) // max(1, D))
+    step = max(1, (1 << 20) // max(1, D))  # 8 MiB float64 chunks: temporaries stay small
     for s in range(0, n, step):
-        chunk = X[s : s + step].astype(np.float64)
-        c = chunk - mean
+        c = X[s : s + step].astype(np.float64) - mean
         Xa[s : s + step, :D] = torch.from_numpy(c.astype(np.float32))
         Xa[s : s + step, D] = 1.0
         Xa[s : s + step, D + 1] = torch.from_numpy((-0.5 * np.einsum("nd,nd->n", c, c)).astype(np.float32))
-        sq64[s : s + step] = np.einsum("nd,nd->n", chunk, chunk)
-    return Xa, Xs, sq64
+    return Xa
 
 
 def kneighbors(
@@ -381,13 +338,14 @@ def kneighbors(
             f"k={k} neighbours need at least k+1={k + 1} distinct samples, got {n}"
             f"{' after removing duplicates' if report else ''}; use a smaller k or more images"
         )
-    Xa, Xs, sq64 = _prepare(A)
+    A = np.ascontiguousarray(A)
+    Xa = _prepare(A)
     k_cand = min(n - 1, k + _MARGIN)
     bs = block_size or _default_block(n, A.shape[1])
     show = _show_progress(progress, n, A.shape[1])
     cand = _candidates(Xa, k_cand, block_size=bs, progress=show, desc="kNN")
     del Xa
-    dist, ind = _refine(Xs, sq64, np.arange(n), cand, k)
+    dist, ind = _refine(A, np.arange(n), cand, k)
     return NeighborGraph(dist, ind, first, int(A.shape[0] + report.n_removed), report)
 
 
@@ -407,7 +365,8 @@ def nearest_other_label(
     torch = _torch()
     A = as_matrix(X)
     n = A.shape[0]
-    Xa, Xs, sq64 = _prepare(A)
+    A = np.ascontiguousarray(A)
+    Xa = _prepare(A)
     lab = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
     # Every row has at least n_other rows of another label, so k_cand <= n_other candidates per row
     # are always genuine (masked same-label pairs sit at +inf and are never selected).
@@ -419,7 +378,7 @@ def nearest_other_label(
     show = _show_progress(progress, n, A.shape[1])
     cand = _candidates(Xa, k_cand, labels=lab, block_size=bs, progress=show, desc="K_F")
     del Xa
-    d, i = _refine(Xs, sq64, np.arange(n), cand, 1)
+    d, i = _refine(A, np.arange(n), cand, 1)
     dist, ind = d[:, 0], i[:, 0]
     return dist, ind
 

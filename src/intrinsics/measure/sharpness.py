@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import EstimationError, IntrinsicsWarning
 from ._validate import as_labels, as_matrix, preprocessing_of
+from ._kernels import exact_sqdist
 from .neighbors import _prepare, _right, find_duplicates, nearest_other_label
 from .results import ClosestPair, SharpnessEstimate
 
@@ -45,17 +46,15 @@ def label_conflicts(X: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, list[
 
 def _min_cross_distance(X: np.ndarray, codes: np.ndarray) -> tuple[float, int, int]:
     """Exact smallest distance between two rows with different labels (all pairs of a small set)."""
-    import torch
-
-    Xa, Xs, _ = _prepare(X)
+    X = np.ascontiguousarray(X)
+    Xa = _prepare(X)
     d2 = (-2.0 * (Xa @ _right(Xa, 0, len(Xa)).T)).numpy()
     d2[codes[:, None] == codes[None, :]] = np.inf
     # Every pair within float32 rounding of the smallest is recomputed exactly in float64.
     tol = 16 * np.finfo(np.float32).eps * float(-4.0 * Xa[:, -1].min()) + 1e-30
     thr = float(d2.min()) + tol
     qi, ci = np.nonzero(d2 <= thr)
-    diff = Xs[torch.from_numpy(qi)].to(torch.float64) - Xs[torch.from_numpy(ci)].to(torch.float64)
-    d2x = (diff * diff).sum(dim=1).numpy()
+    d2x = exact_sqdist(X, qi, ci[:, None])[:, 0]
     best = int(np.argmin(d2x))
     return float(np.sqrt(d2x[best])), int(qi[best]), int(ci[best])
 

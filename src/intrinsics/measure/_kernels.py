@@ -1,0 +1,114 @@
+"""Compiled inner loops of the neighbour engine (numba), where torch would materialise big temporaries.
+
+Two loops gain from fusing:
+- keeping the running k best candidates of every row while scanning a block of scores: a threshold
+  test per entry, and an insertion only when an entry beats the row's current worst (rare after the
+  first blocks). ``torch.topk`` on every block, then merging, costs several times more;
+- exact squared distances of selected pairs: float32 values differ exactly in float64, so summing
+  squared float64 differences is exact up to float64 rounding, and fused it reads every candidate row
+  once instead of gathering, converting and multiplying copies of it.
+
+Functions are compiled on first use and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_num_threads, njit, prange, set_num_threads
+
+__all__ = ["exact_sqdist", "keep_best", "threads"]
+
+_COL_CHUNK = 64
+
+
+@njit(cache=True, inline="always")
+def _insert(v: np.float32, j: np.int64, row: int, best_v, best_i, worst_pos) -> None:
+    p = worst_pos[row]
+    best_v[row, p] = v
+    best_i[row, p] = j
+    # New worst of the row: an O(k) rescan, paid only on insertion.
+    w = best_v[row, 0]
+    wp = 0
+    for q in range(1, best_v.shape[1]):
+        if best_v[row, q] < w:
+            w = best_v[row, q]
+            wp = q
+    worst_pos[row] = wp
+
+
+@njit(parallel=True, cache=True)
+def _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos):
+    nr, nc = G.shape
+    for r in prange(nr):
+        row = row_off + r
+        for c in range(nc):
+            g = G[r, c]
+            if g > best_v[row, worst_pos[row]]:
+                _insert(g, col_off + c, row, best_v, best_i, worst_pos)
+
+
+@njit(parallel=True, cache=True)
+def _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos):
+    nr, nc = G.shape
+    n_chunks = (nc + _COL_CHUNK - 1) // _COL_CHUNK
+    for ch in prange(n_chunks):  # each thread owns a range of columns: no two threads share a row of best_v
+        c0 = ch * _COL_CHUNK
+        c1 = min(nc, c0 + _COL_CHUNK)
+        for r in range(nr):
+            for c in range(c0, c1):
+                g = G[r, c]
+                col = col_off + c
+                if g > best_v[col, worst_pos[col]]:
+                    _insert(g, row_off + r, col, best_v, best_i, worst_pos)
+
+
+def keep_best(G: np.ndarray, row_off: int, col_off: int, best_v: np.ndarray, best_i: np.ndarray,
+              worst_pos: np.ndarray, *, columns: bool) -> None:
+    """Fold a block of scores (larger = nearer) into the running best lists, in place.
+
+    ``G[r, c]`` scores the pair (row_off + r, col_off + c). Rows of the block update the lists of rows
+    ``row_off + r``; with ``columns`` the same block also updates the lists of rows ``col_off + c``
+    (the symmetric half). Entries equal to −inf are never kept.
+    """
+    _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos)
+    if columns:
+        _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos)
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _sqdist(X, rows, cand, out):
+    n, c = cand.shape
+    D = X.shape[1]
+    for i in prange(n):
+        xi = X[rows[i]]
+        for a in range(c):
+            xj = X[cand[i, a]]
+            acc = 0.0
+            for d in range(D):  # reassociated by fastmath into SIMD lanes; every term stays float64
+                t = np.float64(xi[d]) - np.float64(xj[d])
+                acc += t * t
+            out[i, a] = acc
+
+
+def exact_sqdist(X: np.ndarray, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Squared distances between ``X[rows[i]]`` and ``X[cand[i, a]]``, in float64, shape of ``cand``."""
+    out = np.empty(cand.shape, dtype=np.float64)
+    _sqdist(X, np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(cand, dtype=np.int64), out)
+    return out
+
+
+class threads:
+    """Context manager: run compiled loops on ``n`` threads (the caller's budget), then restore."""
+
+    def __init__(self, n: int):
+        from numba import config
+
+        self.n = max(1, min(int(n), config.NUMBA_NUM_THREADS))
+
+    def __enter__(self) -> "threads":
+        self.old = get_num_threads()
+        set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        set_num_threads(self.old)
