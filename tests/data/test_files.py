@@ -60,6 +60,74 @@ def test_multipage_tiff_gives_one_image_per_page(tmp_path):
     assert all(i.dtype == np.uint16 for i in images)
 
 
+def _deep_rgb(h=6, w=7, channels=3):
+    # Every value needs both bytes: truncation to 8 bits would change all of them.
+    return (np.arange(h * w * channels, dtype=np.uint32).reshape(h, w, channels) * 769 + 257).astype(np.uint16)
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_16_bit_colour_png_keeps_full_depth(tmp_path, alpha):
+    import png
+
+    arr = _deep_rgb(channels=4 if alpha else 3)
+    path = tmp_path / "deep_rgb.png"
+    png.from_array(arr.reshape(arr.shape[0], -1), "RGBA;16" if alpha else "RGB;16").save(str(path))
+    (img,), meta = read_file(path)
+    assert img.dtype == np.uint16 and img.shape == (6, 7, 3)
+    np.testing.assert_array_equal(img, arr[..., :3])  # alpha dropped, colour at 16 bits
+
+
+def test_16_bit_grey_alpha_png_keeps_full_depth(tmp_path):
+    import png
+
+    arr = _deep_rgb(channels=2)
+    png.from_array(arr.reshape(arr.shape[0], -1), "LA;16").save(str(tmp_path / "la.png"))
+    (img,), _ = read_file(tmp_path / "la.png")
+    np.testing.assert_array_equal(img, arr[..., 0])
+
+
+@pytest.mark.parametrize("compression", [None, "zlib", "lzw"])
+def test_16_bit_rgb_tiff_keeps_full_depth(tmp_path, compression):
+    import tifffile
+
+    pages = [_deep_rgb(), _deep_rgb()[::-1]]
+    path = tmp_path / "deep_rgb.tif"
+    with tifffile.TiffWriter(path) as tw:
+        for p in pages:
+            tw.write(p, photometric="rgb", compression=compression)
+    images, meta = read_file(path)
+    assert meta["n_frames"] == 2 and meta["format"] == "TIFF"
+    for img, ref in zip(images, pages):
+        assert img.dtype == np.uint16
+        np.testing.assert_array_equal(img, ref)
+
+
+def test_16_bit_colour_folder_scales_by_16_bit_range(tmp_path):
+    import png
+
+    from intrinsics import load
+
+    for cls, value in (("a", 257), ("b", 65535 - 257)):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            arr = np.full((4, 4, 3), value + i, np.uint16)
+            png.from_array(arr.reshape(4, -1), "RGB;16").save(str(tmp_path / cls / f"{i}.png"))
+    ds = load(str(tmp_path), channels=3)
+    vals = sorted(np.unique(ds.images.round(7)).tolist())
+    expected = sorted(round(v / 65535, 7) for v in (257, 258, 65535 - 257, 65535 - 256))
+    np.testing.assert_allclose(vals, expected, atol=1e-6)
+
+
+def test_corrupt_16_bit_png_is_a_data_error(tmp_path):
+    import png
+
+    path = tmp_path / "bad.png"
+    png.from_array(_deep_rgb().reshape(6, -1), "RGB;16").save(str(path))
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(DataError, match="bad.png"):
+        read_file(path)
+
+
 def test_float_tiff(tmp_path):
     arr = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
     Image.fromarray(arr).save(tmp_path / "f.tif")

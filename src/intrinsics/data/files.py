@@ -11,13 +11,12 @@ import gzip
 import importlib
 import inspect
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, IntrinsicsWarning
+from ..errors import DataError
 from .dicom import is_dicom_file  # the marker check only; pydicom is imported when a file is read
 
 __all__ = [
@@ -101,16 +100,76 @@ def pil_to_array(img: Any, origin: str = "image") -> np.ndarray:
 
 
 def _png_is_16bit_colour(path: Path) -> bool:
+    """A 16-bit PNG with colour or alpha (IHDR colour type 2, 4 or 6): Pillow would cut it to 8 bits."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(26)
     except OSError:
         return False
-    # IHDR: bytes 24 (bit depth) and 25 (colour type 2 = RGB, 6 = RGBA).
-    return len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
+    return len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 4, 6)
+
+
+def _read_png16(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """A 16-bit colour/alpha PNG at full depth (pypng), alpha dropped as for every other format."""
+    import png
+
+    try:
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
+    except (png.Error, OSError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read image file {path}: {exc}; the file is corrupt or not an image") from None
+    planes = int(info["planes"])
+    arr = arr.reshape(height, width, planes)
+    colour = planes - int(bool(info.get("alpha")))
+    arr = arr[:, :, 0] if colour == 1 else arr[:, :, :colour]
+    return [np.ascontiguousarray(arr)], {"format": "PNG", "mode": f"{'RGB' if colour == 3 else 'L'};16", "n_frames": 1}
+
+
+def _tiff_needs_tifffile(path: Path) -> bool:
+    """A TIFF whose pages have several samples deeper than 8 bits (16-bit RGB, float RGB, ...):
+    Pillow would cut those to 8 bits, tifffile reads them as stored."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError:
+        return False
+    if magic[:2] not in (b"II", b"MM"):
+        return False
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            return page.samplesperpixel > 1 and np.dtype(page.dtype).itemsize > 1
+    except Exception:  # noqa: BLE001 - anything tifffile cannot parse goes to Pillow, which names the problem
+        return False
+
+
+def _read_tifffile(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            arrays = []
+            for page in tf.pages:
+                a = page.asarray()
+                if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and a.ndim == 3:
+                    a = np.moveaxis(a, 0, -1)
+                colour = page.samplesperpixel - len(page.extrasamples)  # alpha is not intensity
+                a = a[..., :colour] if colour > 1 else a[..., 0]
+                arrays.append(np.ascontiguousarray(a))
+            dtype = tf.pages[0].dtype
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError) as exc:
+        hint = "; install imagecodecs to decode it" if "imagecodecs" in str(exc) else "; the file is corrupt"
+        raise DataError(f"cannot read TIFF file {path}: {exc}{hint}") from None
+    return arrays, {"format": "TIFF", "mode": f"{'RGB' if arrays[0].ndim == 3 else 'L'};{dtype}", "n_frames": len(arrays)}
 
 
 def _read_pil(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+    if _png_is_16bit_colour(path):
+        return _read_png16(path)
+    if _tiff_needs_tifffile(path):
+        return _read_tifffile(path)
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -126,13 +185,6 @@ def _read_pil(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
             mode = img.mode
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DataError(f"cannot read image file {path}: {exc}; the file is corrupt or not an image") from None
-    if fmt == "PNG" and _png_is_16bit_colour(path):
-        warnings.warn(
-            f"{path} is a 16-bit colour PNG, which Pillow reads at 8 bits per channel; save it as 16-bit "
-            "grey PNG or TIFF to keep the full depth",
-            IntrinsicsWarning,
-            stacklevel=3,
-        )
     return arrays, {"format": fmt, "mode": mode, "n_frames": n_frames}
 
 
