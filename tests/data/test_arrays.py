@@ -161,3 +161,41 @@ def test_from_torch_needs_len():
 
     with pytest.raises(DataError, match="no len"):
         from_torch(Stream())
+
+
+class CountingTargets(Dataset):
+    """A torchvision-like dataset with ``targets``; counts how many items were decoded."""
+
+    def __init__(self, n=200, labels_name="targets", column=False, target_transform=None):
+        self.x = torch.rand(n, 1, 5, 5)
+        lab = torch.arange(n) % 3
+        setattr(self, labels_name, lab.numpy()[:, None] if column else lab)
+        self.target_transform = target_transform
+        self.reads = 0
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        y = int(self.x.shape[0] and i % 3)
+        return self.x[i], (self.target_transform(y) if self.target_transform else y)
+
+
+@pytest.mark.parametrize("labels_name,column", [("targets", False), ("labels", True)])
+def test_from_torch_limit_reads_only_the_kept_items(labels_name, column):
+    data = CountingTargets(labels_name=labels_name, column=column)
+    ds = from_torch(data, limit=12, classes=[0, 2])
+    assert ds.N == 12 and data.reads <= 13  # item 0 (to see the item layout) + the 12 kept
+    assert sorted(set(ds.labels.tolist())) == [0, 1]  # classes 0 and 2, re-coded
+    flat = data.x.reshape(len(data.x), -1).numpy()
+    for img, code in zip(ds.images.reshape(12, -1), ds.labels):
+        (j,) = np.flatnonzero(np.abs(flat - img).max(axis=1) < 1e-6)  # the very item, decoded once
+        assert j % 3 == (0, 2)[code]
+
+
+def test_from_torch_with_target_transform_reads_labels_from_items():
+    data = CountingTargets(n=30, target_transform=lambda y: 1 - min(y, 1))
+    ds = from_torch(data, limit=6)
+    assert data.reads >= 30  # labels come from the items, not from the untransformed targets
+    assert set(ds.labels.tolist()) <= {0, 1}

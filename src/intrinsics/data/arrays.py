@@ -172,40 +172,97 @@ def _dataset_classes(dataset: Any) -> tuple[str, ...] | None:
     return None
 
 
+def _split_item(item: Any) -> tuple[Any, Any, bool]:
+    """(image, label, has_label) of one dataset item."""
+    if isinstance(item, (tuple, list)) and len(item) >= 2:
+        img, lab = item[0], item[1]
+        if hasattr(lab, "item"):
+            lab = lab.item() if getattr(lab, "ndim", 0) == 0 or np.size(lab) == 1 else lab
+        return img, lab, True
+    return (item[0] if isinstance(item, (tuple, list)) else item), None, False
+
+
+def _cheap_labels(dataset: Any, n: int) -> list[Any] | None:
+    """Labels a dataset keeps beside its images (torchvision ``targets``, MedMNIST ``labels``), when
+    they are what ``dataset[i]`` would return (no ``target_transform``); None otherwise."""
+    if getattr(dataset, "target_transform", None) is not None:
+        return None
+    for name in ("targets", "labels"):
+        lab = getattr(dataset, name, None)
+        if lab is None or isinstance(lab, str):
+            continue
+        try:
+            arr = np.asarray(lab.cpu() if hasattr(lab, "cpu") else lab)
+        except (TypeError, ValueError):
+            continue
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim == 1 and len(arr) == n and arr.dtype.kind in "iub":
+            return arr.tolist()
+    return None
+
+
+class _LazyImages(Sequence):
+    """Images of a torch Dataset read on access, so that ``classes``/``limit`` selections read only
+    the items they keep."""
+
+    def __init__(self, dataset: Any, n: int, labelled: bool):
+        self.dataset, self.n, self.labelled = dataset, n, labelled
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Any:
+        return (self[i] for i in range(self.n))
+
+    def __getitem__(self, i: Any) -> np.ndarray:  # type: ignore[override]
+        i = int(i)
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        img, _, has_label = _split_item(self.dataset[i])
+        if has_label != self.labelled:
+            raise DataError(f"item {i} of the dataset has {'a' if has_label else 'no'} label, unlike item 0")
+        return _item_image(img, i)
+
+
 def torch_to_raw(
     dataset: Any, *, class_names: Sequence[str] | None = None, value_range: tuple[float, float] | None = None
 ) -> RawImages:
-    """Read every item of a torch Dataset into memory once (see :func:`from_torch`)."""
+    """Images and labels of a torch Dataset (see :func:`from_torch`).
+
+    When the labels are known without decoding images (unlabelled datasets, or ``targets``/``labels``
+    attributes), images are read lazily: a ``classes`` or ``limit`` selection reads only what it keeps.
+    Otherwise every item is read once, here.
+    """
     try:
         n = len(dataset)
     except TypeError:
         raise DataError(f"{type(dataset).__name__} has no len(); pass a map-style torch Dataset") from None
+    names = tuple(class_names) if class_names is not None else _dataset_classes(dataset)
+    origins = [f"item {i}" for i in range(n)]
+    info = {"reader": "torch", "dataset": type(dataset).__name__, "n": n}
+    labelled = _split_item(dataset[0])[2] if n else False
+    cheap = _cheap_labels(dataset, n) if labelled else None
+    if n and (cheap is not None or not labelled):
+        return RawImages(
+            images=_LazyImages(dataset, n, labelled),  # type: ignore[arg-type]
+            labels=cheap, class_names=names if labelled else None, origins=origins, info=info,
+            value_range=value_range,
+        )
     images: list[np.ndarray] = []
     labels: list[Any] = []
-    has_labels: bool | None = None
     for i in range(n):
-        item = dataset[i]
-        if isinstance(item, (tuple, list)) and len(item) >= 2:
-            img, lab = item[0], item[1]
-            if hasattr(lab, "item"):
-                lab = lab.item() if getattr(lab, "ndim", 0) == 0 or np.size(lab) == 1 else lab
-            this_labelled = True
-        else:
-            img = item[0] if isinstance(item, (tuple, list)) else item
-            lab, this_labelled = None, False
-        if has_labels is None:
-            has_labels = this_labelled
-        elif has_labels != this_labelled:
-            raise DataError(f"item {i} of the dataset has {'a' if this_labelled else 'no'} label, unlike item 0")
+        img, lab, has_label = _split_item(dataset[i])
+        if has_label != labelled:
+            raise DataError(f"item {i} of the dataset has {'a' if has_label else 'no'} label, unlike item 0")
         images.append(_item_image(img, i))
         labels.append(lab)
-    names = tuple(class_names) if class_names is not None else _dataset_classes(dataset)
     return RawImages(
         images=images,
-        labels=labels if has_labels else None,
-        class_names=names if has_labels else None,
-        origins=[f"item {i}" for i in range(n)],
-        info={"reader": "torch", "dataset": type(dataset).__name__, "n": n},
+        labels=labels if labelled else None,
+        class_names=names if labelled else None,
+        origins=origins,
+        info=info,
         value_range=value_range,
     )
 
@@ -226,7 +283,8 @@ def from_torch(
     """An :class:`ImageSet` from any map-style torch Dataset returning ``(image, label)`` or ``image``.
 
     Images may be PIL images (read at full bit depth), (C, H, W) tensors or (H, W[, C]) arrays. The
-    dataset is read into memory once. Class names default to ``dataset.classes`` when present.
+    dataset is read into memory once (only the images a ``classes``/``limit`` selection keeps, when
+    labels are available without decoding images). Class names default to ``dataset.classes`` when present.
     Leave out ``Normalize`` transforms: intensities must lie in [0, 1] (or pass ``value_range``).
 
     Examples
