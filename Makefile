@@ -40,6 +40,8 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_neighbors.py
+	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/grid_cost.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

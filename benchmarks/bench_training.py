@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [bench(name, size, args.n, args.epochs, "cpu", args.repeats) for name, size in CASES]
     gpu_note = None
     if torch.cuda.is_available():
-        rows += [bench(name, size, args.n * 8, args.epochs, "cuda", args.repeats) for name, size in CASES]
+        gpu_cases = CASES + [("resnet18", 224)]  # 224×224: the reference study's resolution
+        rows += [bench(name, size, args.n * 8, args.epochs, "cuda", args.repeats) for name, size in gpu_cases]
     else:
         gpu_note = "GPU figures not measured: no CUDA device on this machine"
 
