@@ -121,6 +121,25 @@ def test_kf_law_recovers_coefficients_and_explains_gap():
     json.dumps(fit.to_dict())
 
 
+def test_kf_law_in_terms_of_d_repr_recovers_the_law_the_runs_follow():
+    # Losses follow the law in each run's d_repr; d_data is the same for every dataset, so only the
+    # d_repr form can see the N dependence through the dimension.
+    rng = np.random.default_rng(3)
+    table = []
+    for row in _law_table():
+        d_repr = float(rng.uniform(4, 12))
+        log_l = 0.5 - math.log(row["N"]) / d_repr + math.log(row["K_F"]) + rng.normal(0, 0.05)
+        table.append({**row, "d_data": 20.0, "d_repr": d_repr, "test_loss": math.exp(log_l)})
+    fit = fit_kf_law(table, n_bootstrap=300, dimension="d_repr")
+    assert fit.status == "ok" and fit.dimension == "d_repr" and "d_repr" in fit.ranges
+    assert _covers(fit.coefficients_ci95["beta_N"], 1.0) and _covers(fit.coefficients_ci95["beta_K"], 1.0)
+    assert fit.r2 > 0.95
+    by_data = fit_kf_law(table, n_bootstrap=0)  # one d_data for all: blind to the per-run dimension
+    assert by_data.r2 < fit.r2 - 0.1
+    with pytest.raises(ValueError, match="d_repr"):
+        fit_kf_law(table, dimension="d_model")
+
+
 def test_kf_law_when_kf_does_not_explain_the_gap():
     table = _law_table(beta_K=0.0)
     for r in table:  # a domain effect unrelated to K_F

@@ -173,6 +173,15 @@ def claims(fits: dict[str, Any]) -> list[dict[str, Any]]:
           if rep.get("share_below") is not None else "no d_repr measured"]
     if line.get("slope") is not None:
         ev.append(f"d_repr vs d_data slope {_fmt(line['slope'])}, CI {_fmt(line.get('slope_ci95'))}")
+    law_r = fits.get("kf_law_repr") or {}
+    cr, cir = law_r.get("coefficients") or {}, law_r.get("coefficients_ci95") or {}
+    if cr.get("beta_N") is not None:
+        r2_data = (fits.get("kf_law") or {}).get("r2")
+        ev.append(f"the same law with d_repr in place of d_data: beta_N {_fmt(cr['beta_N'])}, CI "
+                  f"{_fmt(cir.get('beta_N'))}; beta_K {_fmt(cr['beta_K'])}, CI {_fmt(cir.get('beta_K'))}; "
+                  f"R² {_fmt(law_r.get('r2'), 2)} (with d_data: {_fmt(r2_data, 2)}) over {law_r['n_points']} runs")
+    elif law_r:
+        ev.append(f"the law with d_repr in place of d_data: {law_r.get('status')}")
     share = rep.get("share_below")
     out.append({"claim": "d_data is an approximate upper bound of d_repr",
                 "verdict": "not enough runs" if share is None else ("supported" if share >= 0.75 else

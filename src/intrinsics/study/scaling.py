@@ -487,9 +487,11 @@ class LawFit:
     coefficients_cov: tuple[tuple[float, ...], ...] | None = None
     residual_sd: float | None = None
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    dimension: str = "d_data"
 
     def predict_log_loss(self, N: float | np.ndarray, d_data: float, K_F: float) -> float | np.ndarray:
-        """log test loss the law predicts at ``N`` for a dataset with ``d_data`` and ``K_F``."""
+        """log test loss the law predicts at ``N`` for a dataset with ``d_data`` and ``K_F`` (pass
+        d_repr as ``d_data`` for a law fitted with ``dimension="d_repr"``)."""
         c = self.coefficients
         if c.get("beta_N") is None:
             raise ValueError(f"the K_F law was not fitted ({self.status})")
@@ -534,6 +536,7 @@ def fit_kf_law(
     n_bootstrap: int = 1000,
     seed: int = 0,
     resample: str = "runs",
+    dimension: str = "d_data",
 ) -> LawFit:
     """Fit the K_F-aware law across domains and report how much of the domain gap K_F explains.
 
@@ -545,15 +548,20 @@ def fit_kf_law(
         The domain the gap is measured from (the other domain, if exactly two, is the "medical" one).
     resample : {"runs", "datasets"}
         Bootstrap unit for the intervals.
+    dimension : {"d_data", "d_repr"}
+        The intrinsic dimension in −log N / d: the data's, or each run's learned representation's
+        (the method's same law in terms of d_repr).
 
     Returns
     -------
     LawFit
     """
+    if dimension not in ("d_data", "d_repr"):
+        raise ValueError(f"dimension={dimension!r}; use 'd_data' or 'd_repr'")
     rows = [r for r in table if _positive(r.get("test_loss")) and _positive(r.get("K_F"))
-            and _positive(r.get("d_data")) and _positive(r.get("N"))]
+            and _positive(r.get(dimension)) and _positive(r.get("N"))]
     y = np.log([r["test_loss"] for r in rows]) if rows else np.zeros(0)
-    xN = np.array([-math.log(r["N"]) / r["d_data"] for r in rows])
+    xN = np.array([-math.log(r["N"]) / r[dimension] for r in rows])
     lk = np.log([r["K_F"] for r in rows]) if rows else np.zeros(0)
     domains = tuple(sorted({r["domain"] for r in rows}))
     datasets = np.array([r["dataset"] for r in rows], dtype=object)
@@ -563,7 +571,7 @@ def fit_kf_law(
                  gap=None, gap_ci95=None, gap_predicted=None, gap_predicted_ci95=None, share_explained=None,
                  share_explained_ci95=None, gap_remaining=None, gap_remaining_ci95=None)
     base = dict(n_points=len(rows), n_datasets=n_ds, domains=domains, reference_domain=reference_domain,
-                resample=resample)
+                resample=resample, dimension=dimension)
     n_kf = int(np.unique(lk).size)
     if len(rows) < 6 or n_ds < 3 or n_kf < 3 or np.unique(xN).size < 3:
         return LawFit(status=NOT_ENOUGH,
@@ -581,7 +589,7 @@ def fit_kf_law(
         note = f"domain gap not computed: all runs are in one domain ({domains[0]!r})"
     point = _law_parts(xN, lk, med, y)
     if np.isnan(point[:3]).any():
-        return LawFit(status="not identifiable: -log N / d_data and log K_F are collinear in these runs",
+        return LawFit(status=f"not identifiable: -log N / {dimension} and log K_F are collinear in these runs",
                       note=note, **empty, **base)
     pred = point[0] + point[1] * xN + point[2] * lk
     sst = float(((y - y.mean()) ** 2).sum())
@@ -596,7 +604,7 @@ def fit_kf_law(
     dof = max(1, len(rows) - 3)
     resid_sd = float(math.sqrt(((y - pred) ** 2).sum() / dof))
     ranges = {"N": (float(min(r["N"] for r in rows)), float(max(r["N"] for r in rows))),
-              "d_data": (float(min(r["d_data"] for r in rows)), float(max(r["d_data"] for r in rows))),
+              dimension: (float(min(r[dimension] for r in rows)), float(max(r[dimension] for r in rows))),
               "K_F": (float(min(r["K_F"] for r in rows)), float(max(r["K_F"] for r in rows)))}
 
     def val(j: int) -> float | None:
@@ -763,6 +771,7 @@ class StudyFits:
     n_runs: int
     n_datasets: int
     datasets: list[dict[str, Any]] = field(default_factory=list)
+    kf_law_repr: LawFit | None = None
 
     def to_dict(self) -> dict[str, Any]:
         def conv(v: Any) -> Any:
@@ -797,6 +806,7 @@ def fit_study(table: Sequence[Mapping[str, Any]], *, n_bootstrap: int = 1000, se
         n_runs=len(table),
         n_datasets=len({r["dataset"] for r in table}),
         datasets=list(datasets or []),
+        kf_law_repr=fit_kf_law(table, n_bootstrap=n_bootstrap, seed=seed, dimension="d_repr"),
     )
 
 
