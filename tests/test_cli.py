@@ -111,3 +111,49 @@ def test_single_class_and_too_few_samples(tmp_path, capsys):
     assert rec["K_F"] is None and any("single class" in w for w in rec["warnings"])
     assert main(["measure", str(path), "--k", "40"]) == 2
     assert "k=40" in capsys.readouterr().err
+
+
+def test_compare_refuses_kf_across_pixel_scales(tmp_path, capsys):
+    src = write_npz(tmp_path / "d.npz")
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    common = ["--quiet", "--bootstrap", "5", "--kf-samples", "100"]
+    assert main(["measure", str(src), "--json", str(a), *common]) == 0
+    assert main(["measure", str(src), "--value-range", "0,128", "--json", str(b), *common]) == 0
+    rec = json.loads(b.read_text())
+    assert rec["dataset"]["preprocessing"]["scale"]["value_range"] == [0.0, 128.0]
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 3
+    err = capsys.readouterr().err
+    assert "pixel_scale differs" in err and "0..128" in err and "--value-range" in err
+
+
+def test_load_warnings_reach_the_json_and_hints_name_flags(tmp_path, capsys):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        side = 10 if i else 12  # one image of another size
+        Image.fromarray(rng.integers(0, 255, (side, side), dtype=np.uint8)).save(root / "ab"[i % 2] / f"{i}.png")
+    (root / "a" / "notes.txt").write_text("not an image")
+    rec = run_json(tmp_path, "measure", root, "--size", "10", "--k", "5")
+    joined = " | ".join(rec["warnings"])
+    assert "different sizes" in joined and "a/0.png" in joined and "unknown type" in joined
+    assert rec["dataset"]["reader"]["mode"] == "class_subfolders"
+    capsys.readouterr()
+    assert main(["measure", str(root), "--k", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--size H,W" in err and "size=(" not in err and "\n" not in err
+
+
+def test_synthetic_ground_truth_is_printed_and_kept(tmp_path, capsys):
+    src = "synthetic:lesion?n=120&contrast=0.2&size=16&seed=0"
+    assert main(["measure", src, "--k", "5", "--bootstrap", "5", "--kf-samples", "120"]) == 0
+    out = capsys.readouterr().out
+    assert "ground truth by construction: d = " in out and "K_F = " in out
+    rec = run_json(tmp_path, "measure", src, "--k", "5", "--kf-samples", "120")
+    reader = rec["dataset"]["reader"]
+    assert reader["true_d"] >= 1
+    assert rec["K_F"]["exact"] == pytest.approx(reader["theoretical_K_F"], rel=1e-3)

@@ -64,6 +64,36 @@ def _classes(text: str) -> tuple[Any, ...]:
     return tuple(int(t) if t.lstrip("-").isdigit() else t for t in items)
 
 
+# Library messages name Python keyword arguments; on the command line the fix is a flag.
+_CLI_HINTS = [
+    (r"size=\((\d+), (\d+)\)", r"--size \1,\2"),
+    (r"size=\(H, W\)", "--size H,W"),
+    (r"value_range=\(([^,()]+), ([^()]+)\)", r"--value-range \1,\2"),
+    (r"unmatched='skip'", "--unmatched skip"),
+    (r"split='(\w+)'", r"--split \1"),
+    (r"\bsplit= ", "--split "),
+    (r"label_key='(\w+)'", r"--label-key \1"),
+    (r"\blabel_key= ", "--label-key "),
+    (r"label_column=INDEX or NAME", "--label-column INDEX|NAME"),
+    (r"drop label_column=\S+", "drop --label-column"),
+    (r"volume=i\b", "--volume I"),
+    (r"labels=CSV", "--labels CSV"),
+    (r"channels=None", "no --channels"),
+    (r"channels=(\d)", r"--channels \1"),
+    (r"intensity='(\w+)'", r"--intensity \1"),
+    (r"\bwindow= ", "--window "),
+]
+
+
+def as_cli_hint(message: str) -> str:
+    """A library error message with its keyword-argument fixes spelled as command-line flags."""
+    import re
+
+    for pattern, repl in _CLI_HINTS:
+        message = re.sub(pattern, repl, message)
+    return message
+
+
 def data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`intrinsics.data.load` given on the command line."""
     kw: dict[str, Any] = {
@@ -92,10 +122,17 @@ def data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, notes: list[str] | None = None):
+    """Load the command's dataset; warnings raised while reading go to ``notes`` (when given)."""
     from .data import load
 
-    return load(args.source, **data_kwargs(args))
+    if notes is None:
+        return load(args.source, **data_kwargs(args))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load(args.source, **data_kwargs(args))
+    notes.extend(as_cli_hint(str(w.message)) for w in caught)
+    return ds
 
 
 def _write_json(path: str | None, payload: dict[str, Any]) -> None:
@@ -127,8 +164,10 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 # --------------------------------------------------------------------------------------------------
 # measure / compare
 def measure_dataset(ds, *, estimator: str = "mle", k: int = 20, kf_samples: int = 1000, seed: int = 0,
-                    exact: bool = True, k_sweep: bool = False, n_bootstrap: int = 200) -> dict[str, Any]:
-    """The JSON record of `intrinsics measure` for a loaded ImageSet."""
+                    exact: bool = True, k_sweep: bool = False, n_bootstrap: int = 200,
+                    load_warnings: Sequence[str] = ()) -> dict[str, Any]:
+    """The JSON record of `intrinsics measure` for a loaded ImageSet (``load_warnings``: messages
+    raised while loading it, kept in the record's ``warnings``)."""
     from .measure import intrinsic_dimension, k_sweep as sweep, kneighbors, label_sharpness
 
     with warnings.catch_warnings(record=True) as caught:
@@ -143,11 +182,13 @@ def measure_dataset(ds, *, estimator: str = "mle", k: int = 20, kf_samples: int 
         if ds.labels is not None and len(set(ds.labels.tolist())) > 1:
             kf = label_sharpness(ds.images, ds.labels, n_samples=kf_samples, seed=seed, exact=exact)
             kf_block = kf.to_dict()
-    notes = [str(w.message) for w in caught]
+    notes = list(load_warnings) + [str(w.message) for w in caught]
     if ds.labels is None:
-        notes.append("dataset has no labels: K_F not measured (pass --labels CSV or class subfolders)")
+        notes.append("dataset has no labels: K_F not measured (give labels: class subfolders, --labels CSV, "
+                     "or the source's label file)")
     elif kf_block is None:
-        notes.append("dataset has a single class: K_F not measured (pick at least two with --classes)")
+        notes.append("dataset has a single class: K_F not measured (K_F needs images of at least two "
+                     "labels; if --classes was given, it kept only one)")
     return {
         "intrinsics_version": __version__,
         "dataset": ds.describe(),
@@ -159,7 +200,7 @@ def measure_dataset(ds, *, estimator: str = "mle", k: int = 20, kf_samples: int 
 
 def _measure_row(rec: dict[str, Any]) -> list[str]:
     ds, d, kf = rec["dataset"], rec["d_data"], rec.get("K_F") or {}
-    lo, hi = d["ci95"]
+    lo, hi = d.get("ci95") or (None, None)
     kf_ci = kf.get("ci95") or [None, None]
     return [
         str(ds["source"]),
@@ -181,18 +222,37 @@ def _measure_header(rec: dict[str, Any]) -> list[str]:
 def _prep_line(rec: dict[str, Any]) -> str:
     from .data.preprocess import comparison_key
 
-    key = comparison_key(rec["dataset"].get("preprocessing") or {})
+    key = comparison_key(rec["dataset"].get("preprocessing") or {}, rec["dataset"].get("reader"))
     return ", ".join(f"{k}={v}" for k, v in key.items())
 
 
+def _ground_truth_line(rec: dict[str, Any]) -> str | None:
+    """For synthetic sources: the true d and K_F by construction next to the estimates."""
+    reader = rec["dataset"].get("reader") or {}
+    if "true_d" not in reader and reader.get("theoretical_K_F") is None:
+        return None
+    parts = []
+    if reader.get("true_d") is not None:
+        parts.append(f"d = {reader['true_d']} (estimated {_fmt(rec['d_data']['value'])})")
+    if reader.get("theoretical_K_F") is not None:
+        kf = rec.get("K_F") or {}
+        parts.append(f"K_F = {_fmt(float(reader['theoretical_K_F']))} (exact here {_fmt(kf.get('exact'))})")
+    return "ground truth by construction: " + "; ".join(parts)
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
-    ds = _load(args)
+    load_notes: list[str] = []
+    ds = _load(args, load_notes)
     rec = measure_dataset(ds, estimator=args.estimator, k=args.k, kf_samples=args.kf_samples, seed=args.seed,
-                          exact=not args.no_exact, k_sweep=args.k_sweep, n_bootstrap=args.bootstrap)
+                          exact=not args.no_exact, k_sweep=args.k_sweep, n_bootstrap=args.bootstrap,
+                          load_warnings=load_notes)
     _write_json(args.json, rec)
     if not args.quiet:
         print(_table([_measure_row(rec)], _measure_header(rec)))
         print(f"preprocessing: {_prep_line(rec)}  (K_F is only comparable under identical preprocessing)")
+        truth = _ground_truth_line(rec)
+        if truth:
+            print(truth)
         kf = rec.get("K_F")
         if kf and kf.get("closest_pairs"):
             p = kf["closest_pairs"][0]
@@ -209,11 +269,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 def kf_comparable(records: Sequence[dict[str, Any]]) -> list[str]:
     """Differences in preprocessing (or M) that make K_F values incomparable; empty if comparable."""
-    from .data.preprocess import COMPARISON_KEYS
+    from .data.preprocess import COMPARISON_KEYS, comparison_key
 
     problems = []
+    keys = [comparison_key(r["dataset"].get("preprocessing") or {}, r["dataset"].get("reader")) for r in records]
     for key in COMPARISON_KEYS:
-        vals = [json.dumps((r["dataset"].get("preprocessing") or {}).get(key), sort_keys=True) for r in records]
+        vals = [json.dumps(k.get(key), sort_keys=True) for k in keys]
         if len(set(vals)) > 1:
             problems.append(f"{key} differs ({' vs '.join(vals)})")
     shapes = {tuple(r["dataset"]["shape"]) for r in records}
@@ -250,7 +311,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.force:
             print(f"warning: {msg} (shown anyway because of --force)", file=sys.stderr)
             return 0
-        print(f"intrinsics: {msg}. Re-measure with identical --size/--channels/--intensity/--kf-samples "
+        print(f"intrinsics: {msg}. Re-measure with identical --size/--channels/--intensity/--value-range/--window/--kf-samples "
               "(or pass --force to show the values anyway)", file=sys.stderr)
         return EXIT_NOT_COMPARABLE
     return 0
@@ -303,7 +364,7 @@ def cmd_repr(args: argparse.Namespace) -> int:
     d = rec["d_repr"]
     k = f" k={d['k']}" if d.get("k") else ""
     print(f"d_repr of layer {rec['layer']} ({rec['n_features']} features, {rec['split']} images): "
-          f"{_fmt(d['value'])} [{_fmt(d['ci95'][0])}, {_fmt(d['ci95'][1])}] ({d['estimator']}{k}, n={d['n_samples']})")
+          f"{_fmt(d['value'])} {_fmt_ci(d.get('ci95'))} ({d['estimator']}{k}, n={d['n_samples']})")
     for w in d.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
     return 0
@@ -363,16 +424,36 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from .study import plan
 
+    options = {k: v for k, v in (("split", args.split), ("labels", args.labels), ("classes", args.classes),
+                                 ("limit", args.limit), ("window", args.window)) if v is not None}
+    if args.classes is not None:
+        options["classes"] = list(args.classes)
+    if options and not args.source:
+        raise IntrinsicsError("--split/--labels/--classes/--limit/--window describe a --source; give one")
     rec = plan(args.study, d_data=args.d_data, K_F=args.kf, source=args.source, N=args.n,
-               target_loss=args.target_loss, rank=args.rank)
+               target_loss=args.target_loss, rank=args.rank, source_options=options)
     _write_json(args.json, rec)
-    rows = []
-    for p in rec.get("predictions", []) + rec.get("ranking", []):
-        rows.append([str(p.get("dataset", "")), _fmt(p.get("d_data")), _fmt(p.get("K_F")), _fmt(p.get("N")),
-                     _fmt(p.get("loss")), _fmt_ci(p.get("loss_ci95")), _fmt(p.get("N_needed")),
-                     _fmt_ci(p.get("N_needed_ci95"))])
-    print(_table(rows, ["dataset", "d_data", "K_F", "N", "predicted test loss", "95% interval",
-                        "N for target", "95% interval"]))
+    header = ["dataset", "d_data", "K_F", "N", "predicted test loss", "95% interval", "N for target", "95% interval"]
+
+    def rows(preds: list[dict[str, Any]]) -> list[list[str]]:
+        return [[str(p.get("dataset", "")), _fmt(p.get("d_data")), _fmt(p.get("K_F")), _fmt(p.get("N")),
+                 _fmt(p.get("loss")), _fmt_ci(p.get("loss_ci95")), _fmt(p.get("N_needed")),
+                 _fmt_ci(p.get("N_needed_ci95"))] for p in preds]
+
+    preds, ranking = rec.get("predictions", []), rec.get("ranking", [])
+    if preds:
+        print(_table(rows(preds), header))
+    if ranking:
+        print(("\n" if preds else "") + f"ranked by predicted test loss at N = {_fmt(ranking[0].get('N'))}, "
+              "hardest first:")
+        print(_table(rows(ranking), header))
+    notes = []
+    for p in preds + ranking:
+        notes += [f"{p.get('dataset')}: extrapolating, {e}" for e in p.get("extrapolation") or []]
+        if p.get("note"):
+            notes.append(f"{p.get('dataset')}: {p['note']}")
+    for n in dict.fromkeys(notes):
+        print(f"note: {n}", file=sys.stderr)
     return 0
 
 
@@ -516,6 +597,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--d-data", type=float)
     p.add_argument("--kf", type=float, help="K_F, under the study's preprocessing")
     p.add_argument("--source", help="measure this dataset under the study's preprocessing instead")
+    p.add_argument("--split", help="the --source's split (npz/MedMNIST)")
+    p.add_argument("--labels", metavar="CSV", help="labels of a --source folder")
+    p.add_argument("--classes", type=_classes, metavar="A,B", help="the --source's task, e.g. 3,5")
+    p.add_argument("--limit", type=int, help="measure at most this many images of the --source")
+    p.add_argument("--window", help="DICOM window of the --source (center,width or a preset)")
     p.add_argument("--n", type=float, nargs="+", metavar="N", help="training sizes to predict at")
     p.add_argument("--target-loss", type=float)
     p.add_argument("--rank", action="store_true", help="rank the study's datasets (and this one) by difficulty")
@@ -536,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except IntrinsicsError as e:
-        print(f"intrinsics: error: {e}", file=sys.stderr)
+        print(f"intrinsics: error: {as_cli_hint(str(e))}", file=sys.stderr)
         return EXIT_ERROR
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         print(f"intrinsics: error: {e.strerror or e}: {e.filename}", file=sys.stderr)

@@ -159,3 +159,43 @@ def test_bad_medical_file_in_a_folder_is_named(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 2, 3), np.int16), np.eye(4)), str(vol4))
     with pytest.raises(DataError, match="four.nii.gz"):
         load(tmp_path, window="brain")
+
+
+def test_nifti_per_slice_labels_from_csv(tmp_path):
+    data = tmp_path / "vols"
+    _nifti(data / "a.nii.gz", 5, seed=1)
+    _nifti(data / "b.nii.gz", 6, seed=2)
+    rows = ["path,label", "a.nii.gz,healthy"]  # a whole volume, and b slice by slice
+    rows += [f"b.nii.gz#z={z},{'lesion' if z >= 3 else 'healthy'}" for z in range(6)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    ds = load(data, labels=tmp_path / "labels.csv")
+    assert ds.N == 11 and ds.class_names == ("healthy", "lesion")
+    assert ds.labels.tolist() == [0] * 5 + [0, 0, 0, 1, 1, 1]
+    # A slice row overrides its file's row; "#k" works as well as "#z=k".
+    (tmp_path / "l2.csv").write_text("path,label\na.nii.gz,healthy\nb.nii.gz,healthy\nb.nii.gz#4,lesion\n")
+    assert load(data, labels=tmp_path / "l2.csv").labels.tolist() == [0] * 9 + [1, 0]
+
+
+def test_nifti_slice_rows_that_do_not_match_are_listed(tmp_path):
+    data = tmp_path / "vols"
+    _nifti(data / "a.nii.gz", 4, seed=1)
+    (tmp_path / "bad.csv").write_text("path,label\na.nii.gz#z=1,x\na.nii.gz#z=9,y\n")
+    with pytest.raises(DataError, match=r"a.nii.gz#9"):
+        load(data, labels=tmp_path / "bad.csv")
+    with pytest.warns(UserWarning, match=r"3 slices have no label.*a.nii.gz#0"):
+        ds = load(data, labels=tmp_path / "bad.csv", unmatched="skip")
+    assert ds.N == 1
+    (tmp_path / "junk.csv").write_text("path,label\na.nii.gz#top,x\n")
+    with pytest.raises(DataError, match="not a slice"):
+        load(data, labels=tmp_path / "junk.csv")
+
+
+def test_csv_header_names_its_key_column(tmp_path):
+    data = tmp_path / "series"
+    for i in range(4):
+        _ct(data / f"img{i}.dcm", i)
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("SOPInstanceUID,label\n" + "".join(f"1.2.826.0.1.{i},{i % 2}\n" for i in range(4)))
+    ds = load(data, labels=csv_path)  # no label_key: the header says SOPInstanceUID
+    assert ds.N == 4 and sorted(np.bincount(ds.labels)) == [2, 2]
+    assert ds.provenance["reader"]["label_key"] == "SOPInstanceUID"

@@ -173,3 +173,17 @@ def test_source_string_round_trip_through_the_real_loader(tmp_path):
     with pytest.raises(DataError, match="intensity"):
         run_attack(report["checkpoint"], "builtin:digits", data_options={"intensity": "minmax"}, eps="0")
     assert run_repr(report["checkpoint"], n_bootstrap=10)["d_repr"]["n_samples"] <= 60
+
+
+def test_save_checkpoint_refuses_records_that_attack_could_not_use(tmp_path):
+    from intrinsics.learn import create_model, save_checkpoint
+
+    data = {"source": "builtin:digits", "options": {}, "preprocessing": {}, "n_pool": 10, "shape": [1, 8, 8],
+            "classes": [0, 1], "class_names": ["0", "1"]}
+    split = {"seed": 0, "train_idx": [0, 1], "test_idx": [2, 3]}  # what the study used to pass
+    with pytest.raises(DataError, match=r"split record lacks \['n_train', 'n_test', 'test_labels', 'test_digest'\]"):
+        save_checkpoint(tmp_path / "x.pt", create_model("smallcnn"), data=data, split=split, train={})
+    no_pool = {k: v for k, v in data.items() if k != "n_pool"}
+    with pytest.raises(DataError, match=r"data record lacks \['n_pool'\]"):
+        save_checkpoint(tmp_path / "x.pt", create_model("smallcnn"), data=no_pool, split=split, train={})
+    assert not (tmp_path / "x.pt").exists()

@@ -1,8 +1,10 @@
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from intrinsics.errors import DuplicateWarning, EstimationError
+from intrinsics.errors import DuplicateWarning, EstimationError, IntrinsicsWarning
 from intrinsics.measure import MLE, TwoNN, intrinsic_dimension, k_sweep, kneighbors
 from tests.conftest import embed
 
@@ -166,3 +168,112 @@ def test_bad_parameters_are_named(rng):
         intrinsic_dimension(X, "pca")
     with pytest.raises(EstimationError, match="at least k\\+1=21"):
         MLE(k=20).fit(X[:20])
+
+
+# --- tied neighbour distances (regular grids, quantised data) --------------------------------------
+def _line(dtype):
+    return np.linspace(0.0, 1.0, 100)[:, None].astype(dtype)
+
+
+def _lattice(dtype):
+    g = np.arange(10.0) / 7  # /7: spacings that are not exact in binary
+    return np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2).astype(dtype)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("make,d", [(_line, 1), (_lattice, 2)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_twonn_refuses_a_regular_grid_and_mle_copes(make, d, dtype):
+    X = make(dtype)
+    for method in ("linear", "mle"):
+        with pytest.raises(EstimationError, match="tied 1st and 2nd neighbour distances.*regular grid.*MLE estimator"):
+            TwoNN(method=method).fit(X)
+    est = intrinsic_dimension(X, "mle", n_bootstrap=20)
+    assert np.isfinite(est.value) and abs(est.value - d) < 0.25 * d
+    assert all(np.isfinite(est.ci95)) and est.params["ties_dropped"] == 0
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_mle_and_k_sweep_refuse_k_equidistant_neighbours():
+    g = np.arange(6.0)
+    X = np.stack(np.meshgrid(g, g, g), axis=-1).reshape(-1, 3)  # 6 neighbours at the lattice spacing
+    for averaging in ("inverse", "mean"):
+        with pytest.raises(EstimationError, match="all 5 nearest neighbours at the same distance.*larger k"):
+            MLE(k=5, averaging=averaging).fit(X)
+    assert np.isfinite(MLE(k=20).fit(X).dimension_)
+    with pytest.raises(EstimationError, match="at k=3, .* all 3 nearest neighbours .*larger ks"):
+        k_sweep(X, range(3, 21))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_few_ties_are_dropped_and_reported(rng):
+    # Generic points on integer coordinates (exact distances), plus mirror images p' = 2p − q of a few
+    # points p about their nearest neighbour q: each such p then has r1 == r2 exactly.
+    base = rng.integers(0, 10**6, size=(500, 3)).astype(np.float64)
+    nn = kneighbors(base, 1).indices[:, 0]
+    extra = np.array([2 * base[i] - base[nn[i]] for i in range(0, 50, 10)])
+    X = np.vstack([base, extra])
+    T = kneighbors(X, 2).distances
+    n_ties = int((T[:, 1] == T[:, 0]).sum())
+    assert n_ties >= 5
+    with pytest.warns(IntrinsicsWarning, match=f"{n_ties} of 505 points have tied 1st and 2nd"):
+        est = intrinsic_dimension(X, "twonn", n_bootstrap=50)
+    assert est.params["ties_dropped"] == n_ties and est.n_samples == 505 - n_ties
+    assert any("tied" in w for w in est.warnings)
+    clean = intrinsic_dimension(base, "twonn", n_bootstrap=0)
+    assert clean.params["ties_dropped"] == 0 and not clean.warnings
+    assert est.value == pytest.approx(clean.value, rel=0.1) and 2.4 < est.value < 3.3
+    assert est.ci95[0] <= est.value <= est.ci95[1]
+    assert np.isfinite(intrinsic_dimension(X, "mle", n_bootstrap=0).value)
+
+
+def test_generic_data_drops_no_ties(rng):
+    est = intrinsic_dimension(subspace(rng, 2000, 6), "twonn", n_bootstrap=0)
+    assert est.params["ties_dropped"] == 0 and est.n_samples == 2000 and not est.warnings
+
+
+# --- bootstrap, seed, k and sample-count checks -----------------------------------------------------
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "200"])
+def test_bad_n_bootstrap_is_named(rng, bad):
+    X = rng.normal(size=(50, 3))
+    for fit in (lambda: MLE(n_bootstrap=bad).fit(X), lambda: TwoNN(n_bootstrap=bad).fit(X),
+                lambda: intrinsic_dimension(X, "mle", n_bootstrap=bad),
+                lambda: intrinsic_dimension(X, "twonn", n_bootstrap=bad)):
+        with pytest.raises(EstimationError, match=r"n_bootstrap=.* must be an integer >= 0; use e\.g\. 200, or 0"):
+            fit()
+
+
+@pytest.mark.parametrize("bad", [-1, 0.5, "0"])
+def test_bad_seed_is_named(rng, bad):
+    X = rng.normal(size=(50, 3))
+    for fit in (lambda: MLE(seed=bad).fit(X), lambda: TwoNN(seed=bad).fit(X),
+                lambda: intrinsic_dimension(X, "twonn", seed=bad)):
+        with pytest.raises(EstimationError, match="seed=.* must be a non-negative integer"):
+            fit()
+    assert MLE(seed=None, n_bootstrap=5).fit(X).estimate_.params["seed"] is None
+    assert MLE(seed=np.int64(3), n_bootstrap=5).fit(X).estimate_.params["seed"] == 3
+
+
+@pytest.mark.parametrize("estimator", ["mle", "twonn"])
+def test_no_bootstrap_means_no_interval(rng, estimator):
+    est = intrinsic_dimension(rng.normal(size=(200, 3)), estimator, n_bootstrap=0)
+    assert est.ci95 is None and np.isfinite(est.value)
+    d = est.to_dict()
+    assert d["ci95"] is None and json.loads(json.dumps(d, allow_nan=False))["ci95"] is None
+    assert str(est).startswith(f"{est.value:.2f} (")
+    assert MLE(n_bootstrap=0).fit(rng.normal(size=(100, 3))).ci95_ is None
+
+
+@pytest.mark.parametrize("k", [0, -1, 1, 2])
+def test_k_below_three_is_refused_before_neighbours(rng, k):
+    X = rng.normal(size=(1797, 3))
+    for fit in (lambda: MLE(k=k).fit(X), lambda: intrinsic_dimension(X, "mle", k),
+                lambda: k_sweep(X, [k, 10])):
+        with pytest.raises(EstimationError, match=f"k={k} must be an integer >= 3: .*use e.g. k=20"):
+            fit()
+
+
+def test_one_sample_names_the_fix(rng):
+    for fit in (lambda X: MLE().fit(X), lambda X: TwoNN().fit(X)):
+        with pytest.raises(EstimationError, match="X has 1 sample; at least 2 are needed here: pass more images"):
+            fit(rng.normal(size=(1, 5)))

@@ -141,3 +141,28 @@ def test_value_is_the_median_draw_and_inside_its_interval(rng):
         assert est.ci95[0] <= est.value <= est.ci95[1]
         assert est.exact is None and est.params["n_draws"] == 15
         assert est.params["first_draw"] > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"n_draws": -1}, "n_draws=-1 must be a positive integer"),
+        ({"n_draws": 0}, "n_draws=0 must be a positive integer"),
+        ({"n_draws": True}, "n_draws=True must be a positive integer"),
+        ({"seed": -1}, "seed=-1 must be a non-negative integer"),
+        ({"seed": 1.5}, "seed=1.5 must be a non-negative integer"),
+        ({"n_closest": -1}, "n_closest=-1 must be an integer >= 0"),
+    ],
+)
+def test_bad_draws_seed_and_closest_are_named(rng, kwargs, match):
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+    with pytest.raises(EstimationError, match=match):
+        LabelSharpness(20, **kwargs).fit(X, y)
+    with pytest.raises(EstimationError, match=match):
+        label_sharpness(X, y, n_samples=20, **kwargs)
+
+
+def test_n_closest_zero_returns_no_pairs(rng):
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+    assert label_sharpness(X, y, n_closest=0).closest_pairs == ()
+    assert len(label_sharpness(X, y, n_closest=3).closest_pairs) == 3

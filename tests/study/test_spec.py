@@ -63,6 +63,13 @@ def test_dataset_overrides_for_N_and_test_size():
         ({"preprocessing": {"resize": 8}}, "preprocessing has unknown key(s) ['resize']"),
         ({"datasets": []}, "no [[datasets]] given"),
         ({"colour": 1}, "unknown top-level key(s) ['colour']"),
+        ({"models": ["smallcnn", "resnet19"]}, "unknown model(s) ['resnet19']; 'models' may list resnet18, "),
+        ({"representation": {"layers": "penultimate"}}, "representation.layers must be a list of layer names"),
+        ({"representation": {"layers": [""]}}, "representation.layers must be a list of layer names"),
+        ({"attacks": {"pgd_eps": [0.5, 1.5]}}, "attacks.pgd_eps must be a list of L-inf sizes"),
+        ({"attacks": {"pgd_steps": 0}}, "attacks.pgd_steps must be a positive integer, got 0"),
+        ({"attacks": {"pgd_step_size": 0}}, "attacks.pgd_step_size must be a number in (0, 1)"),
+        ({"attacks": {"pgd_iters": 5}}, "attacks has unknown key(s) ['pgd_iters']; valid are ['fgsm_eps', "),
     ],
 )
 def test_validation_names_key_and_fix(change, message):
@@ -123,3 +130,22 @@ def test_presets_parse_and_expand(tmp_path, preset):
         write_preset(preset, path)
     with pytest.raises(SpecError, match="unknown preset 'big'"):
         preset_text("big")
+
+
+def test_unknown_model_is_refused_with_the_known_list_and_one_line():
+    from intrinsics.learn import MODELS
+
+    with pytest.raises(SpecError) as err:
+        parse_spec(_raw(models=["resnet19"]))
+    msg = str(err.value)
+    assert "\n" not in msg and all(m in msg for m in MODELS)
+
+
+def test_pgd_settings_are_kept_and_absent_ones_leave_the_digest_alone():
+    base = parse_spec(_raw())
+    assert set(base.attacks) == {"fgsm_eps", "max_images"}  # old specs keep their digest and run keys
+    pgd = parse_spec(_raw(attacks={"pgd_eps": [0.03], "pgd_steps": 5, "pgd_step_size": 0.01}))
+    assert pgd.attacks == {"fgsm_eps": [2 / 255], "max_images": 500, "pgd_eps": [0.03], "pgd_steps": 5,
+                           "pgd_step_size": 0.01}
+    assert pgd.digest() != base.digest()
+    assert not {r["run_key"] for r in expand_grid(pgd)} & {r["run_key"] for r in expand_grid(base)}

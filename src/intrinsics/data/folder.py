@@ -75,6 +75,26 @@ def _find_column(header: list[str], wanted: str, what: str, csv_path: Path, opti
     )
 
 
+# Metadata keys a labels CSV may be keyed by instead of file paths (DICOM identifiers).
+_ID_KEYS = ("SOPInstanceUID", "PatientID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def _key_from_header(csv_path: Path, label_key: str) -> str:
+    """The CSV says which column keys it: with the default ``path`` and no such column, a header
+    holding exactly one DICOM identifier column (SOPInstanceUID, PatientID, ...) is keyed by it."""
+    if label_key != "path":
+        return label_key
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            header = [h.strip().lower() for h in (next(csv.reader(fh), None) or [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return label_key  # the full read names the problem
+    if "path" in header:
+        return label_key
+    present = [k for k in _ID_KEYS if k.lower() in header]
+    return present[0] if len(present) == 1 else label_key
+
+
 def _read_csv(csv_path: Path, key_column: str, label_column: str, root: Path, by_path: bool) -> dict[str, str]:
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
@@ -97,8 +117,9 @@ def _read_csv(csv_path: Path, key_column: str, label_column: str, root: Path, by
         if not key or not label:
             empty.append(f"row {number}")
             continue
-        if by_path:
-            key = _norm_csv_path(key, root)
+        if by_path:  # "vol.nii.gz#z=12" (or "#12") labels one slice of a volume / frame of a file
+            file_part, sep, frag = key.partition("#")
+            key = _norm_csv_path(file_part, root) + (f"#{_slice_id(frag, csv_path, number)}" if sep else "")
         if key in mapping and mapping[key] != label:
             conflicts.append(f"{key} ({mapping[key]!r} vs {label!r})")
         mapping[key] = label
@@ -114,6 +135,46 @@ def _read_csv(csv_path: Path, key_column: str, label_column: str, root: Path, by
     if not mapping:
         raise DataError(f"{csv_path} has no label rows; add rows '{key_col},{label_col}'")
     return mapping
+
+
+def _slice_id(fragment: str, csv_path: Path, row: int) -> int:
+    """The slice number of a CSV key's ``#z=12`` / ``#12`` part."""
+    text = fragment.strip().rsplit("=", 1)[-1].strip()
+    try:
+        return int(text)
+    except ValueError:
+        raise DataError(
+            f"{csv_path} row {row}: {fragment!r} is not a slice; write 'file.nii.gz#z=12' or 'file.nii.gz#12'"
+        ) from None
+
+
+def _apply_slice_labels(
+    images: list[np.ndarray], origins: list[str], raw_labels: list[str | None], rels: list[str],
+    counts: list[int], metas: list[dict[str, Any]], slice_map: dict[str, dict[int, str]], unmatched: str,
+) -> tuple[list[np.ndarray], list[str], list[str | None]]:
+    """Per-slice labels from the CSV (a slice's own row wins over its file's row); slices left without
+    a label, and rows naming slices that were not read, are reported like any unmatched row."""
+    out_i, out_o, out_l = [], [], []
+    unlabelled, absent = [], []
+    pos = 0
+    for rel, n, meta in zip(rels, counts, metas):
+        ids = [int(i) for i in meta.get("slice_indices", range(n))]
+        wanted = slice_map.get(rel, {})
+        for sid, j in zip(ids, range(pos, pos + n)):
+            label = wanted.get(sid, raw_labels[j])
+            if label is None:
+                unlabelled.append(origins[j])
+                continue
+            out_i.append(images[j])
+            out_o.append(origins[j])
+            out_l.append(label)
+        absent += [f"{rel}#{sid}" for sid in sorted(set(wanted) - set(ids))]
+        pos += n
+    _report_unmatched("CSV rows name slices that were not read (out of range, or skipped as empty)",
+                      absent, unmatched, "fix the slice numbers")
+    _report_unmatched("slices have no label (neither their own CSV row nor their file's)", unlabelled,
+                      unmatched, "add rows 'file#slice,label' or 'file,label' for them")
+    return out_i, out_o, out_l
 
 
 def _resolve_csv(labels: str | os.PathLike, root: Path) -> Path:
@@ -186,22 +247,30 @@ def read_folder(
     class_names: tuple[str, ...] | None = None
     info: dict[str, Any] = {"reader": "folder", "root": str(root)}
 
+    slice_map: dict[str, dict[int, str]] = {}
     if csv_path is not None:
+        label_key = _key_from_header(csv_path, label_key)
         by_path = label_key == "path"
         mapping = _read_csv(csv_path, label_key, label_column, root, by_path)
         info.update(mode="csv", labels_csv=str(csv_path), label_key=label_key, label_column=label_column)
         if by_path:
+            for key, label in mapping.items():
+                file_part, sep, sid = key.partition("#")
+                if sep:
+                    slice_map.setdefault(file_part, {})[int(sid)] = label
+            file_map = {k: v for k, v in mapping.items() if "#" not in k}
+            named = set(file_map) | set(slice_map)
             on_disk = {_rel(f, root): f for f in files}
-            missing = [k for k in mapping if k not in on_disk and not (root / k).is_file()]
+            missing = sorted(k for k in named if k not in on_disk and not (root / k).is_file())
             _report_unmatched(f"CSV rows name files that do not exist in {root}", missing, unmatched,
                               "fix the paths (relative to the folder)")
-            extra = [rel for rel in on_disk if rel not in mapping]
+            extra = [rel for rel in on_disk if rel not in named]
             _report_unmatched(f"files in {root} have no row in {csv_path.name}", extra, unmatched,
                               "add rows for them or move them out")
-            chosen = sorted({rel for rel in mapping if rel in on_disk or (root / rel).is_file()})
-            unknown = [u for u in unknown if _rel(u, root) not in mapping]
+            chosen = sorted({rel for rel in named if rel in on_disk or (root / rel).is_file()})
+            unknown = [u for u in unknown if _rel(u, root) not in named]
             files = [root / rel for rel in chosen]
-            file_labels = [mapping[rel] for rel in chosen]
+            file_labels = [file_map.get(rel) for rel in chosen]
         else:
             file_labels = [None] * len(files)  # labelled after reading, from each file's metadata
     elif labels is False:
@@ -262,6 +331,10 @@ def read_folder(
             origins.append(f"{rel}#{k}" if len(arrays) > 1 else rel)
             raw_labels.append(label)
 
+    if slice_map:
+        images, origins, raw_labels = _apply_slice_labels(
+            images, origins, raw_labels, [_rel(f, root) for f in files], counts, metas, slice_map, unmatched
+        )
     if csv_path is not None and label_key != "path":
         keyed = [str(m.get(label_key, "")).strip() for m in metas]
         lacking = [_rel(f, root) for f, key in zip(files, keyed) if not key]

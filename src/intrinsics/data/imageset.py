@@ -80,11 +80,14 @@ class ImageSet:
         )
 
     def describe(self) -> dict[str, Any]:
-        """The ``dataset`` block of the JSON contract: source, N, shape, classes, preprocessing."""
+        """The ``dataset`` block of the JSON contract: source, N, shape, classes, preprocessing, and
+        ``reader`` (how the files were read: DICOM window, NIfTI axis and slices, label CSV, a synthetic
+        generator's parameters and ground truth)."""
         return {
             "source": self.provenance.get("source"),
             "N": len(self),
             "shape": list(self.shape),
             "classes": list(self.class_names),
             "preprocessing": self.preprocessing,
+            "reader": self.provenance.get("reader") or {},
         }

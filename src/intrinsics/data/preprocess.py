@@ -37,24 +37,50 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 RESIZE_METHOD = "bilinear, antialias=True (torch.nn.functional.interpolate), stretched to size"
 ORDER = "labels, classes, limit, intensity (unit/minmax), channels, resize, intensity (per_image_max)"
 # Keys of provenance["preprocessing"] that fix the pixel scale; K_F values are only comparable when
-# these agree (the original dtype or shape of the files does not matter once they do).
-COMPARISON_KEYS = ("size", "channels", "intensity")
+# these agree (the original dtype or shape of the files does not matter once they do), together with
+# the intensity mapping itself (see :func:`pixel_scale`).
+COMPARISON_KEYS = ("size", "channels", "intensity", "pixel_scale")
 
 
-def comparison_key(preprocessing: dict[str, Any]) -> dict[str, Any]:
+def pixel_scale(preprocessing: dict[str, Any], reader: dict[str, Any] | None = None) -> str | None:
+    """Which stored intensities became 0 and 1: ``"full scale"`` (the dtype's or the source's native
+    range), ``"lo..hi"`` (an explicit value range or DICOM window), ``"dataset min-max"`` or
+    ``"per-image max"``. Two K_F values on different pixel scales differ by the ratio of the scales."""
+    scale = preprocessing.get("scale") or {}
+    method = scale.get("method")
+    if method is None:
+        return None
+    if method == "dtype_range":
+        return "full scale"
+    if method == "per_image_max":
+        return "per-image max"
+    if method == "dataset_minmax":
+        return "dataset min-max"
+    lo, hi = (float(v) for v in scale.get("value_range") or (math.nan, math.nan))
+    native = (reader or {}).get("native_range")
+    if (native is not None and [float(v) for v in native] == [lo, hi]) or (lo, hi) == (0.0, 1.0):
+        return "full scale"  # the source's native range, or floats already in [0, 1]
+    return f"{lo:g}..{hi:g}"
+
+
+def comparison_key(preprocessing: dict[str, Any], reader: dict[str, Any] | None = None) -> dict[str, Any]:
     """The part of a preprocessing record that must agree for K_F values to be comparable.
 
     Parameters
     ----------
     preprocessing : dict
         ``ImageSet.provenance["preprocessing"]``.
+    reader : dict, optional
+        ``ImageSet.provenance["reader"]`` (tells a source's native range from an explicit one).
 
     Returns
     -------
     dict
-        ``{"size": [H, W], "channels": C, "intensity": mode}``.
+        ``{"size": [H, W], "channels": C, "intensity": mode, "pixel_scale": str}``.
     """
-    return {key: preprocessing.get(key) for key in COMPARISON_KEYS}
+    key = {k: preprocessing.get(k) for k in COMPARISON_KEYS if k != "pixel_scale"}
+    key["pixel_scale"] = pixel_scale(preprocessing, reader)
+    return key
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -452,6 +478,13 @@ def _output_size(
                 f"e.g. size={common}"
             )
         return next(iter(counts)), False
+    if len(counts) > 1:
+        detail = "; ".join(f"{h}x{w}: {_examples(o)}" for (h, w), o in sorted(examples.items())[:4])
+        warnings.warn(
+            f"images of {len(counts)} different sizes ({detail}) were all resized to {size[0]}x{size[1]}; "
+            "check that they show the same field of view, or keep one size with classes/limit",
+            IntrinsicsWarning, stacklevel=4,
+        )
     return size, any(hw != size for hw in counts)
 
 

@@ -22,10 +22,15 @@ from ..errors import DataError
 from ..measure.results import jsonable
 from .models import ImageClassifier, create_model
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "images_digest", "FORMAT"]
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "images_digest", "FORMAT", "DATA_FIELDS",
+           "SPLIT_FIELDS"]
 
 FORMAT = "intrinsics-checkpoint"
 _VERSION = 1
+
+#: Fields :func:`save_checkpoint` needs in ``data`` and ``split`` (see :class:`Checkpoint`).
+DATA_FIELDS: tuple[str, ...] = ("source", "options", "preprocessing", "n_pool", "shape", "classes", "class_names")
+SPLIT_FIELDS: tuple[str, ...] = ("seed", "n_train", "n_test", "train_idx", "test_idx", "test_labels", "test_digest")
 
 
 def images_digest(images: np.ndarray) -> str:
@@ -91,7 +96,18 @@ def save_checkpoint(
     split: dict[str, Any],
     train: dict[str, Any],
 ) -> str:
-    """Write a checkpoint of plain values and tensors (see :class:`Checkpoint` for the fields)."""
+    """Write a checkpoint of plain values and tensors (see :class:`Checkpoint` for the fields).
+
+    ``data`` and ``split`` must hold every field ``attack`` and ``repr`` use to rebuild the checkpoint's
+    own test set (:data:`DATA_FIELDS`, :data:`SPLIT_FIELDS`); a missing one is refused before writing.
+    """
+    for what, record, needed in (("data", data, DATA_FIELDS), ("split", split, SPLIT_FIELDS)):
+        missing = [k for k in needed if k not in record]
+        if missing:
+            raise DataError(
+                f"checkpoint {what} record lacks {missing}; pass all of {list(needed)} so that "
+                "`intrinsics attack` and `intrinsics repr` can rebuild the checkpoint's test set"
+            )
     split = dict(split)
     for key in ("train_idx", "test_idx", "test_labels"):
         split[key] = torch.as_tensor(np.asarray(split[key], dtype=np.int64))

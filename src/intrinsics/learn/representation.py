@@ -135,7 +135,7 @@ class ReprEstimate:
     """
 
     value: float
-    ci95: tuple[float, float]
+    ci95: tuple[float, float] | None
     estimator: str
     k: int | None
     layer: str
@@ -188,7 +188,7 @@ def repr_dimension(
     est = intrinsic_dimension(acts, estimator, k, n_bootstrap=n_bootstrap, seed=seed)
     return ReprEstimate(
         value=float(est.value),
-        ci95=tuple(float(v) for v in est.ci95),  # type: ignore[arg-type]
+        ci95=None if est.ci95 is None else tuple(float(v) for v in est.ci95),  # type: ignore[arg-type]
         estimator=est.estimator,
         k=est.k,
         layer=name,

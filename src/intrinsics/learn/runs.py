@@ -306,7 +306,7 @@ def run_repr(
     res = repr_dimension(model, ds.images[idx], layer, estimator=estimator, k=k,
                          n_bootstrap=n_bootstrap, seed=seed, batch_size=batch_size, device=device)
     return jsonable({
-        "d_repr": {"value": res.value, "estimator": res.estimator, "k": res.k, "ci95": list(res.ci95),
+        "d_repr": {"value": res.value, "estimator": res.estimator, "k": res.k, "ci95": None if res.ci95 is None else list(res.ci95),
                    "n_samples": res.n_samples, "warnings": list(res.warnings)},
         "layer": res.layer,
         "layer_requested": res.layer_requested,

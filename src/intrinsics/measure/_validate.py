@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import EstimationError
 
-__all__ = ["as_matrix", "as_labels", "preprocessing_of"]
+__all__ = ["as_matrix", "as_labels", "check_seed", "preprocessing_of"]
 
 
 def _to_numpy(X: Any) -> np.ndarray:
@@ -40,7 +40,10 @@ def as_matrix(X: Any, *, name: str = "X", min_samples: int = 2) -> np.ndarray:
     A = np.ascontiguousarray(A)
     n = A.shape[0]
     if n < min_samples:
-        raise EstimationError(f"{name} has {n} samples; at least {min_samples} are needed here")
+        raise EstimationError(
+            f"{name} has {n} sample{'' if n == 1 else 's'}; at least {min_samples} are needed here: pass more "
+            "images (one per row, e.g. a larger --limit or more classes)"
+        )
     if A.shape[1] == 0:
         raise EstimationError(f"{name} has 0 features per sample; pass non-empty images or vectors")
     finite_rows = np.isfinite(A).all(axis=1)
@@ -73,6 +76,12 @@ def as_labels(y: Any, n: int) -> np.ndarray:
         )
     _, codes = np.unique(y, return_inverse=True)
     return codes.astype(np.int64).reshape(-1)
+
+
+def check_seed(seed: Any) -> None:
+    """Accept a seed numpy takes: a non-negative integer or None (a fresh random seed)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise EstimationError(f"seed={seed!r} must be a non-negative integer (or None for a fresh seed); use e.g. seed=0")
 
 
 def preprocessing_of(X: Any) -> dict | None:

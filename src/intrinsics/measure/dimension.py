@@ -12,14 +12,18 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..errors import EstimationError
-from ._validate import preprocessing_of
+from ..errors import EstimationError, IntrinsicsWarning
+from ._validate import check_seed, preprocessing_of
 from .neighbors import NeighborGraph, kneighbors
 from .results import Estimate, KSweep
 
 __all__ = ["MLE", "TwoNN", "k_sweep", "intrinsic_dimension", "ESTIMATORS"]
 
 _NORMALIZERS = ("k-2", "k-1")
+# Two neighbour distances closer than this (relative) count as tied: float32 rounding of the input
+# leaves exact ties of grid or quantised data ~1e-6 apart, while continuous data puts only about
+# d·1e-5 of its points there.
+_TIE_RTOL = 1e-5
 
 
 def _graph(X: Any, k: int) -> tuple[NeighborGraph, list[str]]:
@@ -38,10 +42,11 @@ def _graph(X: Any, k: int) -> tuple[NeighborGraph, list[str]]:
     return g, [str(w.message) for w in caught]
 
 
-def _bootstrap_ci(stat, per_point: np.ndarray, value: float, n_bootstrap: int, seed: int) -> tuple[float, float]:
-    """95% percentile interval of ``stat`` over resamples of the per-point values (the graph is shared)."""
+def _bootstrap_ci(stat, per_point: np.ndarray, value: float, n_bootstrap: int, seed: int | None) -> tuple[float, float] | None:
+    """95% percentile interval of ``stat`` over resamples of the per-point values (the graph is shared);
+    None without resamples."""
     if not n_bootstrap:
-        return (value, value)
+        return None
     rng = np.random.default_rng(seed)
     n = per_point.size
     boot = np.array([stat(per_point[rng.integers(0, n, n)]) for _ in range(int(n_bootstrap))])
@@ -49,23 +54,54 @@ def _bootstrap_ci(stat, per_point: np.ndarray, value: float, n_bootstrap: int, s
     return float(lo), float(hi)
 
 
-def _record(est: Any, value: float, ci: tuple[float, float], graph: NeighborGraph, name: str, k: int | None,
-            params: dict[str, Any], notes: list[str], X: Any) -> Estimate:
+def _check_bootstrap(n_bootstrap: Any, seed: Any) -> None:
+    """Fail early and clearly on a bootstrap count or seed numpy would reject."""
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
+        raise EstimationError(
+            f"n_bootstrap={n_bootstrap!r} must be an integer >= 0; use e.g. 200, or 0 to skip the 95% CI"
+        )
+    check_seed(seed)
+
+
+def _drop_ties(tied: np.ndarray, what: str, fix: str, notes: list[str]) -> int:
+    """Count tied points; raise when they are the majority, else note how many are left out."""
+    n, n_tied = tied.size, int(tied.sum())
+    if 2 * n_tied > n:
+        raise EstimationError(
+            f"{n_tied} of {n} points have {what} (the data sits on a regular grid or is coarsely "
+            f"quantised), so the estimate is undefined; {fix}"
+        )
+    if n_tied > n / 1000:  # continuous data ties about d·1e-5 of its points by chance: not worth a warning
+        notes.append(f"{n_tied} of {n} points have {what} (grid-like or quantised data) and were left out of the estimate")
+        warnings.warn(notes[-1], IntrinsicsWarning, stacklevel=3)
+    return n_tied
+
+
+def _record(est: Any, value: float, ci: tuple[float, float] | None, graph: NeighborGraph, name: str, k: int | None,
+            params: dict[str, Any], notes: list[str], X: Any, n_used: int) -> Estimate:
     """Set the fitted attributes shared by every estimator and build its Estimate."""
     est.dimension_ = value
     est.ci95_ = ci
-    est.n_samples_ = graph.n
-    params = {**params, "n_bootstrap": int(est.n_bootstrap), "seed": est.seed,
+    est.n_samples_ = n_used
+    params = {**params, "n_bootstrap": int(est.n_bootstrap), "seed": None if est.seed is None else int(est.seed),
               "duplicates_removed": graph.duplicates.n_removed}
-    est.estimate_ = Estimate(value=value, ci95=ci, estimator=name, k=k, n_samples=graph.n, params=params,
+    est.estimate_ = Estimate(value=value, ci95=ci, estimator=name, k=k, n_samples=n_used, params=params,
                              warnings=tuple(notes), preprocessing=preprocessing_of(X))
     return est.estimate_
 
 
-def _check_k(k: Any, minimum: int) -> int:
+def _check_k(k: Any, minimum: int = 3) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < minimum:
-        raise EstimationError(f"k={k!r} must be an integer >= {minimum}")
+        raise EstimationError(
+            f"k={k!r} must be an integer >= {minimum}: the MLE's k-2 normaliser needs at least 3 neighbours; "
+            "use e.g. k=20"
+        )
     return int(k)
+
+
+def _all_k_tied(distances: np.ndarray, k: int) -> np.ndarray:
+    """Points whose k nearest neighbours are all equidistant: their local MLE is infinite."""
+    return distances[:, k - 1] - distances[:, 0] <= _TIE_RTOL * distances[:, k - 1]
 
 
 def _mle_inverse(distances: np.ndarray, k: int, normalizer: str) -> np.ndarray:
@@ -94,17 +130,22 @@ class MLE:
         ``"inverse"``: MacKay–Ghahramani (average the inverses, then invert); ``"mean"``: the
         arithmetic mean of per-point estimates (Levina–Bickel's original).
     n_bootstrap : int, default=200
-        Bootstrap resamples over points for ``ci95_`` (0 disables; the CI is then (value, value)).
-    seed : int, default=0
+        Bootstrap resamples over points for ``ci95_`` (0 skips the interval: ``ci95_`` is None).
+    seed : int or None, default=0
         Seed of the bootstrap.
+
+    Points whose k neighbours are all equidistant (regular grids, quantised data) have an infinite
+    local estimate and are left out (counted in ``params["ties_dropped"]``); if they are the
+    majority, ``fit`` raises :class:`EstimationError`.
 
     Attributes
     ----------
     dimension_ : float
-    ci95_ : tuple of float
+    ci95_ : tuple of float, or None when n_bootstrap=0
     local_dimensions_ : ndarray of shape (n,)
-        Per-point estimates m_k(x_i).
+        Per-point estimates m_k(x_i) (inf for the left-out tied points).
     n_samples_ : int
+        Points the estimate is based on.
     estimate_ : Estimate
 
     Examples
@@ -125,6 +166,7 @@ class MLE:
 
     def _validate_params(self) -> int:
         k = _check_k(self.k, 3)
+        _check_bootstrap(self.n_bootstrap, self.seed)
         if self.normalizer not in _NORMALIZERS:
             raise EstimationError(f"normalizer={self.normalizer!r} must be one of {_NORMALIZERS}")
         if self.averaging not in ("inverse", "mean"):
@@ -136,12 +178,18 @@ class MLE:
         k = self._validate_params()
         graph, notes = _graph(X, k)
         inv = _mle_inverse(graph.distances, k, self.normalizer)
-        value = self._combine(inv)
-        ci = _bootstrap_ci(self._combine, inv, value, self.n_bootstrap, self.seed)
+        tied = _all_k_tied(graph.distances, k)
+        n_tied = _drop_ties(tied, f"all {k} nearest neighbours at the same distance",
+                            "use a larger k or add small noise (jitter) to the data", notes)
+        inv[tied] = 0.0
+        used = inv[~tied]
+        value = self._combine(used)
+        ci = _bootstrap_ci(self._combine, used, value, self.n_bootstrap, self.seed)
         with np.errstate(divide="ignore"):
             self.local_dimensions_ = 1.0 / inv
-        averaging = "mackay-ghahramani" if self.averaging == "inverse" else "mean"
-        _record(self, value, ci, graph, "mle", k, {"normalizer": self.normalizer, "averaging": averaging}, notes, X)
+        params = {"normalizer": self.normalizer, "averaging": "mackay-ghahramani" if self.averaging == "inverse" else "mean",
+                  "ties_dropped": n_tied}
+        _record(self, value, ci, graph, "mle", k, params, notes, X, used.size)
         return self
 
     def _combine(self, inv: np.ndarray) -> float:
@@ -164,11 +212,16 @@ class TwoNN:
     discard_fraction : float, default=0.1
         Fraction of the largest μ left out (they are the most noise-sensitive).
     n_bootstrap : int, default=200
-    seed : int, default=0
+        Bootstrap resamples for ``ci95_`` (0 skips the interval: ``ci95_`` is None).
+    seed : int or None, default=0
+
+    Points with tied 1st and 2nd neighbour distances (μ = 1 within 1e-5: regular grids, quantised
+    data) carry no information and are left out (``params["ties_dropped"]``); if they are the
+    majority, ``fit`` raises :class:`EstimationError` (use MLE, or add jitter).
 
     Attributes
     ----------
-    dimension_, ci95_, n_samples_, estimate_, mu_ (sorted ratios)
+    dimension_, ci95_, n_samples_ (points used), estimate_, mu_ (sorted ratios of the points used)
     """
 
     def __init__(self, *, method: str = "linear", discard_fraction: float = 0.1, n_bootstrap: int = 200, seed: int = 0):
@@ -183,13 +236,18 @@ class TwoNN:
             raise EstimationError(f"method={self.method!r} must be 'linear' or 'mle'")
         if not 0.0 <= float(self.discard_fraction) < 1.0:
             raise EstimationError(f"discard_fraction={self.discard_fraction!r} must be in [0, 1)")
+        _check_bootstrap(self.n_bootstrap, self.seed)
         graph, notes = _graph(X, 2)
-        log_mu = np.log(graph.distances[:, 1] / graph.distances[:, 0])
+        tied = _all_k_tied(graph.distances, 2)
+        n_tied = _drop_ties(tied, "tied 1st and 2nd neighbour distances, r2/r1 = 1",
+                            "use the MLE estimator or add small noise (jitter) to the data", notes)
+        d = graph.distances[~tied]
+        log_mu = np.log(d[:, 1] / d[:, 0])
         value = self._estimate(log_mu)
         ci = _bootstrap_ci(self._estimate, log_mu, value, self.n_bootstrap, self.seed)
         self.mu_ = np.sort(np.exp(log_mu))
-        params = {"method": self.method, "discard_fraction": float(self.discard_fraction)}
-        _record(self, value, ci, graph, "twonn", None, params, notes, X)
+        params = {"method": self.method, "discard_fraction": float(self.discard_fraction), "ties_dropped": n_tied}
+        _record(self, value, ci, graph, "twonn", None, params, notes, X, log_mu.size)
         return self
 
     def _estimate(self, log_mu: np.ndarray) -> float:
@@ -208,7 +266,8 @@ def k_sweep(X: Any, ks: Iterable[int] = range(5, 51), *, normalizer: str = "k-2"
     """MLE (MacKay–Ghahramani) as a function of k, all from one neighbour graph.
 
     A stable estimate changes little with k; a strong trend means the scale matters (noise at small
-    k, curvature or too few samples at large k).
+    k, curvature or too few samples at large k). Points whose k neighbours are all equidistant are
+    left out at that k, as in :class:`MLE`.
     """
     ks = tuple(_check_k(k, 3) for k in ks)
     if not ks:
@@ -222,7 +281,16 @@ def k_sweep(X: Any, ks: Iterable[int] = range(5, 51), *, normalizer: str = "k-2"
     # Σ_{j<k} log(T_k/T_j) = (k−1)·log T_k − Σ_{j<k} log T_j, for every k at once.
     s = (kk - 1) * logs[:, kk - 1] - csum[:, kk - 2]
     inv = s / (kk - 2 if normalizer == "k-2" else kk - 1)
-    values = 1.0 / inv.mean(axis=0)
+    T = graph.distances
+    tied = T[:, kk - 1] - T[:, :1] <= _TIE_RTOL * T[:, kk - 1]  # as _all_k_tied, for every k at once
+    n_tied = tied.sum(axis=0)
+    if (2 * n_tied > graph.n).any():
+        j = int(np.argmax(2 * n_tied > graph.n))
+        raise EstimationError(
+            f"at k={ks[j]}, {int(n_tied[j])} of {graph.n} points have all {ks[j]} nearest neighbours at the same "
+            "distance (the data sits on a regular grid or is coarsely quantised); use larger ks or add small noise (jitter)"
+        )
+    values = 1.0 / (np.where(tied, 0.0, inv).sum(axis=0) / (graph.n - n_tied))
     return KSweep(ks=ks, values=tuple(float(v) for v in values), normalizer=normalizer, n_samples=graph.n)
 
 
@@ -246,7 +314,7 @@ def intrinsic_dimension(
     estimator : {"mle", "twonn"}, default="mle"
     k : int, default=20
         Neighbours for MLE (ignored by TwoNN).
-    n_bootstrap, seed : bootstrap settings of the 95% CI.
+    n_bootstrap, seed : bootstrap settings of the 95% CI (``n_bootstrap=0``: no CI, ``ci95`` is None).
     **params : passed to the estimator (e.g. ``normalizer="k-1"``, ``method="mle"``).
 
     Returns

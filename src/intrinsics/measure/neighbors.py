@@ -333,7 +333,9 @@ def kneighbors(
         warnings.warn(report.message(), DuplicateWarning, stacklevel=2)
         A = A[first]
     n = A.shape[0]
-    if k < 1 or k >= n:
+    if k < 1:
+        raise EstimationError(f"k={k} must be a positive number of neighbours; use e.g. k=20")
+    if k >= n:
         raise EstimationError(
             f"k={k} neighbours need at least k+1={k + 1} distinct samples, got {n}"
             f"{' after removing duplicates' if report else ''}; use a smaller k or more images"

@@ -34,24 +34,26 @@ class Estimate:
     ----------
     value : float
         The estimate.
-    ci95 : (float, float)
-        95% bootstrap percentile interval over points.
+    ci95 : (float, float) or None
+        95% bootstrap percentile interval over points; None when no bootstrap was run
+        (``n_bootstrap=0``; JSON ``null``).
     estimator : str
         ``"mle"`` or ``"twonn"``.
     k : int or None
         Neighbours used (None for TwoNN, which uses two).
     n_samples : int
-        Distinct points the estimate is based on (after duplicate removal).
+        Distinct points the estimate is based on (after duplicate and tie removal).
     params : dict
-        Everything else that defines the number (normaliser, averaging, method, bootstrap, seed).
+        Everything else that defines the number (normaliser, averaging, method, bootstrap, seed,
+        ``duplicates_removed``, ``ties_dropped``).
     warnings : tuple of str
-        What the user should know (duplicates removed, ...).
+        What the user should know (duplicates removed, tied neighbour distances, ...).
     preprocessing : dict or None
         The dataset's preprocessing when it was measured from an ImageSet.
     """
 
     value: float
-    ci95: tuple[float, float]
+    ci95: tuple[float, float] | None
     estimator: str
     k: int | None
     n_samples: int
@@ -67,7 +69,8 @@ class Estimate:
 
     def __str__(self) -> str:
         k = f", k={self.k}" if self.k is not None else ""
-        return f"{self.value:.2f} [{self.ci95[0]:.2f}, {self.ci95[1]:.2f}] ({self.estimator}{k}, n={self.n_samples})"
+        ci = f" [{self.ci95[0]:.2f}, {self.ci95[1]:.2f}]" if self.ci95 is not None else ""
+        return f"{self.value:.2f}{ci} ({self.estimator}{k}, n={self.n_samples})"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EstimationError, IntrinsicsWarning
-from ._validate import as_labels, as_matrix, preprocessing_of
+from ._validate import as_labels, as_matrix, check_seed, preprocessing_of
 from ._kernels import exact_sqdist
 from .neighbors import _prepare, _right, find_duplicates, nearest_other_label
 from .results import ClosestPair, SharpnessEstimate
@@ -73,7 +73,7 @@ class LabelSharpness:
         Also compute the exact full-dataset K_F and its closest differently-labelled pairs.
     n_closest : int, default=10
         Closest differently-labelled pairs to return.
-    seed : int, default=0
+    seed : int or None, default=0
 
     Attributes
     ----------
@@ -96,15 +96,18 @@ class LabelSharpness:
 
     def fit(self, X: Any, y: Any = None) -> "LabelSharpness":
         """Measure K_F of images ``X`` ((N, D), (N, C, H, W), tensor or ImageSet) with labels ``y``."""
+        M = self.n_samples
+        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 2:
+            raise EstimationError(f"n_samples={M!r} must be an integer >= 2 (the reference uses 1000)")
+        if isinstance(self.n_draws, bool) or not isinstance(self.n_draws, (int, np.integer)) or self.n_draws < 1:
+            raise EstimationError(f"n_draws={self.n_draws!r} must be a positive integer; use e.g. n_draws=20")
+        if isinstance(self.n_closest, bool) or not isinstance(self.n_closest, (int, np.integer)) or self.n_closest < 0:
+            raise EstimationError(f"n_closest={self.n_closest!r} must be an integer >= 0; use e.g. n_closest=10")
+        check_seed(self.seed)
         if y is None and hasattr(X, "labels"):
             y = X.labels
         A = as_matrix(X)
         codes = as_labels(y, A.shape[0])
-        M = self.n_samples
-        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 2:
-            raise EstimationError(f"n_samples={M!r} must be an integer >= 2 (the reference uses 1000)")
-        if not isinstance(self.n_draws, (int, np.integer)) or self.n_draws < 1:
-            raise EstimationError(f"n_draws={self.n_draws!r} must be a positive integer")
         n_classes = int(codes.max()) + 1
         if n_classes < 2:
             raise EstimationError(
@@ -183,14 +186,14 @@ class LabelSharpness:
         pairs: list[ClosestPair] = []
         seen: set[tuple[int, int]] = set()
         for r in np.argsort(dist, kind="stable"):
+            if len(pairs) >= self.n_closest:
+                break
             i, j = int(idx[r]), int(idx[nn[r]])
             key = (min(i, j), max(i, j))
             if key in seen:
                 continue
             seen.add(key)
             pairs.append(ClosestPair(key[0], key[1], float(dist[r]), int(codes[key[0]]), int(codes[key[1]])))
-            if len(pairs) >= self.n_closest:
-                break
         return tuple(pairs)
 
 

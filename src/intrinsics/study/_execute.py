@@ -137,7 +137,7 @@ def _save_pair(a: np.ndarray, b: np.ndarray, path: Path) -> None:
 
 
 def train_run(run: dict[str, Any], store: Any) -> dict[str, Any]:
-    """Train one model, evaluate it clean and under FGSM, and measure its d_repr."""
+    """Train one model, evaluate it clean and under FGSM (and PGD if asked), and measure its d_repr."""
     import torch
 
     from ..learn import TrainConfig, create_model, evaluate_attack, make_split, repr_dimension, train
@@ -171,13 +171,18 @@ def train_run(run: dict[str, Any], store: Any) -> dict[str, Any]:
 
     t1 = time.perf_counter()
     attacks: dict[str, Any] = {}
-    if att_cfg["fgsm_eps"]:
-        n_att = min(len(test_idx), int(att_cfg["max_images"]))
-        att = evaluate_attack(net, (x_te[:n_att], y_te[:n_att]), [float(e) for e in att_cfg["fgsm_eps"]],
-                              attack="fgsm", device=result.device)
-        attacks = {"n": att.n, "clean": dict(att.clean),
-                   "fgsm": {f"{a['eps']:.6g}": {k: float(v) for k, v in a.items() if k != "eps"}
-                            for a in att.attacks}}
+    n_att = min(len(test_idx), int(att_cfg["max_images"]))
+    pgd_kw = {"steps": int(att_cfg.get("pgd_steps", 10)), "step_size": att_cfg.get("pgd_step_size"),
+              "seed": run["seed"]}
+    for name, eps, kw in (("fgsm", att_cfg["fgsm_eps"], {}), ("pgd", att_cfg.get("pgd_eps") or [], pgd_kw)):
+        if not eps:
+            continue
+        att = evaluate_attack(net, (x_te[:n_att], y_te[:n_att]), [float(e) for e in eps], attack=name,
+                              device=result.device, **kw)
+        attacks.setdefault("n", att.n)
+        attacks.setdefault("clean", dict(att.clean))
+        attacks[name] = {f"{a['eps']:.6g}": {k: float(v) for k, v in a.items() if k != "eps"}
+                         for a in att.attacks}
     t_attack = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -193,16 +198,7 @@ def train_run(run: dict[str, Any], store: Any) -> dict[str, Any]:
 
     checkpoint = None
     if tr_cfg.get("save_checkpoints"):
-        from ..learn import save_checkpoint
-
-        out = Path(store.path).parent / "checkpoints"
-        name = run["run_key"].replace("/", "_").replace("=", "")
-        checkpoint = str(save_checkpoint(
-            out / f"{name}.pt", net,
-            data={"source": cfg["source"], "options": _load_kwargs(cfg), "preprocessing": data.preprocessing},
-            split={"seed": run["seed"], "train_idx": train_idx, "test_idx": test_idx},
-            train=result.to_dict(),
-        ))
+        checkpoint = _save_run_checkpoint(run, store, net, data, labels, train_idx, test_idx, result)
     history = [dict(h) for h in result.history]
     last = history[-1] if history else {}
     return {
@@ -218,3 +214,28 @@ def train_run(run: dict[str, Any], store: Any) -> dict[str, Any]:
         "checkpoint": checkpoint,
         "d_repr": d_repr,
     }
+
+
+def _save_run_checkpoint(run: dict[str, Any], store: Any, net: Any, data: Any, labels: np.ndarray,
+                         train_idx: np.ndarray, test_idx: np.ndarray, result: Any) -> str:
+    """Save a run's model with the records ``intrinsics attack``/``repr`` need to rebuild its test set."""
+    from ..learn import save_checkpoint
+    from ..learn.checkpoint import images_digest
+    from ..learn.splits import relabel
+
+    cfg = run["config"]
+    _, classes = relabel(data.labels)
+    names = list(data.class_names)
+    out = Path(store.path).parent / "checkpoints"
+    name = run["run_key"].replace("/", "_").replace("=", "")
+    return str(save_checkpoint(
+        out / f"{name}.pt", net,
+        data={"source": cfg["source"], "options": _load_kwargs(cfg), "preprocessing": data.preprocessing,
+              "n_pool": len(data), "shape": list(data.shape), "classes": classes.tolist(),
+              "class_names": [names[c] if 0 <= c < len(names) else str(c) for c in classes.tolist()]},
+        split={"seed": run["seed"], "test_seed": int(cfg["preprocessing"].get("seed") or 0),
+               "n_train": len(train_idx), "n_test": len(test_idx), "balanced": True,
+               "train_idx": train_idx, "test_idx": test_idx, "test_labels": labels[test_idx],
+               "test_digest": images_digest(data.images[test_idx])},
+        train=result.to_dict(),
+    ))

@@ -232,6 +232,7 @@ def plan(
     N: Sequence[float] | float | None = None,
     target_loss: float | None = None,
     rank: bool = False,
+    source_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``intrinsics plan`` command as a function.
 
@@ -250,6 +251,9 @@ def plan(
         Predict the N needed for this test loss.
     rank : bool
         Also rank the study's own datasets (and the new one) by predicted difficulty at the first N.
+    source_options : dict, optional
+        How to read ``source`` beyond the study's preprocessing (``classes`` for a binary task,
+        ``split``, ``labels``, ``limit``, ``window``, ...), as for :func:`intrinsics.data.load`.
 
     Returns
     -------
@@ -261,7 +265,7 @@ def plan(
     measured = None
     name = "candidate"
     if source is not None:
-        d_data, K_F, measured = _measure_source(study, source)
+        d_data, K_F, measured = _measure_source(study, source, source_options or {})
         name = source
     if d_data is None or K_F is None:
         if not rank:
@@ -288,7 +292,7 @@ def plan(
     return out
 
 
-def _measure_source(study: Any, source: str) -> tuple[float, float, dict[str, Any]]:
+def _measure_source(study: Any, source: str, options: Mapping[str, Any]) -> tuple[float, float, dict[str, Any]]:
     """Measure d_data and K_F of ``source`` under the study's preprocessing and measure settings."""
     from .runner import open_store
 
@@ -302,7 +306,10 @@ def _measure_source(study: Any, source: str) -> tuple[float, float, dict[str, An
     from ._execute import load_dataset
 
     m = spec.get("measure", {})
-    data = load_dataset({"source": source, "load": {}, "preprocessing": spec.get("preprocessing", {})})
+    clash = sorted(set(options) & {"size", "channels", "intensity"})
+    if clash:
+        raise EstimationError(f"{', '.join(clash)} come from the study's preprocessing; drop them from the plan")
+    data = load_dataset({"source": source, "load": dict(options), "preprocessing": spec.get("preprocessing", {})})
     if data.labels is None:
         raise EstimationError(f"{source!r} has no labels; K_F needs a labelled dataset")
     cap = int(m.get("max_samples", 5000))

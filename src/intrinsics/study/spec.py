@@ -111,6 +111,9 @@ _MEASURE_DEFAULTS: dict[str, Any] = {
     "max_samples": 5000,
 }
 _ATTACK_DEFAULTS: dict[str, Any] = {"fgsm_eps": [2 / 255], "max_images": 500}
+# PGD keys have no defaults here, so specs without them keep their digest and run keys; a run
+# without pgd_step_size uses pgd()'s 2.5 * eps / steps, without pgd_steps 10 steps.
+_ATTACK_OPTIONAL = ("pgd_eps", "pgd_steps", "pgd_step_size")
 _REPR_DEFAULTS: dict[str, Any] = {"layers": ["penultimate"], "estimator": "twonn", "max_images": 1000}
 _PREPROCESSING_KEYS = {"size", "channels", "intensity", "seed"}
 _TOP_KEYS = {"name", "datasets", "models", "N", "seeds", "preprocessing", "training", "measure",
@@ -203,6 +206,13 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
                                     ds_N, ds_test))
 
     models = _str_list(raw, "models", where, default=["smallcnn"])
+    from ..learn.models import MODELS  # imports torch: only here, so the rest of study stays light
+
+    unknown_models = [m for m in models if m not in MODELS]
+    if unknown_models:
+        raise SpecError(
+            f"{where}: unknown model(s) {unknown_models}; 'models' may list {', '.join(MODELS)}"
+        )
     N = _int_list(raw, "N", where, minimum=2)
     seeds = _int_list(raw, "seeds", where, minimum=0, default=[0])
 
@@ -226,20 +236,34 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
     measure = _block(raw, "measure", _MEASURE_DEFAULTS, where)
     if measure["estimator"] not in ("mle", "twonn"):
         raise SpecError(f"{where}: measure.estimator must be 'mle' or 'twonn', got {measure['estimator']!r}")
-    attacks = _block(raw, "attacks", _ATTACK_DEFAULTS, where)
-    eps = attacks["fgsm_eps"]
-    if not isinstance(eps, list) or not all(isinstance(e, (int, float)) and 0 <= e < 1 for e in eps):
+    attacks = _block(raw, "attacks", _ATTACK_DEFAULTS, where, optional=_ATTACK_OPTIONAL)
+    for key in ("fgsm_eps", "pgd_eps"):
+        eps = attacks.get(key, [])
+        if not isinstance(eps, list) or not all(_number(e) and 0 <= e < 1 for e in eps):
+            raise SpecError(
+                f"{where}: attacks.{key} must be a list of L-inf sizes on the [0, 1] scale, got {eps!r}; "
+                f"e.g. {key} = [0.00784]  # 2/255"
+            )
+    steps = attacks.get("pgd_steps", 10)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise SpecError(f"{where}: attacks.pgd_steps must be a positive integer, got {steps!r}; e.g. pgd_steps = 10")
+    step_size = attacks.get("pgd_step_size", 0.001)
+    if not _number(step_size) or not 0 < step_size < 1:
         raise SpecError(
-            f"{where}: attacks.fgsm_eps must be a list of L-inf sizes on the [0, 1] scale, got {eps!r}; "
-            "e.g. fgsm_eps = [0.00784]  # 2/255"
+            f"{where}: attacks.pgd_step_size must be a number in (0, 1) on the [0, 1] scale, got {step_size!r}; "
+            "leave it out for 2.5 * eps / pgd_steps"
         )
     representation = _block(raw, "representation", _REPR_DEFAULTS, where)
     if representation["estimator"] not in ("mle", "twonn"):
         raise SpecError(
             f"{where}: representation.estimator must be 'mle' or 'twonn', got {representation['estimator']!r}"
         )
-    if not isinstance(representation["layers"], list):
-        raise SpecError(f"{where}: representation.layers must be a list of layer names, e.g. [\"penultimate\"]")
+    layers = representation["layers"]
+    if not isinstance(layers, list) or not all(isinstance(x, str) and x.strip() for x in layers):
+        raise SpecError(
+            f"{where}: representation.layers must be a list of layer names, got {layers!r}; "
+            "e.g. layers = [\"penultimate\"]"
+        )
 
     for ds in ds_specs:
         test_size = ds.test_size or training["test_size"]
@@ -264,14 +288,22 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
     )
 
 
-def _block(raw: dict[str, Any], name: str, defaults: dict[str, Any], where: str) -> dict[str, Any]:
+def _block(raw: dict[str, Any], name: str, defaults: dict[str, Any], where: str,
+           optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A table merged over its defaults; ``optional`` keys are accepted but only kept when given."""
     block = raw.get(name, {})
     if not isinstance(block, dict):
         raise SpecError(f"{where}: [{name}] must be a table, got {block!r}")
-    bad = set(block) - set(defaults)
+    bad = set(block) - set(defaults) - set(optional)
     if bad:
-        raise SpecError(f"{where}: {name} has unknown key(s) {sorted(bad)}; valid are {sorted(defaults)}")
+        raise SpecError(
+            f"{where}: {name} has unknown key(s) {sorted(bad)}; valid are {sorted(set(defaults) | set(optional))}"
+        )
     return {**defaults, **block}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _str_list(raw: dict[str, Any], key: str, where: str, default: list[str]) -> list[str]:
@@ -492,6 +524,7 @@ max_samples = 1750
 [attacks]
 fgsm_eps = [0.00784]   # 2/255
 max_images = 750
+# pgd_eps = [0.00784]  # also run PGD (pgd_steps = 10, pgd_step_size = 2.5 * eps / steps unless set)
 
 [representation]
 layers = ["penultimate"]   # ResNet layer4 / VGG classifier[3] in the reference scripts
