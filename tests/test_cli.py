@@ -157,3 +157,17 @@ def test_synthetic_ground_truth_is_printed_and_kept(tmp_path, capsys):
     reader = rec["dataset"]["reader"]
     assert reader["true_d"] >= 1
     assert rec["K_F"]["exact"] == pytest.approx(reader["theoretical_K_F"], rel=1e-3)
+
+
+def test_no_labels_reads_subfolders_as_series(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for series in ("s1", "s2"):
+        (tmp_path / "study" / series).mkdir(parents=True)
+        for i in range(15):
+            Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / "study" / series / f"{i}.png")
+    rec = run_json(tmp_path, "measure", tmp_path / "study", "--no-labels", "--k", "5")
+    assert rec["K_F"] is None and rec["dataset"]["N"] == 30 and rec["dataset"]["classes"] == []
+    assert any("no labels" in w for w in rec["warnings"])
+    assert main(["measure", str(tmp_path / "study"), "--no-labels", "--labels", "x.csv"]) == 2

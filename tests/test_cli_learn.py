@@ -50,3 +50,12 @@ def test_unknown_model_is_one_line(tmp_path, capsys):
     assert main(["train", "builtin:digits", "--model", "resnet99", "--n-train", "10", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "resnet99" in err and "resnet18" in err and "Traceback" not in err
+
+
+def test_pgd_step_size_accepts_fractions():
+    from intrinsics.cli import build_parser
+
+    args = build_parser().parse_args(["attack", "ck.pt", "--attack", "pgd", "--step-size", "1/255"])
+    assert args.step_size == pytest.approx(1 / 255)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["attack", "ck.pt", "--step-size", "one"])

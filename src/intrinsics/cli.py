@@ -25,6 +25,8 @@ def _add_data_options(p: argparse.ArgumentParser, *, from_checkpoint: bool = Fal
     g = p.add_argument_group("data options" + (" (default: as recorded in the checkpoint)" if from_checkpoint else ""))
     g.add_argument("--split", help="split of an .npz / builtin dataset (train, val, test)")
     g.add_argument("--labels", metavar="CSV", help="CSV with columns path,label for a folder of images")
+    g.add_argument("--no-labels", action="store_true",
+                   help="read a folder unlabelled (its subfolders are series or studies, not classes)")
     g.add_argument("--label-key", default="path", help="CSV column that identifies an image (path, SOPInstanceUID, PatientID, ...)")
     g.add_argument("--size", type=_size, help="resize to S×S (or HxW)")
     g.add_argument("--channels", type=int, choices=(1, 3), help="convert to 1 or 3 channels")
@@ -55,6 +57,17 @@ def _size(text: str) -> int | tuple[int, int]:
     if len(parts) == 2:
         return (parts[0], parts[1])
     raise argparse.ArgumentTypeError(f"--size {text!r} must be S or HxW")
+
+
+def _fraction(text: str) -> float:
+    """A number such as 0.01 or 2/255."""
+    from .learn.attacks import parse_eps
+
+    try:
+        (value,) = parse_eps(text)
+    except Exception:  # noqa: BLE001 - argparse turns this into a one-line usage error
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or fraction such as 2/255") from None
+    return value
 
 
 def _classes(text: str) -> tuple[Any, ...]:
@@ -106,6 +119,10 @@ def data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "limit": args.limit,
         "seed": args.seed,
     }
+    if getattr(args, "no_labels", False):
+        if args.labels:
+            raise IntrinsicsError("--labels and --no-labels contradict each other; keep one")
+        kw["labels"] = False
     if args.labels:
         kw["label_key"] = args.label_key
     for opt in ("window", "value_range", "label_column", "unmatched"):
@@ -546,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--attack", choices=("fgsm", "pgd"), default="fgsm")
         p.add_argument("--eps", default="0,2/255,8/255", help="L∞ sizes on the [0,1] scale, fractions allowed")
         p.add_argument("--steps", type=int, default=10, help="PGD steps")
-        p.add_argument("--step-size", type=float, help="PGD step size (default 2.5·eps/steps)")
+        p.add_argument("--step-size", type=_fraction, help="PGD step size, fractions allowed (default 2.5·eps/steps)")
         p.add_argument("--no-random-start", action="store_true", help="PGD without the random start")
 
     _add_checkpoint_command(sub, "attack", "FGSM/PGD robustness of a checkpoint on its own test set",
@@ -630,6 +647,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("intrinsics: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

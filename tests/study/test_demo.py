@@ -131,6 +131,13 @@ def test_cli_status_report_plan_export_on_the_demo(quick_demo, tmp_path, capsys)
                  "--json", str(plan_json)]) == 0
     preds = json.loads(plan_json.read_text())["predictions"]
     assert [p["N"] for p in preds] == [500, 2000] and all(p["loss"] > 0 for p in preds)
+    assert "extrapolating, N=2000" in capsys.readouterr().err  # beyond the study's N is said aloud
+    # A binary task of a multi-class source, read like the study's own datasets.
+    assert main(["plan", "--study", str(out), "--source", "builtin:digits", "--classes", "4,9", "--n", "100",
+                 "--json", str(plan_json)]) == 0
+    rec = json.loads(plan_json.read_text())
+    assert rec["measured"]["preprocessing"]["classes"] == ["4", "9"]
+    assert main(["plan", "--study", str(out), "--classes", "4,9", "--d-data", "5", "--kf", "1"]) == 2
     assert main(["study", "export", str(out), "--to", str(tmp_path / "exp")]) == 0
     assert "wrote" in capsys.readouterr().out
     assert main(["study", "status", str(tmp_path / "nothing-here")]) == 2

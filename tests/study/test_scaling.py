@@ -193,6 +193,10 @@ def test_repr_vs_data_recovers_slope():
             table.append({"dataset": f"d{i}", "d_data": d, "d_repr": 0.7 * d + rng.normal(0, 0.5)})
     out = fit_repr_vs_data(table, n_bootstrap=300)
     assert _covers(out["line"].slope_ci95, 0.7) and out["share_below"] > 0.9 and out["n_runs"] == 24
+    lo, hi = out["share_below_ci95"]
+    assert 0.5 < lo < out["share_below"] <= hi <= 1  # an exact binomial interval around the share
+    half = fit_repr_vs_data([{**r, "d_repr": r["d_data"] + (1 if k % 2 else -1)} for k, r in enumerate(table)])
+    assert half["share_below"] == 0.5 and _covers(half["share_below_ci95"], 0.5)
 
 
 def test_fit_study_is_json_and_complete():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -321,7 +322,12 @@ def read_folder(
     raw_labels: list[str | None] = []
     metas: list[dict[str, Any]] = []
     counts: list[int] = []
-    for f, label in zip(files, file_labels):
+    pairs: Any = zip(files, file_labels)
+    if len(files) >= 200 and sys.stderr.isatty():  # reading thousands of DICOMs takes a while
+        from tqdm.auto import tqdm
+
+        pairs = tqdm(pairs, total=len(files), desc=f"reading {root.name}", unit="file", leave=False)
+    for f, label in pairs:
         arrays, meta = read_file(f, **file_options)
         rel = _rel(f, root)
         metas.append(meta)

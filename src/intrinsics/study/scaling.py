@@ -696,7 +696,8 @@ def fit_correlation(
     slope, _ = _ols(x, y)
     note = ""
     if level == "runs" and groups is not None:
-        note = "runs share their dataset's K_F, so run-level p-values overstate the evidence; see the dataset level"
+        note = (f"runs share their dataset's {x_name}, so run-level p-values overstate the evidence; "
+                "see the dataset level")
     return CorrelationFit(
         pearson_r=pr, pearson_p=pp, pearson_ci95=fisher, pearson_boot_ci95=_ci(boots[:, 0]),
         spearman_r=sr, spearman_p=sp, spearman_boot_ci95=_ci(boots[:, 1]),
@@ -752,6 +753,8 @@ def fit_repr_vs_data(
                                        x_name="d_data", y_name="d_repr"),
         "n_runs": len(rows),
         "share_below": below / len(rows) if rows else None,
+        "share_below_ci95": (tuple(float(v) for v in stats.binomtest(below, len(rows)).proportion_ci(0.95))
+                             if rows else None),
     }
 
 
