@@ -13,10 +13,20 @@ Functions are compiled on first use and cached on disk (``cache=True``).
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
-from numba import get_num_threads, njit, prange, set_num_threads
+from numba import config, get_num_threads, njit, prange, set_num_threads
 
 __all__ = ["exact_sqdist", "keep_best", "threads"]
+
+# numba's OpenMP layer brings a second OpenMP runtime next to torch's; with two such processes on a
+# machine (study workers), torch's training then ran ~35x slower. The workqueue layer has no such
+# interference; it must not be entered by two threads at once, hence the lock in `threads`.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    config.THREADING_LAYER = "workqueue"
+_LOCK = threading.RLock()
 
 _COL_CHUNK = 64
 
@@ -70,9 +80,10 @@ def keep_best(G: np.ndarray, row_off: int, col_off: int, best_v: np.ndarray, bes
     ``row_off + r``; with ``columns`` the same block also updates the lists of rows ``col_off + c``
     (the symmetric half). Entries equal to −inf are never kept.
     """
-    _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos)
-    if columns:
-        _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos)
+    with _LOCK:
+        _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos)
+        if columns:
+            _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -93,12 +104,14 @@ def _sqdist(X, rows, cand, out):
 def exact_sqdist(X: np.ndarray, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """Squared distances between ``X[rows[i]]`` and ``X[cand[i, a]]``, in float64, shape of ``cand``."""
     out = np.empty(cand.shape, dtype=np.float64)
-    _sqdist(X, np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(cand, dtype=np.int64), out)
+    with _LOCK:
+        _sqdist(X, np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(cand, dtype=np.int64), out)
     return out
 
 
 class threads:
-    """Context manager: run compiled loops on ``n`` threads (the caller's budget), then restore."""
+    """Context manager: run compiled loops on ``n`` threads (the caller's budget), then restore; calls
+    from several Python threads take turns."""
 
     def __init__(self, n: int):
         from numba import config
@@ -106,9 +119,11 @@ class threads:
         self.n = max(1, min(int(n), config.NUMBA_NUM_THREADS))
 
     def __enter__(self) -> "threads":
+        _LOCK.acquire()  # one compiled parallel loop at a time per process
         self.old = get_num_threads()
         set_num_threads(self.n)
         return self
 
     def __exit__(self, *exc: object) -> None:
         set_num_threads(self.old)
+        _LOCK.release()
