@@ -55,3 +55,21 @@ def test_thread_budget_is_applied_and_restored():
     with _kernels.threads(1):
         assert get_num_threads() == 1
     assert get_num_threads() == before
+
+
+def test_kernels_avoid_a_second_openmp_runtime_and_allow_threads(rng):
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+
+    from intrinsics.measure import kneighbors
+
+    X = rng.normal(size=(400, 16)).astype(np.float32)
+    ref = kneighbors(X, 5)
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        # numba's OpenMP layer next to torch's runtime slowed concurrent training processes ~35x
+        assert numba.threading_layer() == "workqueue"
+    with ThreadPoolExecutor(4) as pool:  # workqueue aborts on concurrent entry: the lock serialises
+        graphs = list(pool.map(lambda _: kneighbors(X, 5), range(8)))
+    assert all(np.array_equal(g.indices, ref.indices) for g in graphs)
