@@ -447,8 +447,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
         options["classes"] = list(args.classes)
     if options and not args.source:
         raise IntrinsicsError("--split/--labels/--classes/--limit/--window describe a --source; give one")
-    rec = plan(args.study, d_data=args.d_data, K_F=args.kf, source=args.source, N=args.n,
-               target_loss=args.target_loss, rank=args.rank, source_options=options)
+    if args.pilot:
+        if args.source or args.d_data is not None or args.kf is not None or args.rank:
+            raise IntrinsicsError("--pilot predicts from one dataset's own learning curve; drop "
+                                  "--source/--d-data/--kf/--rank, or drop --pilot to use the K_F law")
+        from .study.plan import plan_from_pilot
+
+        rec = plan_from_pilot(args.study, args.pilot, N=args.n, target_loss=args.target_loss)
+    else:
+        rec = plan(args.study, d_data=args.d_data, K_F=args.kf, source=args.source, N=args.n,
+                   target_loss=args.target_loss, rank=args.rank, source_options=options)
     _write_json(args.json, rec)
     header = ["dataset", "d_data", "K_F", "N", "predicted test loss", "95% interval", "N for target", "95% interval"]
 
@@ -614,6 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--d-data", type=float)
     p.add_argument("--kf", type=float, help="K_F, under the study's preprocessing")
     p.add_argument("--source", help="measure this dataset under the study's preprocessing instead")
+    p.add_argument("--pilot", metavar="DATASET[/MODEL]",
+                   help="predict from this study dataset's own learning curve (a pilot study at small N)")
     p.add_argument("--split", help="the --source's split (npz/MedMNIST)")
     p.add_argument("--labels", metavar="CSV", help="labels of a --source folder")
     p.add_argument("--classes", type=_classes, metavar="A,B", help="the --source's task, e.g. 3,5")

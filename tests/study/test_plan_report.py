@@ -136,3 +136,23 @@ def test_report_renders_in_headless_chromium(law_study, tmp_path):
     assert img.shape[0] >= 2000 and img.shape[1] >= 1100
     # A rendered page has text and figures: far from a blank (uniform) screenshot.
     assert img.std() > 20 and (img.mean(axis=2) < 100).mean() > 0.005
+
+
+def test_pilot_plan_reads_the_learning_curve_of_one_dataset(law_study, capsys):
+    from intrinsics.cli import main
+    from intrinsics.study.plan import plan_from_pilot
+
+    # nat-a follows L = e^0.5 · 1.0 · N^(-1/8): a power law the pilot's own runs can recover.
+    res = plan_from_pilot(law_study, "nat-a", N=[300], target_loss=_true_loss(600, 8.0, 1.0))
+    (p,) = res["predictions"]
+    assert p["dataset"].startswith("nat-a/") and p["basis"].startswith("pilot learning curve")
+    lo, hi = p["loss_ci95"]
+    assert lo <= _true_loss(300, 8.0, 1.0) <= hi and hi / lo < 2
+    nlo, nhi = p["N_needed_ci95"]
+    assert nlo <= 600 <= nhi
+    with pytest.raises(EstimationError, match="not in the study.*nat-a"):
+        plan_from_pilot(law_study, "nat-z")
+    assert main(["plan", "--study", str(law_study), "--pilot", "nat-a", "--n", "5000"]) == 0
+    captured = capsys.readouterr()
+    assert "nat-a" in captured.out and "extrapolating, N=5000" in captured.err
+    assert main(["plan", "--study", str(law_study), "--pilot", "nat-a", "--kf", "2"]) == 2

@@ -6,7 +6,7 @@
 """
 
 from .demo import run_demo
-from .plan import Prediction, load_fits, plan, predict, rank_datasets
+from .plan import Prediction, load_fits, plan, plan_from_pilot, predict, rank_datasets
 from .report import compute_fits, write_fits, write_report
 from .runner import StudyBusyError, StudyResult, export_study, open_store, run_study, study_status
 from .scaling import (
@@ -34,6 +34,7 @@ __all__ = [
     "Prediction",
     "load_fits",
     "plan",
+    "plan_from_pilot",
     "predict",
     "rank_datasets",
     "compute_fits",

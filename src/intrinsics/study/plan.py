@@ -324,3 +324,119 @@ def _measure_source(study: Any, source: str, options: Mapping[str, Any]) -> tupl
         "K_F": {"value": kf.value, "ci95": list(kf.ci95), "M": kf.M},
         "preprocessing": data.preprocessing,
     }
+
+
+def plan_from_pilot(
+    study: str | os.PathLike[str],
+    pilot: str,
+    *,
+    N: Sequence[float] | float | None = None,
+    target_loss: float | None = None,
+    n_bootstrap: int = 300,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Predict from one dataset's own learning curve: a pilot study run at small N.
+
+    Fits ``L = a·N^(−b) + c`` to the pilot's runs (as :func:`~intrinsics.study.scaling.fit_power_law`)
+    and reads the loss at ``N`` and the N that reaches ``target_loss`` off it, with 95% intervals from
+    refits on runs resampled with replacement. Needs no other dataset, unlike :func:`plan`.
+
+    Parameters
+    ----------
+    study : path
+        The pilot study's folder.
+    pilot : str
+        ``"dataset"`` or ``"dataset/model"`` (the model may be left out when the study has one).
+    N, target_loss : as for :func:`plan`.
+
+    Returns
+    -------
+    dict
+        ``predictions`` (one per N) and ``curve`` (the fitted power law).
+    """
+    from .runner import open_store
+    from .scaling import fit_power_law, study_table
+
+    folder = Path(study)
+    with open_store(folder.parent if folder.is_file() else folder) as store:
+        table, _ = study_table(store)
+    keys = sorted({f"{r['dataset']}/{r['model']}" for r in table})
+    chosen = [k for k in keys if k == pilot or k.split("/")[0] == pilot]
+    if len(chosen) != 1:
+        raise EstimationError(
+            f"pilot {pilot!r} {'names several curves' if chosen else 'is not in the study'}; "
+            f"pick one of {', '.join(keys) or '(no finished runs)'}"
+        )
+    ds, model = chosen[0].split("/", 1)
+    rows = [r for r in table if r["dataset"] == ds and r["model"] == model
+            and r.get("test_loss") is not None and r["test_loss"] > 0]
+    Nr = np.array([float(r["N"]) for r in rows])
+    Lr = np.array([float(r["test_loss"]) for r in rows])
+    if np.unique(Nr).size < 3:
+        raise EstimationError(
+            f"pilot {chosen[0]!r} has runs at {np.unique(Nr).size} training size(s); a learning curve needs "
+            "at least 3 (add N values to the pilot study)"
+        )
+    if len(rows) < 6:
+        raise EstimationError(
+            f"pilot {chosen[0]!r} has {len(rows)} finished runs; a learning curve with an interval needs at "
+            "least 6 (e.g. 2 seeds at each of 3 N)"
+        )
+    fit_c = np.unique(Nr).size >= 4
+    curve = fit_power_law(Nr, Lr, n_bootstrap=0, fit_c=fit_c, label=chosen[0])
+    if curve.a is None:
+        raise EstimationError(f"the learning curve of {chosen[0]!r} could not be fitted ({curve.status})")
+    n_max = float(Nr.max())
+    Ns = [n_max, 2 * n_max] if N is None else ([float(N)] if isinstance(N, (int, float)) else [float(n) for n in N])
+
+    def needed(a: float, b: float, c: float) -> float:
+        """N with a·N^(−b) + c = target (≥ 1), in log space; inf when the curve never gets there."""
+        if target_loss is None or b <= 0 or a <= 0 or target_loss <= c:
+            return math.inf
+        log_n = (math.log(a) - math.log(target_loss - c)) / b
+        return math.inf if log_n > 40 else max(1.0, math.exp(log_n))
+
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(int(n_bootstrap)):
+        idx = rng.integers(0, len(rows), len(rows))
+        if np.unique(Nr[idx]).size < 3:
+            continue
+        f = fit_power_law(Nr[idx], Lr[idx], n_bootstrap=0, fit_c=fit_c)
+        if f.a is not None:
+            boots.append((f.a, f.b, f.c or 0.0))
+    B = np.array(boots) if boots else np.zeros((0, 3))
+
+    def interval(values: np.ndarray) -> list[float] | None:
+        values = values[np.isfinite(values)] if values.size else values
+        if values.size < 20:
+            return None
+        lo, hi = float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+        return None if hi <= lo else [lo, hi]  # a zero-width interval would claim certainty
+
+    a, b, c = curve.a, curve.b, curve.c or 0.0
+    preds = []
+    for n in Ns:
+        loss_b = B[:, 0] * n ** (-B[:, 1]) + B[:, 2] if len(B) else np.zeros(0)
+        need_b = np.array([needed(*p) for p in B]) if target_loss is not None else np.zeros(0)
+        need_ci = None
+        if need_b.size >= 20:  # unreachable resamples count as N = inf: the bound is then unbounded
+            need_ci = [float(np.percentile(need_b, 2.5, method="lower")),
+                       float(np.percentile(need_b, 97.5, method="higher"))]
+        need = needed(a, b, c) if target_loss is not None else None
+        extrap = [] if Nr.min() <= n <= n_max else [f"N={n:g} outside the pilot's [{Nr.min():g}, {n_max:g}]"]
+        preds.append({
+            "dataset": chosen[0], "N": n, "loss": float(a * n ** (-b) + c), "loss_ci95": interval(loss_b),
+            "target_loss": target_loss,
+            "N_needed": None if need is None or not math.isfinite(need) else need,
+            "N_needed_ci95": need_ci,
+            "reachable": None if need is None else math.isfinite(need),
+            "extrapolation": extrap,
+            "basis": f"pilot learning curve L = a·N^-b{' + c' if fit_c else ' (c fixed at 0: fewer than 4 N)'}",
+            "note": "; ".join(x for x in (
+                "" if curve.status in ("ok", "not enough runs for an interval") else f"curve: {curve.status}",
+                "" if len(B) >= 20 else f"only {len(B)} usable resamples: no interval",
+                "" if need is None or math.isfinite(need) else
+                f"the fitted curve does not reach loss {target_loss:g} (its floor c is {c:.3g})") if x),
+        })
+    return {"predictions": preds, "curve": curve.to_dict(), "n_bootstrap": len(B)}
