@@ -213,6 +213,13 @@ def _combine(verdicts: list[str]) -> str:
 # -- figures ----------------------------------------------------------------------------------------------
 
 
+def _legend(ax: Any, **kw: Any) -> None:
+    """A legend only when something is labelled (an empty study has nothing to name)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
+
 def _plt() -> Any:
     import matplotlib
 
@@ -243,7 +250,7 @@ def _fig_loss_vs_d(ax: Any, table: list[dict], fits: dict) -> None:
     ax.set_xlabel("d_data (MLE)")
     ax.set_ylabel("log test loss")
     ax.set_title("Test loss vs intrinsic dimension")
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
 
 
 def _fig_kf(ax: Any, datasets: list[dict]) -> None:
@@ -283,7 +290,7 @@ def _fig_robust(ax: Any, table: list[dict], fits: dict) -> None:
         ax.set_title("FGSM accuracy drop vs K_F")
     ax.set_xlabel("K_F")
     ax.set_ylabel("clean − attacked accuracy")
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
 
 
 def _fig_repr(ax: Any, table: list[dict]) -> None:
@@ -299,7 +306,7 @@ def _fig_repr(ax: Any, table: list[dict]) -> None:
     ax.set_xlabel("d_data")
     ax.set_ylabel("d_repr (penultimate layer)")
     ax.set_title("Representation vs data dimension")
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
 
 
 def _fig_curves(ax: Any, table: list[dict], fits: dict) -> None:
@@ -323,7 +330,7 @@ def _fig_curves(ax: Any, table: list[dict], fits: dict) -> None:
     ax.set_xlabel("N (training images)")
     ax.set_ylabel("test loss (mean over seeds)")
     ax.set_title("Learning curves")
-    ax.legend(fontsize=6, ncol=2)
+    _legend(ax, fontsize=6, ncol=2)
 
 
 def _fig_law(ax: Any, table: list[dict], fits: dict) -> None:
@@ -342,7 +349,7 @@ def _fig_law(ax: Any, table: list[dict], fits: dict) -> None:
     ax.set_xlabel("log L predicted by the K_F law")
     ax.set_ylabel("log L observed")
     ax.set_title(f"K_F-aware law (R² = {law.get('r2', float('nan')):.2f})")
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
 
 
 def _render_figures(out_dir: Path, table: list[dict], datasets: list[dict], fits: dict) -> dict[str, str]:
