@@ -59,3 +59,11 @@ def test_pgd_step_size_accepts_fractions():
     assert args.step_size == pytest.approx(1 / 255)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["attack", "ck.pt", "--step-size", "one"])
+
+
+def test_split_size_errors_name_the_flags(tmp_path, capsys):
+    args = ["train", "builtin:digits", "--classes", "3,8", "--model", "smallcnn", "--epochs", "1",
+            "--out", str(tmp_path)]
+    assert main([*args, "--n-train", "100"]) == 2  # the default 750 test images exceed the 357 of 3 vs 8
+    err = capsys.readouterr().err.strip()
+    assert "--n-test 750" in err and "--n-train 100" in err and "n_test" not in err and "\n" not in err

@@ -95,6 +95,10 @@ _CLI_HINTS = [
     (r"channels=(\d)", r"--channels \1"),
     (r"intensity='(\w+)'", r"--intensity \1"),
     (r"\bwindow= ", "--window "),
+    (r"\bn_test=", "--n-test "),
+    (r"\bn_test\b", "--n-test"),
+    (r"\bn_train=", "--n-train "),
+    (r"\bn_train\b", "--n-train"),
 ]
 
 

@@ -99,9 +99,11 @@ def make_split(
     if n_test < 0:
         raise DataError(f"n_test={n_test} must be 0 or more")
     if n_test > len(pool) - 1:
+        # Name both sizes: the user usually needs a split of the pool that fits n_train too.
+        fit = f"; e.g. n_test={len(pool) - n_train}" if 0 < n_train < len(pool) else ""
         raise DataError(
-            f"n_test={n_test} leaves no training images in a pool of {len(pool)}; "
-            f"use n_test <= {len(pool) - 1}"
+            f"n_test={n_test} leaves no training images in a pool of {len(pool)} (n_train={n_train} "
+            f"asked for); use n_train + n_test <= {len(pool)}{fit}"
         )
     if n_train > len(pool) - n_test:
         raise DataError(
