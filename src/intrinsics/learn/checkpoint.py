@@ -22,8 +22,8 @@ from ..errors import DataError
 from ..measure.results import jsonable
 from .models import ImageClassifier, create_model
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "images_digest", "FORMAT", "DATA_FIELDS",
-           "SPLIT_FIELDS"]
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "images_digest", "checkpoint_records", "FORMAT",
+           "DATA_FIELDS", "SPLIT_FIELDS"]
 
 FORMAT = "intrinsics-checkpoint"
 _VERSION = 1
@@ -86,6 +86,36 @@ class Checkpoint:
     @property
     def test_idx(self) -> np.ndarray:
         return self.split["test_idx"].numpy()
+
+
+def checkpoint_records(
+    ds: Any, *, source: str | None, options: dict[str, Any], labels: np.ndarray, classes: np.ndarray,
+    train_idx: np.ndarray, test_idx: np.ndarray, seed: int, balanced: bool, **split_extra: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``data`` and ``split`` records of :func:`save_checkpoint` for a model trained on ``ds``
+    (an ImageSet) with labels re-coded to ``labels``/``classes`` and the given split."""
+    names = list(ds.class_names)
+    data = {
+        "source": source,
+        "options": options,
+        "preprocessing": ds.preprocessing,
+        "n_pool": len(ds),
+        "shape": list(ds.shape),
+        "classes": classes.tolist(),
+        "class_names": [names[c] if 0 <= c < len(names) else str(c) for c in classes.tolist()],
+    }
+    split = {
+        "seed": int(seed),
+        **split_extra,
+        "n_train": len(train_idx),
+        "n_test": len(test_idx),
+        "balanced": bool(balanced),
+        "train_idx": train_idx,
+        "test_idx": test_idx,
+        "test_labels": labels[test_idx],
+        "test_digest": images_digest(ds.images[test_idx]),
+    }
+    return data, split
 
 
 def save_checkpoint(

@@ -18,7 +18,7 @@ from ..data import ImageSet
 from ..errors import DataError, IntrinsicsWarning
 from ..measure.results import jsonable
 from .attacks import evaluate_attack
-from .checkpoint import Checkpoint, images_digest, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, checkpoint_records, images_digest, load_checkpoint, save_checkpoint
 from .models import create_model
 from .representation import repr_dimension
 from .splits import make_split, relabel
@@ -121,30 +121,13 @@ def run_train(
     test_pair = (ds.images[test_idx], labels[test_idx]) if len(test_idx) else None
     result = train(net, (ds.images[train_idx], labels[train_idx]), test_pair, config)
 
-    names = list(ds.class_names)
-    class_names = [names[c] if 0 <= c < len(names) else str(c) for c in classes.tolist()]
     out = Path(out)
     stem = f"{model}-N{int(n_train)}-seed{int(seed)}"
     record_train = result.to_dict()
-    data_record = {
-        "source": ds.provenance.get("source"),
-        "options": options,
-        "preprocessing": ds.preprocessing,
-        "n_pool": len(ds),
-        "shape": [C, H, W],
-        "classes": classes.tolist(),
-        "class_names": class_names,
-    }
-    split_record = {
-        "seed": int(seed),
-        "n_train": len(train_idx),
-        "n_test": len(test_idx),
-        "balanced": bool(balanced),
-        "train_idx": train_idx,
-        "test_idx": test_idx,
-        "test_labels": labels[test_idx],
-        "test_digest": images_digest(ds.images[test_idx]),
-    }
+    data_record, split_record = checkpoint_records(
+        ds, source=ds.provenance.get("source"), options=options, labels=labels, classes=classes,
+        train_idx=train_idx, test_idx=test_idx, seed=seed, balanced=balanced,
+    )
     ckpt = save_checkpoint(out / f"{stem}.pt", net, data=data_record, split=split_record, train=record_train)
     report = {
         "test_loss": result.test_loss,
@@ -160,7 +143,7 @@ def run_train(
         | {"device": result.device, "amp": result.amp, "optimizer": "adam", "loss": "cross-entropy"},
         "timing": {"wall_s": result.wall_s, "images_per_s": result.images_per_s,
                    "data_fraction": result.data_fraction},
-        "dataset": ds.describe() | {"classes_used": class_names},
+        "dataset": ds.describe() | {"classes_used": data_record["class_names"]},
         "split": {
             "seed": int(seed),
             "n_train": len(train_idx),

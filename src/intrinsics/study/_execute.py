@@ -220,22 +220,16 @@ def _save_run_checkpoint(run: dict[str, Any], store: Any, net: Any, data: Any, l
                          train_idx: np.ndarray, test_idx: np.ndarray, result: Any) -> str:
     """Save a run's model with the records ``intrinsics attack``/``repr`` need to rebuild its test set."""
     from ..learn import save_checkpoint
-    from ..learn.checkpoint import images_digest
+    from ..learn.checkpoint import checkpoint_records
     from ..learn.splits import relabel
 
     cfg = run["config"]
     _, classes = relabel(data.labels)
-    names = list(data.class_names)
-    out = Path(store.path).parent / "checkpoints"
+    data_record, split_record = checkpoint_records(
+        data, source=cfg["source"], options=_load_kwargs(cfg), labels=labels, classes=classes,
+        train_idx=train_idx, test_idx=test_idx, seed=run["seed"], balanced=True,
+        test_seed=int(cfg["preprocessing"].get("seed") or 0),  # a study's test split follows its preprocessing seed
+    )
     name = run["run_key"].replace("/", "_").replace("=", "")
-    return str(save_checkpoint(
-        out / f"{name}.pt", net,
-        data={"source": cfg["source"], "options": _load_kwargs(cfg), "preprocessing": data.preprocessing,
-              "n_pool": len(data), "shape": list(data.shape), "classes": classes.tolist(),
-              "class_names": [names[c] if 0 <= c < len(names) else str(c) for c in classes.tolist()]},
-        split={"seed": run["seed"], "test_seed": int(cfg["preprocessing"].get("seed") or 0),
-               "n_train": len(train_idx), "n_test": len(test_idx), "balanced": True,
-               "train_idx": train_idx, "test_idx": test_idx, "test_labels": labels[test_idx],
-               "test_digest": images_digest(data.images[test_idx])},
-        train=result.to_dict(),
-    ))
+    out = Path(store.path).parent / "checkpoints" / f"{name}.pt"
+    return str(save_checkpoint(out, net, data=data_record, split=split_record, train=result.to_dict()))
