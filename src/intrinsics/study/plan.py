@@ -355,7 +355,7 @@ def plan_from_pilot(
         ``predictions`` (one per N) and ``curve`` (the fitted power law).
     """
     from .runner import open_store
-    from .scaling import fit_power_law, study_table
+    from .scaling import _ci, fit_power_law, power_law_resamples, study_table
 
     folder = Path(study)
     with open_store(folder.parent if folder.is_file() else folder) as store:
@@ -396,23 +396,14 @@ def plan_from_pilot(
         log_n = (math.log(a) - math.log(target_loss - c)) / b
         return math.inf if log_n > 40 else max(1.0, math.exp(log_n))
 
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(int(n_bootstrap)):
-        idx = rng.integers(0, len(rows), len(rows))
-        if np.unique(Nr[idx]).size < 3:
-            continue
-        f = fit_power_law(Nr[idx], Lr[idx], n_bootstrap=0, fit_c=fit_c)
-        if f.a is not None:
-            boots.append((f.a, f.b, f.c or 0.0))
-    B = np.array(boots) if boots else np.zeros((0, 3))
+    # A refit needs 3 distinct N, 4 when the floor c is fitted too (three parameters).
+    B = power_law_resamples(Nr, Lr, fit_c=fit_c, n_bootstrap=int(n_bootstrap), seed=seed,
+                            min_distinct=4 if fit_c else 3)
+    B = B[np.isfinite(B).all(axis=1)]
 
     def interval(values: np.ndarray) -> list[float] | None:
-        values = values[np.isfinite(values)] if values.size else values
-        if values.size < 20:
-            return None
-        lo, hi = float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
-        return None if hi <= lo else [lo, hi]  # a zero-width interval would claim certainty
+        ci = _ci(values)
+        return None if ci is None or ci[1] <= ci[0] else list(ci)  # a zero-width interval would claim certainty
 
     a, b, c = curve.a, curve.b, curve.c or 0.0
     preds = []

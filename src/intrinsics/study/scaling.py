@@ -403,14 +403,8 @@ def fit_power_law(
     sst = float(((logL - logL.mean()) ** 2).sum())
     r2 = 1 - float(((logL - np.log(pred)) ** 2).sum()) / sst if sst > 0 else None
 
-    def refit(idx: np.ndarray) -> tuple[float, float, float] | None:
-        if np.unique(Narr[idx]).size < need:
-            return None
-        return _fit_power(logN[idx], Larr[idx], fit_c, f_scale)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        boots = _bootstrap(refit, Narr.size, None, n_bootstrap, seed, 3)
+    boots = power_law_resamples(Narr, Larr, fit_c=fit_c, n_bootstrap=n_bootstrap, seed=seed,
+                                min_distinct=need, f_scale=f_scale)
     b_ci = _ci(boots[:, 1])
     status = "ok" if b_ci is not None else "not enough runs for an interval"
     note = ""
@@ -428,6 +422,26 @@ def fit_power_law(
         inv_d_in_ci=(b_ci[0] <= inv_d <= b_ci[1]) if (b_ci is not None and inv_d is not None) else None,
         **base,
     )
+
+
+def power_law_resamples(
+    N: np.ndarray, L: np.ndarray, *, fit_c: bool, n_bootstrap: int, seed: int, min_distinct: int,
+    f_scale: float = 0.1,
+) -> np.ndarray:
+    """(n_bootstrap, 3) refits (a, b, c) of ``L = a·N^(−b) + c`` on runs resampled with replacement;
+    a resample with fewer than ``min_distinct`` distinct N is a row of NaN. ``N``, ``L`` are positive."""
+    N = np.asarray(N, dtype=float)
+    L = np.asarray(L, dtype=float)
+    logN = np.log(N)
+
+    def refit(idx: np.ndarray) -> tuple[float, float, float] | None:
+        if np.unique(N[idx]).size < min_distinct:
+            return None
+        return _fit_power(logN[idx], L[idx], fit_c, f_scale)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _bootstrap(refit, N.size, None, n_bootstrap, seed, 3)
 
 
 def fit_learning_curves(
