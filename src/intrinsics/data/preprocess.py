@@ -469,17 +469,16 @@ def _output_size(
         hw = (int(key[0][0]), int(key[0][1]))
         counts[hw] = counts.get(hw, 0) + len(idx)
         examples.setdefault(hw, []).extend(origins[i] for i in idx[:3])
+    detail = "; ".join(f"{h}x{w}: {_examples(o)}" for (h, w), o in sorted(examples.items())[:4])
     if size is None:
         if len(counts) > 1:
             common = max(sorted(counts), key=counts.__getitem__)
-            detail = "; ".join(f"{h}x{w}: {_examples(o)}" for (h, w), o in sorted(examples.items())[:4])
             raise DataError(
                 f"images have {len(counts)} different sizes ({detail}); pass size=(H, W) to resize them, "
                 f"e.g. size={common}"
             )
         return next(iter(counts)), False
     if len(counts) > 1:
-        detail = "; ".join(f"{h}x{w}: {_examples(o)}" for (h, w), o in sorted(examples.items())[:4])
         warnings.warn(
             f"images of {len(counts)} different sizes ({detail}) were all resized to {size[0]}x{size[1]}; "
             "check that they show the same field of view, or keep one size with classes/limit",

@@ -114,8 +114,6 @@ class threads:
     from several Python threads take turns."""
 
     def __init__(self, n: int):
-        from numba import config
-
         self.n = max(1, min(int(n), config.NUMBA_NUM_THREADS))
 
     def __enter__(self) -> "threads":

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import EstimationError
 
-__all__ = ["as_matrix", "as_labels", "check_seed", "preprocessing_of"]
+__all__ = ["as_matrix", "as_labels", "check_seed", "is_int_at_least", "preprocessing_of"]
 
 
 def _to_numpy(X: Any) -> np.ndarray:
@@ -78,9 +78,15 @@ def as_labels(y: Any, n: int) -> np.ndarray:
     return codes.astype(np.int64).reshape(-1)
 
 
+def is_int_at_least(value: Any, minimum: int) -> bool:
+    """Whether ``value`` is an integer (not a bool) of at least ``minimum``: the check every count
+    parameter (k, n_bootstrap, n_draws, ...) needs before numpy sees it."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= minimum
+
+
 def check_seed(seed: Any) -> None:
     """Accept a seed numpy takes: a non-negative integer or None (a fresh random seed)."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+    if seed is not None and not is_int_at_least(seed, 0):
         raise EstimationError(f"seed={seed!r} must be a non-negative integer (or None for a fresh seed); use e.g. seed=0")
 
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import EstimationError, IntrinsicsWarning
-from ._validate import check_seed, preprocessing_of
+from ._validate import check_seed, is_int_at_least, preprocessing_of
 from .neighbors import NeighborGraph, kneighbors
 from .results import Estimate, KSweep
 
@@ -56,7 +56,7 @@ def _bootstrap_ci(stat, per_point: np.ndarray, value: float, n_bootstrap: int, s
 
 def _check_bootstrap(n_bootstrap: Any, seed: Any) -> None:
     """Fail early and clearly on a bootstrap count or seed numpy would reject."""
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
+    if not is_int_at_least(n_bootstrap, 0):
         raise EstimationError(
             f"n_bootstrap={n_bootstrap!r} must be an integer >= 0; use e.g. 200, or 0 to skip the 95% CI"
         )
@@ -91,7 +91,7 @@ def _record(est: Any, value: float, ci: tuple[float, float] | None, graph: Neigh
 
 
 def _check_k(k: Any, minimum: int = 3) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < minimum:
+    if not is_int_at_least(k, minimum):
         raise EstimationError(
             f"k={k!r} must be an integer >= {minimum}: the MLE's k-2 normaliser needs at least 3 neighbours; "
             "use e.g. k=20"
@@ -281,8 +281,7 @@ def k_sweep(X: Any, ks: Iterable[int] = range(5, 51), *, normalizer: str = "k-2"
     # Σ_{j<k} log(T_k/T_j) = (k−1)·log T_k − Σ_{j<k} log T_j, for every k at once.
     s = (kk - 1) * logs[:, kk - 1] - csum[:, kk - 2]
     inv = s / (kk - 2 if normalizer == "k-2" else kk - 1)
-    T = graph.distances
-    tied = T[:, kk - 1] - T[:, :1] <= _TIE_RTOL * T[:, kk - 1]  # as _all_k_tied, for every k at once
+    tied = np.stack([_all_k_tied(graph.distances, k) for k in ks], axis=1)
     n_tied = tied.sum(axis=0)
     if (2 * n_tied > graph.n).any():
         j = int(np.argmax(2 * n_tied > graph.n))

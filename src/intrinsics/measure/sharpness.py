@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EstimationError, IntrinsicsWarning
-from ._validate import as_labels, as_matrix, check_seed, preprocessing_of
+from ._validate import as_labels, as_matrix, check_seed, is_int_at_least, preprocessing_of
 from ._kernels import exact_sqdist
 from .neighbors import _prepare, _right, find_duplicates, nearest_other_label
 from .results import ClosestPair, SharpnessEstimate
@@ -97,11 +97,11 @@ class LabelSharpness:
     def fit(self, X: Any, y: Any = None) -> "LabelSharpness":
         """Measure K_F of images ``X`` ((N, D), (N, C, H, W), tensor or ImageSet) with labels ``y``."""
         M = self.n_samples
-        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 2:
+        if not is_int_at_least(M, 2):
             raise EstimationError(f"n_samples={M!r} must be an integer >= 2 (the reference uses 1000)")
-        if isinstance(self.n_draws, bool) or not isinstance(self.n_draws, (int, np.integer)) or self.n_draws < 1:
+        if not is_int_at_least(self.n_draws, 1):
             raise EstimationError(f"n_draws={self.n_draws!r} must be a positive integer; use e.g. n_draws=20")
-        if isinstance(self.n_closest, bool) or not isinstance(self.n_closest, (int, np.integer)) or self.n_closest < 0:
+        if not is_int_at_least(self.n_closest, 0):
             raise EstimationError(f"n_closest={self.n_closest!r} must be an integer >= 0; use e.g. n_closest=10")
         check_seed(self.seed)
         if y is None and hasattr(X, "labels"):
