@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import IntrinsicsError
+from .jsonio import dumps, write_json
 
 __all__ = ["main", "build_parser"]
 
@@ -157,15 +158,8 @@ def _load(args: argparse.Namespace, notes: list[str] | None = None):
 
 
 def _write_json(path: str | None, payload: dict[str, Any]) -> None:
-    if not path:
-        return
-    from .measure.results import jsonable
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(jsonable(payload), indent=2) + "\n")
-    tmp.replace(target)  # never leave a half-written file behind
+    if path:
+        write_json(path, payload)
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -399,7 +393,7 @@ def cmd_study_run(args: argparse.Namespace) -> int:
     res = run_study(args.spec, args.out, workers=args.workers, threads=args.threads,
                     retry_failed=args.retry_failed, progress=not args.no_progress)
     rec = res.to_dict()
-    print(json.dumps(_jsonable(rec), indent=2))
+    print(dumps(rec, indent=2))
     print(f"next: intrinsics report {args.out}")
     return 0
 
@@ -417,7 +411,7 @@ def cmd_study_status(args: argparse.Namespace) -> int:
 
     st = study_status(args.dir)
     if args.json:
-        print(json.dumps(_jsonable(st), indent=2))
+        print(dumps(st, indent=2))
         return 0
     keys = [k for k in ("total", "done", "failed", "running", "stale", "pending") if k in st]
     print(_table([[str(st[k]) for k in keys]], keys))
@@ -488,12 +482,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _fmt_ci(ci: Any) -> str:
     return "—" if not ci else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
-
-
-def _jsonable(obj: Any) -> Any:
-    from .measure.results import jsonable
-
-    return jsonable(obj)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataError, IntrinsicsWarning
+from ..jsonio import to_jsonable
 from ._raw import RawImages
 from .imageset import ImageSet
 
@@ -374,26 +374,6 @@ def _resize(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return F.interpolate(part, size=size, mode="bilinear", align_corners=False, antialias=True).numpy()
 
 
-def _jsonable(obj: Any) -> Any:
-    """A JSON-safe, deterministic copy of reader info (numpy values, paths, tuples, non-finite floats)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
-        return [_jsonable(v) for v in items]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist()) if obj.size <= 64 else f"array of shape {list(obj.shape)}"
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf"))
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, PurePath):
-        return str(obj)
-    return str(obj)
-
-
 def _group_by_layout(images: Sequence[np.ndarray], origins: list[str]) -> dict[tuple, list[int]]:
     groups: dict[tuple, list[int]] = {}
     for i, img in enumerate(images):
@@ -724,5 +704,5 @@ def preprocess(
         preprocessing["clipped_images"] = clipped
     if zero_images:
         preprocessing["all_zero_images"] = zero_images
-    provenance = {"source": str(source), "reader": _jsonable(raw.info), "preprocessing": preprocessing}
+    provenance = {"source": str(source), "reader": to_jsonable(raw.info), "preprocessing": preprocessing}
     return ImageSet(images=out, labels=codes, class_names=names if codes is not None else (), provenance=provenance)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..measure.results import jsonable
+from ..jsonio import to_jsonable
 from .models import ImageClassifier, create_model
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "images_digest", "checkpoint_records", "FORMAT",
@@ -144,11 +144,11 @@ def save_checkpoint(
     payload = {
         "format": FORMAT,
         "version": _VERSION,
-        "model": jsonable(model.spec()),
+        "model": to_jsonable(model.spec()),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "data": jsonable(data),
-        "split": {k: (v if torch.is_tensor(v) else jsonable(v)) for k, v in split.items()},
-        "train": jsonable(train),
+        "data": to_jsonable(data),
+        "split": {k: (v if torch.is_tensor(v) else to_jsonable(v)) for k, v in split.items()},
+        "train": to_jsonable(train),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from torch import nn
 from ..data import ImageSet
 from ..errors import EstimationError
 from ..measure import intrinsic_dimension
-from ..measure.results import jsonable
+from ..jsonio import to_jsonable
 from .models import PENULTIMATE, ImageClassifier, model_family
 from .train import resolve_device
 
@@ -149,7 +149,7 @@ class ReprEstimate:
         return float(self.value)
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
+        return to_jsonable(asdict(self))
 
 
 def repr_dimension(

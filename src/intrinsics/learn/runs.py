@@ -6,7 +6,6 @@ that a checkpoint is used with its own data) happens here.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,7 +15,7 @@ import torch
 
 from ..data import ImageSet
 from ..errors import DataError, IntrinsicsWarning
-from ..measure.results import jsonable
+from ..jsonio import to_jsonable, write_json
 from .attacks import evaluate_attack
 from .checkpoint import Checkpoint, checkpoint_records, images_digest, load_checkpoint, save_checkpoint
 from .models import create_model
@@ -153,8 +152,8 @@ def run_train(
             "test_class_counts": np.bincount(labels[test_idx], minlength=len(classes)).tolist(),
         },
     }
-    report = jsonable(report)
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    report = to_jsonable(report)
+    write_json(out / f"{stem}.json", report)
     return report
 
 
@@ -185,7 +184,7 @@ def _checkpoint_data(ckpt: Checkpoint, data: ImageSet | str | None,
         raise DataError(
             f"the dataset has {len(ds)} images but the checkpoint's split indexes {rec['n_pool']}; {hint}"
         )
-    pre = jsonable(ds.preprocessing)  # the checkpoint stores lists where the loader may have tuples
+    pre = to_jsonable(ds.preprocessing)  # the checkpoint stores lists where the loader may have tuples
     if rec.get("preprocessing") and pre and pre != rec["preprocessing"]:
         diff = sorted(k for k in set(pre) | set(rec["preprocessing"]) if pre.get(k) != rec["preprocessing"].get(k))
         raise DataError(f"preprocessing differs from the checkpoint's in {diff}; {hint}")
@@ -249,7 +248,7 @@ def run_attack(
     res = evaluate_attack(model, (ds.images[idx], mapped[idx]), eps, attack=attack, steps=steps,
                           step_size=step_size, random_start=random_start, batch_size=batch_size,
                           seed=seed, device=device)
-    return jsonable(res.to_dict() | {
+    return to_jsonable(res.to_dict() | {
         "checkpoint": ckpt.path,
         "model": ckpt.model_spec,
         "dataset": ds.describe(),
@@ -288,7 +287,7 @@ def run_repr(
     idx = ckpt.train_idx if split == "train" else ckpt.test_idx
     res = repr_dimension(model, ds.images[idx], layer, estimator=estimator, k=k,
                          n_bootstrap=n_bootstrap, seed=seed, batch_size=batch_size, device=device)
-    return jsonable({
+    return to_jsonable({
         "d_repr": {"value": res.value, "estimator": res.estimator, "k": res.k, "ci95": None if res.ci95 is None else list(res.ci95),
                    "n_samples": res.n_samples, "warnings": list(res.warnings)},
         "layer": res.layer,

@@ -16,7 +16,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 
-__all__ = ["Estimate", "KSweep", "ClosestPair", "SharpnessEstimate", "jsonable"]
+from ..jsonio import to_jsonable
 
-
-def jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, tuples and non-finite floats into JSON-safe values."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    return obj
+__all__ = ["Estimate", "KSweep", "ClosestPair", "SharpnessEstimate"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +50,7 @@ class Estimate:
         return float(self.value)
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
+        return to_jsonable(asdict(self))
 
     def __str__(self) -> str:
         k = f", k={self.k}" if self.k is not None else ""
@@ -83,7 +68,7 @@ class KSweep:
     n_samples: int
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
+        return to_jsonable(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -97,7 +82,7 @@ class ClosestPair:
     label_j: int
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
+        return to_jsonable(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -150,4 +135,4 @@ class SharpnessEstimate:
         return float(self.value)
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
+        return to_jsonable(asdict(self))

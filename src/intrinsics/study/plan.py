@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import EstimationError, IntrinsicsError
+from ..jsonio import to_jsonable
 
 __all__ = ["Prediction", "load_fits", "predict", "rank_datasets", "plan"]
 
@@ -59,11 +60,7 @@ class Prediction:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k, v in d.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                d[k] = None
-        return d
+        return to_jsonable(asdict(self))
 
 
 def load_fits(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:

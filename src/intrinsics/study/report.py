@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..jsonio import write_json
 from .runner import open_store
 from .scaling import fit_study, study_table
 
@@ -56,7 +57,7 @@ def compute_fits(out_dir: str | os.PathLike[str], *, n_bootstrap: int = 1000, se
 def write_fits(out_dir: str | os.PathLike[str], *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Compute the fits and write ``DIR/fits.json``; returns the dict."""
     fits = compute_fits(out_dir, n_bootstrap=n_bootstrap, seed=seed)
-    Path(out_dir, "fits.json").write_text(json.dumps(fits, indent=1, allow_nan=False), encoding="utf-8")
+    write_json(Path(out_dir, "fits.json"), fits, indent=1)
     return fits
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
+from ..jsonio import to_jsonable
+
 __all__ = [
     "LineFit",
     "PowerLawFit",
@@ -40,21 +42,6 @@ __all__ = [
 ]
 
 NOT_ENOUGH = "not enough runs"
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, tuples to lists, non-finite floats to None."""
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _ci(samples: np.ndarray) -> tuple[float, float] | None:
@@ -143,7 +130,7 @@ class LineFit:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        return to_jsonable(asdict(self))
 
 
 def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -304,7 +291,7 @@ class PowerLawFit:
         return self.a * np.asarray(N, dtype=float) ** (-self.b) + (self.c or 0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        return to_jsonable(asdict(self))
 
 
 _B_GRID = np.geomspace(0.005, 4.0, 80)
@@ -512,7 +499,7 @@ class LawFit:
         return c["intercept"] + c["beta_N"] * (-np.log(N) / d_data) + c["beta_K"] * math.log(K_F)
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        return to_jsonable(asdict(self))
 
 
 def _lstsq(X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
@@ -665,7 +652,7 @@ class CorrelationFit:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        return to_jsonable(asdict(self))
 
 
 def fit_correlation(
@@ -796,7 +783,7 @@ class StudyFits:
                 return v.to_dict()
             if isinstance(v, dict):
                 return {k: conv(w) for k, w in v.items()}
-            return _clean(v)
+            return to_jsonable(v)
 
         return {k: conv(getattr(self, k)) for k in self.__dataclass_fields__}
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..jsonio import dumps
 
 __all__ = ["Store", "STORE_NAME", "RUN_STATUSES", "process_start_time", "worker_alive"]
 
@@ -140,16 +141,7 @@ def worker_alive(pid: int | None, pid_start: str | None, host: str | None) -> bo
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=_json_default)
-
-
-def _json_default(obj: Any) -> Any:
-    # numpy scalars and arrays reach the store from the learning code; store them as plain numbers.
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    raise TypeError(f"cannot store {type(obj).__name__} as JSON")
+    return dumps(value, sort_keys=True)
 
 
 class Store:
