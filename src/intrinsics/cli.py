@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import IntrinsicsError
+from .data.options import SETTINGS
+from .errors import IntrinsicsError, Placeholder, python_spelling, use_spelling
 from .jsonio import dumps, write_json
 
 __all__ = ["main", "build_parser"]
@@ -78,69 +79,51 @@ def _classes(text: str) -> tuple[Any, ...]:
     return tuple(int(t) if t.lstrip("-").isdigit() else t for t in items)
 
 
-# Library messages name Python keyword arguments; on the command line the fix is a flag.
-_CLI_HINTS = [
-    (r"size=\((\d+), (\d+)\)", r"--size \1,\2"),
-    (r"size=\(H, W\)", "--size H,W"),
-    (r"value_range=\(([^,()]+), ([^()]+)\)", r"--value-range \1,\2"),
-    (r"unmatched='skip'", "--unmatched skip"),
-    (r"split='(\w+)'", r"--split \1"),
-    (r"\bsplit= ", "--split "),
-    (r"label_key='(\w+)'", r"--label-key \1"),
-    (r"\blabel_key= ", "--label-key "),
-    (r"label_column=INDEX or NAME", "--label-column INDEX|NAME"),
-    (r"drop label_column=\S+", "drop --label-column"),
-    (r"volume=i\b", "--volume I"),
-    (r"labels=CSV", "--labels CSV"),
-    (r"channels=None", "no --channels"),
-    (r"channels=(\d)", r"--channels \1"),
-    (r"intensity='(\w+)'", r"--intensity \1"),
-    (r"\bwindow= ", "--window "),
-    (r"\bn_test=", "--n-test "),
-    (r"\bn_test\b", "--n-test"),
-    (r"\bn_train=", "--n-train "),
-    (r"\bn_train\b", "--n-train"),
-]
+# The one table from setting names to flags: library messages name a setting through
+# intrinsics.errors.spell, and on the command line it is spelt as the flag that sets it.
+_FLAGS = {
+    "split": "--split", "labels": "--labels", "label_key": "--label-key", "label_column": "--label-column",
+    "unmatched": "--unmatched", "window": "--window", "axis": "--axis", "slices": "--slices",
+    "skip_empty": "--skip-empty", "volume": "--volume", "size": "--size", "channels": "--channels",
+    "intensity": "--intensity", "value_range": "--value-range", "classes": "--classes", "limit": "--limit",
+    "seed": "--seed", "n_train": "--n-train", "n_test": "--n-test",
+}
 
 
-def as_cli_hint(message: str) -> str:
-    """A library error message with its keyword-argument fixes spelled as command-line flags."""
-    import re
+def _flag_value(value: Any) -> str:
+    if isinstance(value, Placeholder):
+        return ",".join(value.parts)
+    if isinstance(value, (tuple, list)):
+        return ",".join(_flag_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
-    for pattern, repl in _CLI_HINTS:
-        message = re.sub(pattern, repl, message)
-    return message
+
+def flag_spelling(name: str, *value: Any) -> str:
+    """A setting as the user gives it on the command line: ``--size 64,64``, ``no --channels``."""
+    flag = _FLAGS.get(name)
+    if flag is None:
+        return python_spelling(name, *value)
+    if not value:
+        return flag
+    v = value[0]
+    if v is False and name == "labels":
+        return "--no-labels"
+    if v is None or v is False:
+        return f"no {flag}"
+    return flag if v is True else f"{flag} {_flag_value(v)}"
 
 
 def data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of :func:`intrinsics.data.load` given on the command line."""
-    kw: dict[str, Any] = {
-        "split": args.split,
-        "labels": args.labels,
-        "size": args.size,
-        "channels": args.channels,
-        "intensity": args.intensity,
-        "classes": args.classes,
-        "limit": args.limit,
-        "seed": args.seed,
-    }
-    if getattr(args, "no_labels", False):
-        if args.labels:
-            raise IntrinsicsError("--labels and --no-labels contradict each other; keep one")
-        kw["labels"] = False
-    if args.labels:
-        kw["label_key"] = args.label_key
-    for opt in ("window", "value_range", "label_column", "unmatched"):
-        if getattr(args, opt, None) is not None:
-            kw[opt] = getattr(args, opt)
-    if args.axis is not None:
-        kw["axis"] = int(args.axis) if args.axis.isdigit() else args.axis
-    if args.slices:
-        kw["slices"] = args.slices
-    if args.skip_empty:
-        kw["skip_empty"] = True
-    if args.volume is not None:
-        kw["volume"] = args.volume
+    """The data settings given on the command line (those left unset are absent)."""
+    if getattr(args, "no_labels", False) and args.labels:
+        raise IntrinsicsError("--labels and --no-labels contradict each other; keep one")
+    kw = {name: getattr(args, name, None) for name in SETTINGS}
+    kw["labels"] = False if getattr(args, "no_labels", False) else args.labels
+    kw["skip_empty"] = True if args.skip_empty else None  # a flag left off keeps the default (or the checkpoint's)
+    if not args.labels:
+        kw["label_key"] = None  # only a labels CSV has a key column
     return {k: v for k, v in kw.items() if v is not None}
 
 
@@ -153,7 +136,7 @@ def _load(args: argparse.Namespace, notes: list[str] | None = None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = load(args.source, **data_kwargs(args))
-    notes.extend(as_cli_hint(str(w.message)) for w in caught)
+    notes.extend(str(w.message) for w in caught)
     return ds
 
 
@@ -639,9 +622,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with use_spelling(flag_spelling):
+            return int(args.func(args) or 0)
     except IntrinsicsError as e:
-        print(f"intrinsics: error: {as_cli_hint(str(e))}", file=sys.stderr)
+        print(f"intrinsics: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         print(f"intrinsics: error: {e.strerror or e}: {e.filename}", file=sys.stderr)

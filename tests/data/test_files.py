@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-import types
+
+import dataclasses
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from intrinsics.data.files import file_kind, file_option_names, read_file
+from intrinsics.data.files import file_kind, read_file
+from intrinsics.data.options import FileOptions
 from intrinsics.errors import DataError
 
 
@@ -183,13 +184,11 @@ def test_file_kind(tmp_path):
 
 
 def _fake_module(monkeypatch, name, func_name, calls, meta):
-    def reader(path, *, window=None, **ignored):
-        calls.append((path, window, ignored))
+    def reader(path, *, window=None, **own):
+        calls.append((path, window, own))
         return [np.zeros((3, 3), np.int16), np.ones((3, 3), np.int16)], dict(meta)
 
-    module = types.ModuleType(f"intrinsics.data.{name}")
-    setattr(module, func_name, reader)
-    monkeypatch.setitem(sys.modules, f"intrinsics.data.{name}", module)
+    monkeypatch.setattr(f"intrinsics.data.files.{func_name}", reader)
 
 
 def test_dicom_files_go_to_the_dicom_reader_with_options(tmp_path, monkeypatch):
@@ -199,7 +198,8 @@ def test_dicom_files_go_to_the_dicom_reader_with_options(tmp_path, monkeypatch):
     path.write_bytes(b"\0" * 128 + b"DICM")
     images, meta = read_file(path, window="brain", axis=1)
     assert len(images) == 2 and meta == {"Modality": "CT"}
-    assert calls == [(path, "brain", {"axis": 1})]
+    # The DICOM reader gets its own option only: axis is the NIfTI reader's.
+    assert calls == [(path, "brain", {})]
 
 
 def test_nifti_files_go_to_the_nifti_reader(tmp_path, monkeypatch):
@@ -212,20 +212,17 @@ def test_nifti_files_go_to_the_nifti_reader(tmp_path, monkeypatch):
 
 
 def test_unexpected_reader_exceptions_become_data_errors(tmp_path, monkeypatch):
-    module = types.ModuleType("intrinsics.data.dicom")
-
     def reader(path, **options):
         raise ValueError("bad tag")
 
-    module.read_dicom_file = reader
-    monkeypatch.setitem(sys.modules, "intrinsics.data.dicom", module)
+    monkeypatch.setattr("intrinsics.data.files.read_dicom_file", reader)
     path = tmp_path / "x.dcm"
     path.write_bytes(b"")
     with pytest.raises(DataError, match=r"x\.dcm.*bad tag"):
         read_file(path)
 
 
-def test_file_option_names_include_the_contract():
-    names = file_option_names()
+def test_file_options_include_the_contract():
+    names = [f.name for f in dataclasses.fields(FileOptions)]
     for option in ("window", "axis", "slices", "skip_empty", "volume"):
         assert option in names

@@ -217,9 +217,7 @@ def fake_dicom(monkeypatch):
         value = float(meta.pop("value", 0))
         return [np.full((4, 4), value + k, np.float32) for k in range(frames)], meta
 
-    module = types.ModuleType("intrinsics.data.dicom")
-    module.read_dicom_file = read_dicom_file
-    monkeypatch.setitem(sys.modules, "intrinsics.data.dicom", module)
+    monkeypatch.setattr("intrinsics.data.files.read_dicom_file", read_dicom_file)
 
 
 def dcm(path: Path, **meta) -> None:
@@ -295,9 +293,7 @@ def test_file_options_reach_the_reader(monkeypatch, tmp_path):
         seen.append(window)
         return [np.zeros((2, 2), np.uint16)], {}
 
-    module = types.ModuleType("intrinsics.data.dicom")
-    module.read_dicom_file = read_dicom_file
-    monkeypatch.setitem(sys.modules, "intrinsics.data.dicom", module)
+    monkeypatch.setattr("intrinsics.data.files.read_dicom_file", read_dicom_file)
     (tmp_path / "a.dcm").write_bytes(b"")
     ds = load(tmp_path, window=(40, 80))
     assert seen == [(40, 80)]

@@ -204,10 +204,16 @@ def test_window_clips_and_fixes_the_range(tmp_path):
     np.testing.assert_array_equal(images[3], _upright(np.clip(vol[:, :, 3], -150, 250)))
 
 
-def test_unknown_options_are_ignored(tmp_path):
+def test_unknown_options_are_errors_naming_the_valid_ones(tmp_path):
+    from intrinsics.data.files import read_file
+
     path = _save(_volume(), tmp_path / "v.nii.gz")
-    images, _ = read_nifti_file(path, size=32, label_key="path", channels=1)
+    images, _ = read_file(path, skip_empty=False)
     assert len(images) == 8
+    with pytest.raises(DataError, match="unknown option.*label_key, size; valid options: window, axis, slices"):
+        read_file(path, size=32, label_key="path")
+    with pytest.raises(TypeError):  # the reader itself takes only its own options
+        read_nifti_file(path, size=32)
 
 
 @pytest.mark.parametrize("kind", ["text", "cut_gz", "cut_nii"])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -98,9 +96,7 @@ def test_synthetic_sources_go_to_from_spec(monkeypatch):
         return RawImages(images=[np.full((3, 3), v, np.float32) for v in (0.0, 0.5)], labels=[0, 1],
                          class_names=("healthy", "lesion"), value_range=(0.0, 1.0), info={"generator": "fake"})
 
-    module = types.ModuleType("intrinsics.data.synthetic")
-    module.from_spec = from_spec
-    monkeypatch.setitem(sys.modules, "intrinsics.data.synthetic", module)
+    monkeypatch.setattr("intrinsics.data.sources.from_spec", from_spec)
     ds = load("synthetic:lesion?n=2&contrast=0.2", size=6)
     assert calls == ["lesion?n=2&contrast=0.2"]
     assert ds.images.shape == (2, 1, 6, 6) and ds.class_names == ("healthy", "lesion")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, spell
 from ._raw import RawImages
 from .idx import IDX_IMAGES_PATTERN, read_idx
 from .npz import MEDMNIST_LABELS, read_npz
@@ -127,7 +127,7 @@ def fetch_medmnist(name: str, size: int = 28) -> Path:
 
 def _no_split(name: str, split: str | None) -> None:
     if split is not None:
-        raise DataError(f"builtin:{name} has no splits; drop split={split!r}")
+        raise DataError(f"builtin:{name} has no splits; drop {spell('split', split)}")
 
 
 def _digits(split: str | None) -> RawImages:
@@ -179,7 +179,7 @@ def _fashion(split: str | None) -> RawImages:
     matching = [p for p in found if p.name.lower().startswith(prefixes[split])]
     if not matching:
         raise DataError(
-            f"no {split!r} images file among {', '.join(p.name for p in found)}; pass split='train' or 'test'"
+            f"no {split!r} images file among {', '.join(p.name for p in found)}; pass {spell('split', 'train')} or 'test'"
         )
     raw = read_idx(matching[0], class_names=FASHION_MNIST_CLASSES)
     raw.info.update(name="fashion-mnist", split=split)
@@ -210,7 +210,7 @@ def read_builtin(name: str, *, split: str | None = None, label_column: Any = Non
     if key in ("fashion-mnist", "fashionmnist"):
         return _fashion(split)
     if label_column is not None and not key.startswith("chestmnist"):
-        raise DataError(f"label_column= applies to multi-label datasets (chestmnist), not builtin:{name}")
+        raise DataError(f"{spell('label_column')} applies to multi-label datasets (chestmnist), not builtin:{name}")
     if key == "digits":
         return _digits(split)
     if key == "mnist":

@@ -8,29 +8,27 @@ nibabel imported) only when such a file is met.
 from __future__ import annotations
 
 import gzip
-import importlib
-import inspect
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
-from .dicom import is_dicom_file  # the marker check only; pydicom is imported when a file is read
+from .dicom import is_dicom_file, read_dicom_file  # pydicom itself is imported when a file is read
+from .nifti import read_nifti_file
+from .options import FileOptions
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "file_kind",
-    "file_option_names",
     "is_dicom",
     "pil_to_array",
     "read_file",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pnm")
-# Options the medical readers take (their contract), used when their modules cannot be inspected.
-_MEDICAL_OPTIONS = ("window", "axis", "slices", "skip_empty", "volume")
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
@@ -53,20 +51,6 @@ def file_kind(path: str | os.PathLike) -> str | None:
     if is_dicom(path):
         return "dicom"
     return None
-
-
-def file_option_names() -> tuple[str, ...]:
-    """Keyword options the file readers accept (``window``, ``axis``, ...), for checking user options."""
-    names = set(_MEDICAL_OPTIONS)
-    for module, func in (("dicom", "read_dicom_file"), ("nifti", "read_nifti_file")):
-        try:
-            reader = getattr(importlib.import_module(f"intrinsics.data.{module}"), func)
-        except (ImportError, AttributeError):
-            continue
-        for param in list(inspect.signature(reader).parameters.values())[1:]:
-            if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
-                names.add(param.name)
-    return tuple(sorted(names))
 
 
 def pil_to_array(img: Any, origin: str = "image") -> np.ndarray:
@@ -203,20 +187,9 @@ def _read_npy(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
     return [arr], {"format": "NPY"}
 
 
-def _medical(kind: str, path: Path, options: dict[str, Any]) -> tuple[list[np.ndarray], dict[str, Any]]:
-    module, func = ("dicom", "read_dicom_file") if kind == "dicom" else ("nifti", "read_nifti_file")
-    try:
-        reader = getattr(importlib.import_module(f"intrinsics.data.{module}"), func)
-    except ModuleNotFoundError as exc:
-        if exc.name == f"intrinsics.data.{module}":
-            raise DataError(f"cannot read {path}: this installation has no {module.upper()} reader") from None
-        raise
-    result = reader(path, **options)
-    arrays, meta = result
-    return list(arrays), dict(meta or {})
-
-
-def read_file(path: str | os.PathLike, **options: Any) -> tuple[list[np.ndarray], dict[str, Any]]:
+def read_file(
+    path: str | os.PathLike, options: FileOptions | None = None, **settings: Any
+) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Read every 2-D image one file holds, at native dtype.
 
     Parameters
@@ -225,9 +198,11 @@ def read_file(path: str | os.PathLike, **options: Any) -> tuple[list[np.ndarray]
         A PNG/TIFF/JPEG/BMP/GIF/WebP/PNM image (multi-page files give one image per page), a DICOM
         file (``.dcm`` or any file with the DICOM preamble), a NIfTI volume (``.nii``/``.nii.gz``,
         one image per slice) or a ``.npy`` array holding one image.
-    **options
-        Passed to the DICOM/NIfTI readers (``window``, ``axis``, ``slices``, ``skip_empty``,
-        ``volume``); ignored for other formats.
+    options : FileOptions, optional
+        The DICOM reader takes its ``window``; the NIfTI reader its ``axis``, ``slices``,
+        ``skip_empty``, ``volume`` and ``window``; other formats take none.
+    **settings
+        The same options by name (``window="brain"``), checked as :class:`FileOptions`.
 
     Returns
     -------
@@ -250,7 +225,12 @@ def read_file(path: str | os.PathLike, **options: Any) -> tuple[list[np.ndarray]
             return _read_pil(path)
         if kind == "npy":
             return _read_npy(path)
-        return _medical(kind, path, options)
+        opts = FileOptions.from_dict(settings) if options is None else replace(options, **settings)
+        if kind == "dicom":
+            images, meta = read_dicom_file(path, **opts.dicom())
+        else:
+            images, meta = read_nifti_file(path, **opts.nifti())
+        return list(images), dict(meta or {})
     except DataError:
         raise
     except (gzip.BadGzipFile, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError) as exc:

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, IntrinsicsWarning
+from ..errors import DataError, IntrinsicsWarning, Placeholder, spell
 from ._raw import RawImages
 from .files import file_kind, read_file
+from .options import DataOptions, FileOptions
 
 __all__ = ["read_folder"]
 
@@ -193,7 +194,7 @@ def _report_unmatched(what: str, items: list[str], unmatched: str, fix: str) -> 
     if unmatched == "skip":
         warnings.warn(f"skipped {len(items)} {what}: {_listing(items, 5)}", IntrinsicsWarning, stacklevel=4)
         return
-    raise DataError(f"{len(items)} {what}: {_listing(items)}; {fix}, or pass unmatched='skip' to leave them out")
+    raise DataError(f"{len(items)} {what}: {_listing(items)}; {fix}, or pass {spell('unmatched', 'skip')} to leave them out")
 
 
 def read_folder(
@@ -204,7 +205,7 @@ def read_folder(
     label_column: str = "label",
     unmatched: str = "error",
     value_range: tuple[float, float] | None = None,
-    **file_options: Any,
+    file_options: FileOptions | None = None,
 ) -> RawImages:
     """Read every image file under a folder.
 
@@ -226,8 +227,9 @@ def read_folder(
         them (default), or leave them out with a warning that counts them.
     value_range : (low, high), optional
         An explicit intensity range; files may then mix formats with and without one.
-    **file_options
-        Passed to :func:`intrinsics.data.files.read_file` (DICOM ``window``, NIfTI ``axis``, ...).
+    file_options : FileOptions, optional
+        How each DICOM / NIfTI file is read (window, NIfTI axis, slices, ...); see
+        :func:`intrinsics.data.files.read_file`.
 
     Returns
     -------
@@ -237,10 +239,10 @@ def read_folder(
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"no folder at {root}; check the path")
-    if unmatched not in ("error", "skip"):
-        raise DataError(f"unmatched={unmatched!r} is unknown; pass 'error' or 'skip'")
-    if labels is True:
-        raise DataError("labels=True is not a CSV; pass the path of a labels CSV, or labels=False for unlabelled")
+    # The same checks as DataOptions: a direct call gets the same messages as load().
+    checked = DataOptions(labels=labels, label_key=label_key, label_column=label_column, unmatched=unmatched)
+    labels, label_key, unmatched = checked.labels, checked.label_key, checked.unmatched
+    file_options = file_options or FileOptions()
     csv_path = None if labels is None or labels is False else _resolve_csv(labels, root)
     skip = {csv_path.resolve()} if csv_path is not None else set()
     files, unknown = _walk(root, skip)
@@ -288,7 +290,7 @@ def read_folder(
             if loose:
                 raise DataError(
                     f"{len(loose)} image files lie in {root} next to the class subfolders "
-                    f"({_listing(loose)}); move them into a class folder, or pass labels=CSV"
+                    f"({_listing(loose)}); move them into a class folder, or pass {spell('labels', Placeholder('CSV'))}"
                 )
             empty = [d.name for d in class_dirs if not any(f.is_relative_to(d) for f in files)]
             if empty:
@@ -328,7 +330,7 @@ def read_folder(
 
         pairs = tqdm(pairs, total=len(files), desc=f"reading {root.name}", unit="file", leave=False)
     for f, label in pairs:
-        arrays, meta = read_file(f, **file_options)
+        arrays, meta = read_file(f, file_options)
         rel = _rel(f, root)
         metas.append(meta)
         counts.append(len(arrays))
@@ -347,7 +349,7 @@ def read_folder(
         if lacking:
             raise DataError(
                 f"{len(lacking)} files have no {label_key!r} in their metadata ({_listing(lacking)}); "
-                "match by label_key='path' instead"
+                f"match by {spell('label_key', 'path')} instead"
             )
         _report_unmatched(
             f"CSV rows have a {label_key} that no file in {root} has",
@@ -365,8 +367,8 @@ def read_folder(
     if not images:
         raise DataError(f"the files in {root} hold no images (e.g. every slice was skipped); check the options")
     info["n_files"] = len(files)
-    if file_options:
-        info["file_options"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(file_options.items())}
+    if file_options.to_dict():
+        info["file_options"] = dict(sorted(file_options.to_dict().items()))
     modality = {m.get("Modality") for m in metas} - {None}
     if modality:
         info["modality"] = modality.pop()
@@ -423,7 +425,7 @@ def _union_range(
         raise DataError(
             f"some files define an intensity range ({_listing(with_range, 3)}) and others do not "
             f"({_listing(without, 3)}), so they cannot be scaled alike; load them separately or pass "
-            "value_range=(low, high)"
+            f"{spell('value_range', Placeholder('low', 'high'))}"
         )
     lo = min(float(r[0]) for _, r in given)
     hi = max(float(r[1]) for _, r in given)

@@ -26,21 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, Placeholder, SettingError, spell
 from ._raw import RawImages
 from .dicom import _window_record, parse_window
+from .options import AXIS_NAMES, SETTINGS
 
 __all__ = ["AXIS_NAMES", "read_nifti_file", "read_nifti"]
 
-#: Names accepted for ``axis`` (valid after reorientation to RAS+).
-AXIS_NAMES: dict[str, int] = {
-    "sagittal": 0,
-    "x": 0,
-    "coronal": 1,
-    "y": 1,
-    "axial": 2,
-    "z": 2,
-}
+# Letters of the RAS+ axes, for slice origins such as "vol.nii.gz#z=12".
 _AXIS_LETTER = ("x", "y", "z")
 
 
@@ -53,7 +46,6 @@ def read_nifti_file(
     volume: int | None = None,
     window: Any = None,
     reorient: bool = True,
-    **ignored: Any,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Read a NIfTI volume as a list of 2-D slices.
 
@@ -74,8 +66,6 @@ def read_nifti_file(
     reorient : bool, default True
         Reorient to the closest canonical (RAS+) voxel order first, so ``axis`` means the same
         anatomical direction in every volume.
-    **ignored
-        Options meant for other readers; accepted and ignored.
 
     Returns
     -------
@@ -99,7 +89,7 @@ def read_nifti_file(
     import nibabel as nib
 
     path = Path(path)
-    ax = _parse_axis(axis)
+    ax = SETTINGS["axis"].check(axis)
     win = parse_window(window)
     if not path.is_file():
         raise DataError(f"NIfTI file '{path}' does not exist: check the path")
@@ -127,7 +117,7 @@ def read_nifti_file(
             if volume is None:
                 raise DataError(
                     f"NIfTI file '{path}' is 4-D with {n_vol} volumes (shape {file_shape}); "
-                    f"pick one with volume=i (0..{n_vol - 1})"
+                    f"pick one with {spell('volume', Placeholder('i'))} (0..{n_vol - 1})"
                 )
             vol = _check_int(volume, "volume", path)
             if not 0 <= vol < n_vol:
@@ -267,18 +257,6 @@ def read_nifti(
 # --------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------
-def _parse_axis(axis: Any) -> int:
-    if isinstance(axis, str):
-        key = axis.strip().lower()
-        if key in AXIS_NAMES:
-            return AXIS_NAMES[key]
-        if key.lstrip("-").isdigit():
-            axis = int(key)
-    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and 0 <= int(axis) <= 2:
-        return int(axis)
-    raise DataError(f"axis={axis!r} is not a slicing axis: use 0, 1, 2 or 'sagittal', 'coronal', 'axial'")
-
-
 def _check_int(value: Any, name: str, path: Path) -> int:
     try:
         out = int(value)
@@ -293,28 +271,11 @@ def _parse_slices(slices: Any, n: int, path: Path) -> tuple[int, int]:
     """Resolve ``slices`` into a non-empty [start, stop) range within 0..n."""
     if slices is None:
         return 0, n
-    raw = slices
-    if isinstance(slices, str):
-        sep = ":" if ":" in slices else ","
-        parts = [s.strip() for s in slices.split(sep)]
-        raw = [None if s == "" else s for s in parts]
-    try:
-        bounds = list(raw)
-    except TypeError:
-        bounds = []
-    if len(bounds) != 2:
-        raise DataError(f"slices={slices!r} must be a (start, stop) pair or 'start:stop', e.g. (20, 80)")
-    try:
-        start = None if bounds[0] is None else int(bounds[0])
-        stop = None if bounds[1] is None else int(bounds[1])
-    except (TypeError, ValueError):
-        raise DataError(f"slices={slices!r} must hold two integers (start, stop), e.g. (20, 80)") from None
+    start, stop = SETTINGS["slices"].check(slices)
     lo, hi, _ = slice(start, stop).indices(n)
     if hi <= lo:
-        raise DataError(
-            f"slices={slices!r} selects no slice of NIfTI file '{path}', which has {n} along this axis: "
-            f"use a range within 0..{n}"
-        )
+        raise SettingError("slices", slices, f"selects no slice of NIfTI file '{path}', which has {n} along "
+                           f"this axis: use a range within 0..{n}")
     return lo, hi
 
 
@@ -347,7 +308,7 @@ def _value_range(
     if hi <= lo:
         hi = lo + 1.0  # a constant volume: any non-empty interval maps it to 0
     return (lo, hi), (
-        "volume min-max (float data: not comparable across volumes; pass window= for a fixed range)"
+        f"volume min-max (float data: not comparable across volumes; pass {spell('window')} for a fixed range)"
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, Placeholder, SettingError, spell
 from ._raw import RawImages
 
 __all__ = ["MEDMNIST_LABELS", "MEDMNIST_MULTILABEL", "medmnist_name", "read_npz"]
@@ -77,7 +77,7 @@ def _pick_label_column(
     if label_column is None:
         raise DataError(
             f"{path} has {n_cols} labels per image (multi-label); pick one finding as a binary task with "
-            f"label_column=INDEX or NAME ({listing})"
+            f"{spell('label_column', Placeholder('INDEX or NAME'))} ({listing})"
         )
     text = str(label_column).strip()
     if text in names:
@@ -85,7 +85,7 @@ def _pick_label_column(
     elif text.isdigit() and int(text) < n_cols:
         col = int(text)
     else:
-        raise DataError(f"label_column={label_column!r} is not one of the {n_cols} label columns: {listing}")
+        raise SettingError("label_column", label_column, f"is not one of the {n_cols} label columns: {listing}")
     return labels[:, col].astype(np.int64), (f"no {names[col]}", names[col])
 
 
@@ -129,7 +129,7 @@ def read_npz(
             if image_key not in keys:
                 splits = sorted(k[: -len("_images")] for k in keys if k.endswith("_images"))
                 raise DataError(
-                    f"{path} has no {image_key!r} array (keys present: {', '.join(keys)}); pass split= one of "
+                    f"{path} has no {image_key!r} array (keys present: {', '.join(keys)}); pass {spell('split')} one of "
                     f"{', '.join(repr(s) for s in splits)}"
                 )
         else:
@@ -140,7 +140,7 @@ def read_npz(
                     "'images' (and labels as 'labels'), or as MedMNIST's 'train_images'/'train_labels'"
                 )
             if split is not None:
-                raise DataError(f"{path} has no splits (keys: {', '.join(keys)}); drop split={split!r}")
+                raise DataError(f"{path} has no splits (keys: {', '.join(keys)}); drop {spell('split', split)}")
         images = _get(npz, image_key, path)
         labels = _get(npz, label_key, path) if label_key in keys else None
     if images.dtype.kind not in "biuf":
@@ -161,7 +161,7 @@ def read_npz(
             labels, class_names = _pick_label_column(labels, name, label_column, path)
         else:
             if label_column is not None:
-                raise DataError(f"{path} has one label per image; drop label_column={label_column!r}")
+                raise DataError(f"{path} has one label per image; drop {spell('label_column', label_column)}")
             labels = labels.reshape(len(labels))
             official = MEDMNIST_LABELS.get(name or "")
             if official and labels.dtype.kind in "iu" and labels.size and labels.max() < len(official):

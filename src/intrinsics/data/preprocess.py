@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, IntrinsicsWarning
+from ..errors import DataError, IntrinsicsWarning, Placeholder, spell
 from ..jsonio import to_jsonable
 from ._raw import RawImages
 from .imageset import ImageSet
@@ -359,8 +359,8 @@ def _convert_channels(batch: np.ndarray, target: int) -> np.ndarray:
     if native == 1 and target == 3:
         return np.repeat(batch, 3, axis=-1)
     raise DataError(
-        f"cannot convert {native}-channel images to channels={target}; only RGB->grey and grey->RGB are "
-        "defined: pass channels=None to keep them, or convert them yourself first"
+        f"cannot convert {native}-channel images to {spell('channels', target)}; only RGB->grey and grey->RGB are "
+        f"defined: pass {spell('channels', None)} to keep them, or convert them yourself first"
     )
 
 
@@ -431,7 +431,8 @@ def _output_channels(
                 by_c.setdefault(_native_channels(images[idx[0]]), []).extend(origins[i] for i in idx[:3])
             detail = "; ".join(f"{c} channel(s): {_examples(o)}" for c, o in sorted(by_c.items()))
             raise DataError(
-                f"images have different channel counts ({detail}); pass channels=1 (grey) or channels=3 (RGB)"
+                f"images have different channel counts ({detail}); pass {spell('channels', 1)} (grey) or "
+                f"{spell('channels', 3)} (RGB)"
             )
         return native.pop(), None
     names = {(3, 1): "rgb_to_grey_bt601", (1, 3): "grey_to_rgb_repeat"}
@@ -454,8 +455,8 @@ def _output_size(
         if len(counts) > 1:
             common = max(sorted(counts), key=counts.__getitem__)
             raise DataError(
-                f"images have {len(counts)} different sizes ({detail}); pass size=(H, W) to resize them, "
-                f"e.g. size={common}"
+                f"images have {len(counts)} different sizes ({detail}); pass {spell('size', Placeholder('H', 'W'))} "
+                f"to resize them, e.g. {spell('size', common)}"
             )
         return next(iter(counts)), False
     if len(counts) > 1:
@@ -502,8 +503,9 @@ def _intensity_plan(
         negative = [origins[groups[key][0]] for key, (lo, _) in stats.items() if lo < 0]
         if negative:
             raise DataError(
-                f"intensity='per_image_max' divides by each image's maximum, but some images have negative "
-                f"values (e.g. {_examples(negative)}); use intensity='unit' with value_range=(low, high) instead"
+                f"{spell('intensity', 'per_image_max')} divides by each image's maximum, but some images have negative "
+                f"values (e.g. {_examples(negative)}); use {spell('intensity', 'unit')} with "
+                f"{spell('value_range', Placeholder('low', 'high'))} instead"
             )
         return {}, {"method": "per_image_max"}
     if intensity == "minmax":
@@ -511,8 +513,8 @@ def _intensity_plan(
         hi = max(s[1] for s in stats.values())
         if not hi > lo:
             raise DataError(
-                f"every pixel of {source!r} equals {lo:g}, so intensity='minmax' is undefined; use "
-                "intensity='unit' or check the data"
+                f"every pixel of {source!r} equals {lo:g}, so {spell('intensity', 'minmax')} is undefined; use "
+                f"{spell('intensity', 'unit')} or check the data"
             )
         return {key: (lo, hi) for key in groups}, {"method": "dataset_minmax", "value_range": [lo, hi]}
     reader_range = None
@@ -521,7 +523,7 @@ def _intensity_plan(
         if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
             raise DataError(
                 f"the reader of {source!r} gave the intensity range {raw.value_range!r}, which is empty; "
-                "pass value_range=(low, high) explicitly"
+                f"pass {spell('value_range', Placeholder('low', 'high'))} explicitly"
             )
         reader_range = (lo, hi)
     fixed = arg_range or reader_range
@@ -548,14 +550,14 @@ def _intensity_plan(
         where = [origins[groups[key][0]] for key, _ in bad]
         raise DataError(
             f"float images span [{lo:g}, {hi:g}], not [0, 1] (e.g. {_examples(where)}), and no value "
-            f"range is known; pass value_range=({lo:g}, {hi:g}) (or the range of the device/format), "
-            "or intensity='minmax' or 'per_image_max'"
+            f"range is known; pass {spell('value_range', Placeholder(f'{lo:g}', f'{hi:g}'))} (or the range of the device/format), "
+            f"or {spell('intensity', 'minmax')} or 'per_image_max'"
         )
     int_types = sorted(name for name in ranges if np.dtype(name).kind in "iu")
     if len(int_types) > 1:
         warnings.warn(
             f"images mix integer types {int_types}; each is scaled by its own range "
-            f"({ranges}); pass value_range=(low, high) to scale them all alike",
+            f"({ranges}); pass {spell('value_range', Placeholder('low', 'high'))} to scale them all alike",
             IntrinsicsWarning,
             stacklevel=3,
         )
@@ -675,8 +677,8 @@ def preprocess(
     out, clipped = _render(images, groups, affine, scale["method"] == "value_range", out_c, out_hw)
     if clipped:
         warnings.warn(
-            f"{clipped} of {len(out)} images have pixels outside value_range={scale['value_range']}; they were "
-            "clipped to it (widen value_range to keep them)",
+            f"{clipped} of {len(out)} images have pixels outside {spell('value_range', tuple(scale['value_range']))}; "
+            f"they were clipped to it (widen {spell('value_range')} to keep them)",
             IntrinsicsWarning,
             stacklevel=2,
         )

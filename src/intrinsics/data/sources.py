@@ -14,20 +14,21 @@ Sources
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ..errors import DataError, spell
 from ._raw import RawImages
 from .builtin import available_builtins, read_builtin
-from .files import file_kind, file_option_names, read_file
+from .files import file_kind, read_file
 from .folder import read_folder
 from .idx import read_idx
 from .imageset import ImageSet
 from .npz import read_npz
-from .preprocess import _check_options, preprocess
+from .options import DataOptions, check_applies
+from .preprocess import preprocess
+from .synthetic import from_spec
 
 __all__ = ["load", "read_source", "source_kind"]
 
@@ -60,74 +61,39 @@ def source_kind(source: str | os.PathLike) -> str:
     return "file"
 
 
-def _refuse(kind: str, **given: Any) -> None:
-    for option, value in given.items():
-        if value is not None:
-            raise DataError(f"{option}={value!r} does not apply to {kind} sources; drop it")
-
-
-def _check_reader_options(kind: str, options: dict[str, Any], allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        valid = ", ".join(allowed) if allowed else "none"
-        raise DataError(f"unknown option(s) {', '.join(unknown)} for {kind} sources; valid options: {valid}")
-
-
-def read_source(
-    source: str | os.PathLike,
-    *,
-    split: str | None = None,
-    labels: str | os.PathLike | bool | None = None,
-    label_key: str = "path",
-    value_range: tuple[float, float] | None = None,
-    **reader_options: Any,
-) -> RawImages:
+def read_source(source: str | os.PathLike, options: DataOptions | None = None) -> RawImages:
     """Read a source into :class:`RawImages` without preprocessing (see :func:`load` for the options)."""
     kind = source_kind(source)
+    opts = options or DataOptions()
+    check_applies(kind, opts.to_dict())
     text = os.fspath(source)
-    if label_key != "path" and kind != "folder":
-        raise DataError(f"label_key={label_key!r} applies to folders with a labels CSV, not {kind} sources")
     if kind == "builtin":
-        _refuse(kind, labels=labels)
-        _check_reader_options(kind, reader_options, ("label_column",))
-        return read_builtin(text[len("builtin:"):], split=split, **reader_options)
+        return read_builtin(text[len("builtin:"):], split=opts.split, label_column=opts.label_column)
     if kind == "synthetic":
-        _refuse(kind, split=split, labels=labels)
-        _check_reader_options(kind, reader_options, ())
-        try:
-            synthetic = importlib.import_module("intrinsics.data.synthetic")
-        except ModuleNotFoundError as exc:
-            if exc.name == "intrinsics.data.synthetic":
-                raise DataError("this installation has no synthetic data generator") from None
-            raise
-        return synthetic.from_spec(text[len("synthetic:"):])
+        return from_spec(text[len("synthetic:"):])
     path = Path(text).expanduser()
     if kind == "folder":
-        _check_reader_options(kind, reader_options, ("label_column", "unmatched", *file_option_names()))
-        if split is not None:
+        if opts.split is not None:
             # A folder holding train/, test/, ...: the split is the subfolder.
-            sub = path / split
+            sub = path / opts.split
             if not sub.is_dir():
                 subs = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
-                raise DataError(f"split={split!r} names no subfolder of {path} (subfolders: {', '.join(subs)})")
+                raise DataError(f"{spell('split', opts.split)} names no subfolder of {path} "
+                                f"(subfolders: {', '.join(subs)})")
             path = sub
-        return read_folder(path, labels=labels, label_key=label_key, value_range=value_range, **reader_options)
+        return read_folder(path, labels=opts.labels, label_key=opts.label_key,
+                           label_column=opts.label_column or "label", unmatched=opts.unmatched,
+                           value_range=opts.value_range, file_options=opts.files)
     if kind == "npz":
-        _refuse(kind, labels=labels)
-        _check_reader_options(kind, reader_options, ("label_column",))
-        return read_npz(path, split=split, **reader_options)
+        return read_npz(path, split=opts.split, label_column=opts.label_column)
     if kind == "idx":
-        _refuse(kind, split=split)
-        _check_reader_options(kind, reader_options, ())
-        return read_idx(path, labels=labels if labels not in (None, False) else None)
-    _refuse("single-file", split=split, labels=labels)
-    _check_reader_options("single-file", reader_options, file_option_names())
+        return read_idx(path, labels=opts.labels if opts.labels not in (None, False) else None)
     if file_kind(path) is None:
         raise DataError(
             f"{text!r} is not a dataset file intrinsics can read (.npz, IDX, image, DICOM, NIfTI, .npy); "
             "for a folder of files pass the folder"
         )
-    images, meta = read_file(path, **reader_options)
+    images, meta = read_file(path, opts.files)
     origins = [f"{path.name}#{i}" if len(images) > 1 else path.name for i in range(len(images))]
     vr = meta.get("value_range")
     return RawImages(
@@ -138,21 +104,7 @@ def read_source(
     )
 
 
-def load(
-    source: str | os.PathLike,
-    *,
-    split: str | None = None,
-    labels: str | os.PathLike | bool | None = None,
-    label_key: str = "path",
-    size: int | tuple[int, int] | None = None,
-    channels: int | None = None,
-    intensity: str = "unit",
-    value_range: tuple[float, float] | None = None,
-    classes: Any = None,
-    limit: int | None = None,
-    seed: int = 0,
-    **reader_options: Any,
-) -> ImageSet:
+def load(source: str | os.PathLike, options: DataOptions | None = None, **settings: Any) -> ImageSet:
     """Load and preprocess an image dataset from any supported source.
 
     Parameters
@@ -160,6 +112,8 @@ def load(
     source : str or path
         ``"builtin:NAME"``, ``"synthetic:NAME?k=v"``, a folder, an ``.npz``, an IDX images file, or a
         single image/DICOM/NIfTI file.
+    options : DataOptions, optional
+        All of the options below as one checked object; keyword settings given as well override it.
     split : str, optional
         "train"/"val"/"test" for MedMNIST and Fashion-MNIST (default "train"); for a folder, the
         subfolder to read.
@@ -182,9 +136,10 @@ def load(
         Keep at most this many images, drawn with ``seed`` (class-stratified).
     seed : int
         Seed of the ``limit`` draw.
-    **reader_options
+    label_column, unmatched, window, axis, slices, skip_empty, volume
         ``label_column`` (CSV label column; ChestMNIST finding), ``unmatched`` ("error"/"skip"),
-        DICOM ``window``, NIfTI ``axis``/``slices``/``skip_empty``/``volume``.
+        DICOM/NIfTI ``window``, NIfTI ``axis``/``slices``/``skip_empty``/``volume``
+        (:class:`~intrinsics.data.options.FileOptions`). An option the source does not use is an error.
 
     Returns
     -------
@@ -198,11 +153,9 @@ def load(
     >>> ds.images.shape[1:], ds.class_names
     ((1, 8, 8), ('3', '5'))
     """
-    # Check the cheap options before reading anything: a typo should not cost a long read.
-    _check_options(size, channels, intensity, value_range, limit, seed)
-    raw = read_source(source, split=split, labels=labels, label_key=label_key, value_range=value_range,
-                      **reader_options)
-    return preprocess(
-        raw, source=os.fspath(source), size=size, channels=channels, intensity=intensity,
-        value_range=value_range, classes=classes, limit=limit, seed=seed,
-    )
+    # Every option is checked before anything is read: a typo should not cost a long read. Whether an
+    # option applies to this kind of source is checked first, so a misplaced option is named as such.
+    check_applies(source_kind(source), settings)
+    opts = (options or DataOptions()).replace(**settings) if settings else (options or DataOptions())
+    raw = read_source(source, opts)
+    return preprocess(raw, source=os.fspath(source), **opts.preprocessing())

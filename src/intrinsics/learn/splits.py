@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data import ImageSet
-from ..errors import DataError
+from ..errors import DataError, spell
 
 __all__ = ["make_split", "balanced_counts", "class_pair", "random_class_pairs", "relabel"]
 
@@ -95,21 +95,21 @@ def make_split(
         raise DataError(f"pool indices must lie in [0, {len(labels) - 1}]")
     n_train, n_test = int(n_train), int(n_test)
     if n_train < 1:
-        raise DataError(f"n_train={n_train} must be at least 1")
+        raise DataError(f"{spell('n_train', n_train)} must be at least 1")
     if n_test < 0:
-        raise DataError(f"n_test={n_test} must be 0 or more")
+        raise DataError(f"{spell('n_test', n_test)} must be 0 or more")
     if n_test > len(pool) - 1:
         # Name both sizes: the user usually needs a split of the pool that fits n_train too.
-        fit = f"; e.g. n_test={len(pool) - n_train}" if 0 < n_train < len(pool) else ""
+        fit = f"; e.g. {spell('n_test', len(pool) - n_train)}" if 0 < n_train < len(pool) else ""
         raise DataError(
-            f"n_test={n_test} leaves no training images in a pool of {len(pool)} (n_train={n_train} "
-            f"asked for); use n_train + n_test <= {len(pool)}{fit}"
+            f"{spell('n_test', n_test)} leaves no training images in a pool of {len(pool)} "
+            f"({spell('n_train', n_train)} asked for); use {spell('n_train')} + {spell('n_test')} <= {len(pool)}{fit}"
         )
     if n_train > len(pool) - n_test:
         raise DataError(
-            f"n_train={n_train} is more than the {len(pool) - n_test} images left after the "
-            f"{n_test}-image test set (pool of {len(pool)}); use n_train <= {len(pool) - n_test} "
-            "or a smaller n_test"
+            f"{spell('n_train', n_train)} is more than the {len(pool) - n_test} images left after the "
+            f"{n_test}-image test set (pool of {len(pool)}); use {spell('n_train')} <= {len(pool) - n_test} "
+            f"or a smaller {spell('n_test')}"
         )
     classes = np.unique(labels[pool])
     # Two independent streams so that changing n_test does not reshuffle what training draws from
