@@ -15,14 +15,17 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from intrinsics.data._raw import RawImages
+from intrinsics.data import RawImages, load, read_source
 from intrinsics.data.dicom import (
+    DICOM_SUFFIXES,
     WINDOW_PRESETS,
     is_dicom_file,
+    looks_like_dicom,
     parse_window,
-    read_dicom,
     read_dicom_file,
 )
+from intrinsics.data.files import file_kind
+from intrinsics.data.options import DataOptions
 from intrinsics.errors import DataError, IntrinsicsWarning
 
 # Located directly: pydicom.data.get_testdata_file() may try to download.
@@ -258,7 +261,7 @@ def test_modality_lut_sequence_is_applied(tmp_path):
 # --------------------------------------------------------------------------------------------------
 def test_meta_identifies_the_instance_and_is_json():
     ds = pydicom.dcmread(CT)
-    _, meta = read_dicom_file(CT, axis=2, size=32, skip_empty=True)  # other readers' options ignored
+    _, meta = read_dicom_file(CT)
     for key in ("SOPInstanceUID", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality"):
         assert meta[key] == str(getattr(ds, key))
     assert meta["Modality"] == "CT"
@@ -339,7 +342,45 @@ def test_bare_dataset_without_preamble_is_read(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# read_dicom: files, folders, labels
+# which files are DICOM
+# --------------------------------------------------------------------------------------------------
+def _bare(path: Path) -> Path:
+    """CT_small written as a bare dataset: no preamble and no 'DICM' marker, as older scanners write."""
+    ds = pydicom.dcmread(CT)
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.preamble = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, implicit_vr=True, little_endian=True)
+    return path
+
+
+def test_one_dicom_rule_by_suffix_or_marker(tmp_path):
+    assert DICOM_SUFFIXES == (".dcm", ".dicom", ".dic", ".ima")
+    for suffix in DICOM_SUFFIXES + (".IMA", ".DCM"):
+        bare = _bare(tmp_path / f"bare{suffix}")
+        assert not is_dicom_file(bare) and looks_like_dicom(bare) and file_kind(bare) == "dicom"
+    no_suffix = _bare(tmp_path / "IM0002")
+    assert not looks_like_dicom(no_suffix) and file_kind(no_suffix) is None  # no suffix, no marker
+    marked = shutil.copy(CT, tmp_path / "IM0001")
+    assert looks_like_dicom(marked) and file_kind(marked) == "dicom"
+    # A DICOMDIR carries the marker but indexes an export; it holds no image.
+    index = shutil.copy(TEST_FILES / "dicomdirtests" / "DICOMDIR", tmp_path / "DICOMDIR")
+    assert is_dicom_file(index) and not looks_like_dicom(index) and file_kind(index) is None
+
+
+def test_ima_and_dic_files_are_read_from_a_folder(tmp_path):
+    shutil.copy(CT, tmp_path / "scan.ima")  # with the DICM preamble
+    _bare(tmp_path / "bare.dic")  # found by its suffix alone
+    _bare(tmp_path / "BARE2.IMA")
+    raw = read_source(tmp_path)
+    assert raw.origins == ["BARE2.IMA", "bare.dic", "scan.ima"]
+    for img in raw.images:
+        np.testing.assert_array_equal(img, read_dicom_file(CT)[0][0])
+    assert load(tmp_path, window="abdomen").N == 3
+
+
+# --------------------------------------------------------------------------------------------------
+# DICOM files, folders and labels through the public loader
 # --------------------------------------------------------------------------------------------------
 def _series(tmp: Path, n: int = 4, *, sub: str = "", patients: int = 2) -> list[Path]:
     """n CT instances with distinct SOPInstanceUIDs and patients, pixels perturbed per file."""
@@ -358,30 +399,41 @@ def _series(tmp: Path, n: int = 4, *, sub: str = "", patients: int = 2) -> list[
     return paths
 
 
-def test_read_dicom_single_file():
-    raw = read_dicom(CT)
+# Window (-1000, 100) = HU [-1050, -950]: holds a _series marker's HU (i - 1024) unclipped.
+_MARKER_WINDOW = (-1000, 100)
+
+
+def _marker(img: np.ndarray) -> int:
+    """The _series index of a (1, H, W) image loaded with ``_MARKER_WINDOW``."""
+    return round(float(img[0, 0, 0]) * 100 - 1050 + 1024)
+
+
+def test_single_file():
+    raw = read_source(CT)
     assert isinstance(raw, RawImages)
-    assert len(raw.images) == 1 and raw.labels is None and raw.origins == [str(CT)]
+    assert len(raw.images) == 1 and raw.labels is None and raw.origins == [CT.name]
     assert raw.value_range == read_dicom_file(CT)[1]["value_range"]
 
 
-def test_read_dicom_folder_of_series_skips_non_instances(tmp_path):
+def test_folder_of_series_skips_non_instances(tmp_path):
     _series(tmp_path, 2, sub="series1")
     _series(tmp_path, 3, sub="series2/deeper")
     shutil.copy(CT, tmp_path / "series2" / "IM0001")  # no suffix, found by its DICM marker
     (tmp_path / "README.txt").write_text("notes")
-    (tmp_path / "DICOMDIR").write_bytes(b"index")
-    raw = read_dicom(tmp_path, window="abdomen")
+    shutil.copy(TEST_FILES / "dicomdirtests" / "DICOMDIR", tmp_path / "DICOMDIR")
+    with pytest.warns(IntrinsicsWarning, match="skipped 2 files of unknown type.*DICOMDIR, README.txt"):
+        raw = read_source(tmp_path, DataOptions(labels=False, window="abdomen"))
     assert len(raw.images) == 6 and raw.info["n_files"] == 6
     assert raw.value_range == (-150.0, 250.0)
     assert all(img.min() >= -150 and img.max() <= 250 for img in raw.images)
-    assert any(o.endswith("IM0001") for o in raw.origins)
+    assert "series2/IM0001" in raw.origins
 
 
-def test_read_dicom_multi_frame_origins():
-    raw = read_dicom(TEST_FILES / "rtdose.dcm")
+def test_multi_frame_origins(tmp_path):
+    shutil.copy(TEST_FILES / "rtdose.dcm", tmp_path / "rtdose.dcm")
+    raw = read_source(tmp_path)
     assert len(raw.images) == 15
-    assert raw.origins[3].endswith("rtdose.dcm#frame=3")
+    assert raw.origins[3] == "rtdose.dcm#3"
 
 
 @pytest.mark.parametrize("key", ["SOPInstanceUID", "PatientID", "StudyInstanceUID", "path"])
@@ -397,68 +449,67 @@ def test_labels_from_csv(tmp_path, key):
         truth[int(ds.pixel_array[0, 0])] = label
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text(f"{key},label\n" + "\n".join(dict.fromkeys(rows)) + "\n")
-    raw = read_dicom(tmp_path / "data", labels=csv_path, label_key=key)
-    got = {int(img[0, 0] + 1024): lab for img, lab in zip(raw.images, raw.labels)}
+    ds = load(tmp_path / "data", labels=csv_path, label_key=key, window=_MARKER_WINDOW)
+    got = {_marker(img): ds.class_names[lab] for img, lab in zip(ds.images, ds.labels)}
     assert got == truth
-    assert raw.info["label_key"] == key
+    assert ds.provenance["reader"]["label_key"] == key
 
 
 def test_labels_keyed_by_relative_path_and_integer_labels(tmp_path):
     _series(tmp_path / "a", 2, sub="s1")
     _series(tmp_path / "a", 1, sub="s2")
     csv_path = tmp_path / "y.csv"
-    csv_path.write_text("file,class\ns1/img0.dcm,0\n./s1/img1.dcm,10\ns2\\img0.dcm,9\n")
-    raw = read_dicom(tmp_path / "a", labels=csv_path)
-    by_origin = {Path(o).relative_to(tmp_path / "a").as_posix(): lab for o, lab in zip(raw.origins, raw.labels)}
-    assert by_origin == {"s1/img0.dcm": 0, "s1/img1.dcm": 10, "s2/img0.dcm": 9}
-
-
-def test_labels_as_mapping(tmp_path):
-    _series(tmp_path, 2)
-    raw = read_dicom(tmp_path, labels={"1.2.3.4.1": "a", "1.2.3.4.2": "b"}, label_key="sopinstanceuid")
-    assert sorted(raw.labels) == ["a", "b"]
+    csv_path.write_text("path,class\ns1/img0.dcm,0\n./s1/img1.dcm,10\ns2\\img0.dcm,9\n")
+    raw = read_source(tmp_path / "a", DataOptions(labels=csv_path, label_column="class"))
+    assert dict(zip(raw.origins, raw.labels)) == {"s1/img0.dcm": "0", "s1/img1.dcm": "10", "s2/img0.dcm": "9"}
+    ds = load(tmp_path / "a", labels=csv_path, label_column="class")
+    assert ds.class_names == ("0", "9", "10")  # integer-looking labels sort as numbers
+    assert [ds.class_names[i] for i in ds.labels] == ["0", "10", "9"]
 
 
 def test_missing_label_names_the_file(tmp_path):
     _series(tmp_path / "d", 3)
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("SOPInstanceUID,label\n1.2.3.4.1,0\n1.2.3.4.2,1\n")
-    with pytest.raises(DataError, match="img2.dcm") as err:
-        read_dicom(tmp_path / "d", labels=csv_path, label_key="SOPInstanceUID")
-    assert "1.2.3.4.3" in str(err.value)
+    with pytest.raises(DataError, match="img2.dcm"):
+        load(tmp_path / "d", labels=csv_path, label_key="SOPInstanceUID")
 
 
-def test_unmatched_label_rows_warn(tmp_path):
+def test_unmatched_label_rows_error_or_warn(tmp_path):
     _series(tmp_path / "d", 2)
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("SOPInstanceUID,label\n1.2.3.4.1,0\n1.2.3.4.2,1\n9.9.9,1\n")
+    with pytest.raises(DataError, match="9.9.9"):
+        load(tmp_path / "d", labels=csv_path, label_key="SOPInstanceUID")
     with pytest.warns(IntrinsicsWarning, match="9.9.9"):
-        read_dicom(tmp_path / "d", labels=csv_path, label_key="SOPInstanceUID")
+        ds = load(tmp_path / "d", labels=csv_path, label_key="SOPInstanceUID", unmatched="skip")
+    assert ds.N == 2 and sorted(ds.labels) == [0, 1]
 
 
 def test_conflicting_label_rows_error(tmp_path):
     _series(tmp_path / "d", 2)
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("PatientID,label\nP0,0\nP0,1\n")
-    with pytest.raises(DataError, match="two labels"):
-        read_dicom(tmp_path / "d", labels=csv_path, label_key="PatientID")
+    with pytest.raises(DataError, match="different labels.*P0"):
+        load(tmp_path / "d", labels=csv_path, label_key="PatientID")
 
 
 def test_bad_label_key_and_bad_csv_columns(tmp_path):
     _series(tmp_path / "d", 1)
-    with pytest.raises(DataError, match="'AccessionNumber'"):
-        read_dicom(tmp_path / "d", labels={}, label_key="AccessionNumber")
     csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("AccessionNumber,label\nA1,0\n")
+    with pytest.raises(DataError, match="'AccessionNumber'"):
+        load(tmp_path / "d", labels=csv_path, label_key="AccessionNumber")
     csv_path.write_text("a,b,c\n1,2,3\n")
     with pytest.raises(DataError, match="SOPInstanceUID"):
-        read_dicom(tmp_path / "d", labels=csv_path, label_key="SOPInstanceUID")
+        load(tmp_path / "d", labels=csv_path, label_key="SOPInstanceUID")
 
 
 def test_mixed_modalities_error_names_files(tmp_path):
     shutil.copy(CT, tmp_path / "ct.dcm")
     shutil.copy(MR, tmp_path / "mr.dcm")
     with pytest.raises(DataError, match="modalities") as err:
-        read_dicom(tmp_path)
+        load(tmp_path)
     assert "ct.dcm" in str(err.value) and "mr.dcm" in str(err.value)
 
 
@@ -468,38 +519,39 @@ def test_mixed_sizes_error_names_files(tmp_path):
     small = ds.pixel_array[:64, :64].copy()
     ds.Rows, ds.Columns, ds.PixelData = 64, 64, small.tobytes()
     _write(ds, tmp_path / "scout.dcm")
-    with pytest.raises(DataError, match="differ in size") as err:
-        read_dicom(tmp_path)
+    with pytest.raises(DataError, match="different sizes") as err:
+        load(tmp_path)
     assert "scout.dcm" in str(err.value) and "64x64" in str(err.value)
 
 
 def test_different_rescales_share_one_value_range(tmp_path):
     shutil.copy(CT, tmp_path / "a.dcm")
     _ct_copy(tmp_path, "b.dcm", RescaleIntercept=0)
-    raw = read_dicom(tmp_path)
+    raw = read_source(tmp_path)
     ranges = [read_dicom_file(tmp_path / n)[1]["value_range"] for n in ("a.dcm", "b.dcm")]
     assert raw.value_range == (min(r[0] for r in ranges), max(r[1] for r in ranges))
-    assert "value_range_note" in raw.info
 
 
 def test_empty_folder_and_missing_path(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(DataError, match="no DICOM file"):
-        read_dicom(tmp_path)
-    with pytest.raises(DataError, match="does not exist"):
-        read_dicom(tmp_path / "nope")
+    with pytest.warns(IntrinsicsWarning, match="notes.txt"), pytest.raises(DataError, match="no image files"):
+        load(tmp_path)
+    with pytest.raises(DataError, match="no file or folder"):
+        load(tmp_path / "nope")
 
 
 def test_folder_with_a_non_image_instance_errors_by_name(tmp_path):
     _series(tmp_path, 2)
     shutil.copy(TEST_FILES / "reportsi.dcm", tmp_path / "report.dcm")
     with pytest.raises(DataError, match="report.dcm"):
-        read_dicom(tmp_path)
+        load(tmp_path)
 
 
-def test_list_of_files():
+def test_clean_files_read_without_warnings(tmp_path):
+    shutil.copy(MR, tmp_path / "a.dcm")
+    shutil.copy(TEST_FILES / "MR_small_RLE.dcm", tmp_path / "b.dcm")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # reading clean files must not warn
-        raw = read_dicom([MR, TEST_FILES / "MR_small_RLE.dcm"])
+        raw = read_source(tmp_path)
     assert len(raw.images) == 2
     np.testing.assert_array_equal(raw.images[0], raw.images[1])

@@ -1,4 +1,7 @@
-"""DICOM reader: one file, a folder of files, or a folder of series, as 2-D images.
+"""DICOM reader: the 2-D images of one file, and the rule for which files are DICOM.
+
+Folders of DICOM files (series included) are read by :func:`intrinsics.data.folder.read_folder`, like any
+other folder of images; it gives each file that :func:`looks_like_dicom` to :func:`read_dicom_file`.
 
 Pixel values come out in modality units (CT: Hounsfield units), after RescaleSlope/Intercept, so
 that files of one series are comparable. The intensity range that later maps to [0, 1] is either a
@@ -12,26 +15,23 @@ Pillow alone; JPEG lossless (process 14), 12-bit JPEG extended and JPEG-LS need 
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DataError, IntrinsicsWarning
-from ._raw import RawImages
+from ..errors import DataError, SettingError
 
 __all__ = [
     "WINDOW_PRESETS",
-    "LABEL_KEYS",
+    "DICOM_SUFFIXES",
     "parse_window",
     "is_dicom_file",
+    "looks_like_dicom",
     "read_dicom_file",
-    "read_dicom",
 ]
 
 #: Named windows as (center, width), in modality units (Hounsfield units for CT).
@@ -45,16 +45,8 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "liver": (30.0, 150.0),
 }
 
-#: Meta keys a label CSV may be keyed by (besides the file path).
-LABEL_KEYS: tuple[str, ...] = (
-    "path",
-    "SOPInstanceUID",
-    "PatientID",
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-)
-
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
+#: File name endings that mark a file as DICOM, lower case (see :func:`looks_like_dicom`).
+DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom", ".dic", ".ima")
 # Files that sit in DICOM exports but hold no image instance.
 _NOT_INSTANCES = {"dicomdir"}
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -96,10 +88,8 @@ def parse_window(window: Any) -> tuple[float, float] | None:
             return WINDOW_PRESETS[text.lower()]
         parts = [p.strip() for p in text.split(",")]
         if len(parts) != 2:
-            raise DataError(
-                f"window={window!r} is neither a preset nor 'center,width': use one of "
-                f"{', '.join(sorted(WINDOW_PRESETS))} or two numbers such as '40,80'"
-            )
+            raise SettingError("window", window, f"is neither a preset nor 'center,width': use one of "
+                               f"{', '.join(sorted(WINDOW_PRESETS))} or two numbers such as '40,80'")
         pair: Sequence[Any] = parts
     elif isinstance(window, Mapping):
         pair = (window.get("center"), window.get("width"))
@@ -109,20 +99,14 @@ def parse_window(window: Any) -> tuple[float, float] | None:
         except TypeError:
             pair = [window]
         if len(pair) != 2:
-            raise DataError(
-                f"window={window!r} must be (center, width), a 'center,width' string or a preset "
-                f"({', '.join(sorted(WINDOW_PRESETS))})"
-            )
+            raise SettingError("window", window, f"must be (center, width), a 'center,width' string or a preset "
+                               f"({', '.join(sorted(WINDOW_PRESETS))})")
     try:
         center, width = float(pair[0]), float(pair[1])
     except (TypeError, ValueError):
-        raise DataError(
-            f"window={window!r} must hold two numbers (center, width), e.g. (40, 80) or '40,80'"
-        ) from None
+        raise SettingError("window", window, "must hold two numbers (center, width), e.g. (40, 80) or '40,80'") from None
     if not (math.isfinite(center) and math.isfinite(width)) or width <= 0:
-        raise DataError(
-            f"window={window!r} needs a finite center and a width > 0, e.g. (40, 80) for a brain window"
-        )
+        raise SettingError("window", window, "needs a finite center and a width > 0, e.g. (40, 80) for a brain window")
     return center, width
 
 
@@ -158,7 +142,7 @@ def is_dicom_file(path: str | os.PathLike[str]) -> bool:
 
 
 def read_dicom_file(
-    path: str | os.PathLike[str], *, window: Any = None, **ignored: Any
+    path: str | os.PathLike[str], *, window: Any = None
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Read the 2-D images one DICOM file holds.
 
@@ -168,8 +152,6 @@ def read_dicom_file(
         A DICOM file (Part 10 with the ``DICM`` marker, or a bare dataset as older scanners write).
     window : None, str or (float, float), optional
         Clip to ``[center - width/2, center + width/2]`` in modality units (see :func:`parse_window`).
-    **ignored
-        Options meant for other readers; accepted and ignored.
 
     Returns
     -------
@@ -205,10 +187,8 @@ def read_dicom_file(
     colour = frames[0].ndim == 3 or photometric == "PALETTE COLOR"
     if colour:
         if win is not None:
-            raise DataError(
-                f"window={window!r} applies to grey-scale images, but DICOM file '{path}' is colour "
-                f"({photometric}); drop the window option for this data"
-            )
+            raise SettingError("window", window, f"applies to grey-scale images, but DICOM file '{path}' is colour "
+                               f"({photometric}); drop the window option for this data")
         images, value_range, source = _colour_frames(ds, frames, photometric)
         meta["rescale"] = None
     else:
@@ -472,260 +452,27 @@ def _invert(img: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# a file or a folder, with labels
+# which files are DICOM
 # --------------------------------------------------------------------------------------------------
-def read_dicom(
-    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-    *,
-    window: Any = None,
-    labels: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-    label_key: str = "path",
-) -> RawImages:
-    """Read one DICOM file, a list of files, or every DICOM file under a folder (series included).
+def looks_like_dicom(path: str | os.PathLike[str]) -> bool:
+    """True for a file to read as DICOM: the rule behind :func:`intrinsics.data.files.file_kind`.
 
-    Parameters
-    ----------
-    path : str, path-like or sequence of them
-        A file, a folder (searched recursively; files ending in .dcm/.dicom/.ima or carrying the
-        ``DICM`` marker are read, others and ``DICOMDIR`` skipped), or a list of files.
-    window : None, str or (float, float), optional
-        Window applied to every file (see :func:`parse_window`).
-    labels : path to a CSV, mapping or None, optional
-        Labels keyed by ``label_key``. A CSV needs a header with a key column (named as
-        ``label_key``; for paths also ``file``/``filename``) and a ``label`` column (or exactly two
-        columns). Paths may be given relative to the folder, absolute, or as bare file names.
-    label_key : {"path", "SOPInstanceUID", "PatientID", "StudyInstanceUID", "SeriesInstanceUID"}
-        Which attribute of each file the labels are keyed by. Every frame of a file shares its label.
+    A name ending in one of :data:`DICOM_SUFFIXES` (any case) is DICOM, so that bare datasets without the
+    ``DICM`` marker, as older scanners write them, are read too; any other file is DICOM when it carries the
+    marker (:func:`is_dicom_file`), as exports without suffixes (``IM0001``) do. A ``DICOMDIR`` is not: it
+    indexes the export it sits in and holds no image.
 
-    Returns
-    -------
-    RawImages
-        One image per frame, ``origins`` = file path (``path#frame=i`` for multi-frame files),
-        ``value_range`` the window or the stored-bits range (the union over files if they differ).
-
-    Raises
-    ------
-    DataError
-        No DICOM file found, a file cannot be read, modalities or image sizes are mixed, or a file
-        has no label.
+    Examples
+    --------
+    >>> looks_like_dicom("series/IM0001.IMA")
+    True
+    >>> looks_like_dicom("export/DICOMDIR")
+    False
     """
-    key = _check_label_key(label_key)
-    root, files = _collect_files(path)
-    if labels is not None:
-        table = _label_table(labels, key)
-    else:
-        table = None
-
-    images: list[np.ndarray] = []
-    origins: list[str] = []
-    raw_labels: list[Any] = []
-    metas: list[dict[str, Any]] = []
-    for file in files:
-        frames, meta = read_dicom_file(file, window=window)
-        metas.append(meta)
-        label = _lookup_label(table, key, file, root, meta) if table is not None else None
-        for i, frame in enumerate(frames):
-            images.append(frame)
-            origins.append(str(file) if len(frames) == 1 else f"{file}#frame={i}")
-            raw_labels.append(label)
-
-    _check_consistent(metas, images, origins, root)
-    ranges = {tuple(m["value_range"]) for m in metas}
-    value_range = (min(r[0] for r in ranges), max(r[1] for r in ranges))
-    info: dict[str, Any] = {
-        "reader": "dicom",
-        "source": str(root),
-        "n_files": len(files),
-        "n_images": len(images),
-        "modality": metas[0]["Modality"],
-        "window": metas[0]["window"],
-        "value_range_source": sorted({m["value_range_source"] for m in metas}),
-        "label_key": key if table is not None else None,
-        "transfer_syntaxes": sorted({m["transfer_syntax"] or "unknown" for m in metas}),
-    }
-    if len(ranges) > 1:
-        info["value_range_note"] = (
-            f"files declare {len(ranges)} different value ranges; their union {list(value_range)} "
-            "is used so that one pixel value maps to one intensity in every file"
-        )
-    if table is not None and key != "path":  # path keys match in several spellings: not tracked
-        unused = set(table) - {_norm_key(key, m.get(key)) for m in metas}
-        if unused:
-            warnings.warn(
-                f"{len(unused)} label row(s) match no DICOM file by {key} (e.g. {sorted(unused)[0]!r}); "
-                "they are ignored",
-                IntrinsicsWarning,
-                stacklevel=2,
-            )
-    return RawImages(
-        images=images,
-        labels=_normalise_labels(raw_labels) if table is not None else None,
-        class_names=None,
-        origins=origins,
-        info=info,
-        value_range=(float(value_range[0]), float(value_range[1])),
-    )
-
-
-def _check_label_key(label_key: str) -> str:
-    for key in LABEL_KEYS:
-        if label_key.lower() == key.lower():
-            return key
-    raise DataError(f"label_key={label_key!r} is not supported: use one of {', '.join(LABEL_KEYS)}")
-
-
-def _collect_files(path: Any) -> tuple[Path, list[Path]]:
-    if isinstance(path, (str, os.PathLike)):
-        root = Path(path)
-        if root.is_file():
-            return root.parent, [root]
-        if not root.is_dir():
-            raise DataError(f"DICOM path '{root}' does not exist: give a DICOM file or a folder of them")
-        files = [p for p in sorted(root.rglob("*")) if _looks_like_dicom(p, root)]
-        if not files:
-            raise DataError(
-                f"no DICOM file found under '{root}' (looked for .dcm/.dicom/.ima files and files with "
-                "the 'DICM' marker): check the folder"
-            )
-        return root, files
-    files = [Path(p) for p in path]
-    if not files:
-        raise DataError("read_dicom got an empty list of files: give at least one DICOM file")
-    missing = [str(p) for p in files if not p.is_file()]
-    if missing:
-        raise DataError(f"DICOM file '{missing[0]}' does not exist ({len(missing)} missing): check the paths")
-    root = Path(os.path.commonpath([str(p.resolve().parent) for p in files]))
-    return root, files
-
-
-def _looks_like_dicom(p: Path, root: Path) -> bool:
-    if not p.is_file():
+    path = Path(path)
+    if path.name.lower() in _NOT_INSTANCES:
         return False
-    rel = p.relative_to(root).parts
-    if any(part.startswith(".") for part in rel) or p.name.lower() in _NOT_INSTANCES:
-        return False
-    return p.suffix.lower() in _DICOM_SUFFIXES or is_dicom_file(p)
-
-
-def _check_consistent(
-    metas: list[dict[str, Any]], images: list[np.ndarray], origins: list[str], root: Path
-) -> None:
-    by_modality: dict[str, list[str]] = {}
-    for m in metas:
-        by_modality.setdefault(m["Modality"] or "unknown", []).append(m["path"])
-    if len(by_modality) > 1:
-        parts = [f"{mod} ({len(fs)} file(s), e.g. '{fs[0]}')" for mod, fs in sorted(by_modality.items())]
-        raise DataError(
-            f"DICOM files under '{root}' mix modalities: {'; '.join(parts)}; "
-            "load one modality at a time (move the others out or pass a list of files)"
-        )
-    by_shape: dict[tuple[int, ...], list[str]] = {}
-    for img, origin in zip(images, origins):
-        by_shape.setdefault(tuple(img.shape), []).append(origin)
-    if len(by_shape) > 1:
-        parts = [
-            f"{'x'.join(map(str, shape))} ({len(os_)} image(s), e.g. '{os_[0]}')"
-            for shape, os_ in sorted(by_shape.items(), key=lambda kv: -len(kv[1]))
-        ]
-        raise DataError(
-            f"DICOM images under '{root}' differ in size: {'; '.join(parts)}; "
-            "keep one acquisition (scouts/localizers often differ) or load the groups separately"
-        )
-
-
-# --------------------------------------------------------------------------------------------------
-# labels
-# --------------------------------------------------------------------------------------------------
-_PATH_COLUMNS = ("path", "file", "filename", "file_name", "image", "filepath")
-_LABEL_COLUMNS = ("label", "class", "target", "y")
-
-
-def _label_table(labels: Any, key: str) -> dict[str, Any]:
-    if isinstance(labels, Mapping):
-        return {_norm_key(key, k): v for k, v in labels.items()}
-    csv_path = Path(labels)
-    if not csv_path.is_file():
-        raise DataError(f"label file '{csv_path}' does not exist: give a CSV with a key and a label column")
-    text = csv_path.read_text(encoding="utf-8-sig")
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
-    if len(rows) < 2:
-        raise DataError(f"label file '{csv_path}' has no data rows: give a header and one row per item")
-    header = [h.strip() for h in rows[0]]
-    lower = [h.lower() for h in header]
-    wanted = (key.lower(),) + (_PATH_COLUMNS if key == "path" else ())
-    key_col = next((lower.index(w) for w in wanted if w in lower), None)
-    label_col = next((lower.index(w) for w in _LABEL_COLUMNS if w in lower), None)
-    if len(header) == 2:
-        if key_col is None and label_col is not None:
-            key_col = 1 - label_col
-        if label_col is None and key_col is not None:
-            label_col = 1 - key_col
-    if key_col is None or label_col is None or key_col == label_col:
-        raise DataError(
-            f"label file '{csv_path}' has columns {header}: it needs a '{key}' column and a 'label' column "
-            f"(rename the header, or pass label_key= one of {', '.join(LABEL_KEYS)})"
-        )
-    table: dict[str, Any] = {}
-    for n, row in enumerate(rows[1:], start=2):
-        if len(row) <= max(key_col, label_col):
-            raise DataError(f"line {n} of label file '{csv_path}' has {len(row)} field(s), expected {len(header)}")
-        k = _norm_key(key, row[key_col])
-        v = row[label_col].strip()
-        if k in table and table[k] != v:
-            raise DataError(
-                f"label file '{csv_path}' gives {key}={row[key_col].strip()!r} two labels "
-                f"({table[k]!r} and {v!r}): keep one row per {key}"
-            )
-        table[k] = v
-    return table
-
-
-def _norm_key(key: str, value: Any) -> str:
-    text = str(value).strip()
-    if key == "path":
-        text = text.replace("\\", "/")
-        while text.startswith("./"):
-            text = text[2:]
-    return text
-
-
-def _lookup_label(
-    table: Mapping[str, Any], key: str, file: Path, root: Path, meta: Mapping[str, Any]
-) -> Any:
-    if key == "path":
-        candidates: Iterable[str] = _path_spellings(file, root)
-    else:
-        value = meta.get(key)
-        if value is None:
-            raise DataError(f"DICOM file '{file}' has no {key}, so it cannot be labelled by it: use label_key='path'")
-        candidates = [_norm_key(key, value)]
-    candidates = list(candidates)
-    for c in candidates:
-        if c in table:
-            return table[c]
-    shown = candidates[2] if key == "path" and len(candidates) > 2 else candidates[0]  # relative path
-    raise DataError(
-        f"DICOM file '{file}' has no label: no row with {key}={shown!r} in the labels; "
-        "add a row for it or move the file out of the folder"
-    )
-
-
-def _path_spellings(file: Path, root: Path) -> list[str]:
-    spellings = [_norm_key("path", file), _norm_key("path", file.resolve())]
-    try:
-        spellings.append(_norm_key("path", file.resolve().relative_to(root.resolve())))
-    except ValueError:
-        pass
-    spellings += [file.name, file.stem]
-    return spellings
-
-
-def _normalise_labels(labels: list[Any]) -> list[Any]:
-    """Integer-looking labels become ints (so '10' sorts after '9'); others stay strings."""
-    try:
-        return [int(str(v)) for v in labels]
-    except ValueError:
-        return list(labels)
+    return path.suffix.lower() in DICOM_SUFFIXES or is_dicom_file(path)
 
 
 # --------------------------------------------------------------------------------------------------

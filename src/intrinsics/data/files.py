@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .dicom import is_dicom_file, read_dicom_file  # pydicom itself is imported when a file is read
+from .dicom import looks_like_dicom, read_dicom_file  # pydicom itself is imported when a file is read
 from .nifti import read_nifti_file
 from .options import FileOptions
 
@@ -32,11 +32,9 @@ IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
-    """True for ``.dcm``/``.dicom`` files and for any file with "DICM" at byte 128 (the DICOM preamble)."""
-    path = Path(path)
-    if path.suffix.lower() in (".dcm", ".dicom"):
-        return True
-    return is_dicom_file(path)
+    """True for a DICOM file, by :func:`intrinsics.data.dicom.looks_like_dicom` (a DICOM suffix or the
+    "DICM" marker at byte 128; never a DICOMDIR)."""
+    return looks_like_dicom(path)
 
 
 def file_kind(path: str | os.PathLike) -> str | None:
