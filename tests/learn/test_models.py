@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import pytest
 import torch
 import torchvision
@@ -110,3 +113,91 @@ def test_spec_rebuilds_the_same_architecture():
         rebuilt.load_state_dict(model.state_dict(), assign=True)  # raises on any shape mismatch
         with pytest.raises(RuntimeError, match="size mismatch"):
             create_model("vgg13", 1, 2, image_size=64).load_state_dict(model.state_dict(), assign=True)
+
+
+# -- the registry: one entry per model, every other view derived from it --------------------------
+
+
+def test_registry_views_keep_their_values():
+    from intrinsics.learn.models import PENULTIMATE
+
+    assert MODELS == ("resnet18", "resnet34", "resnet50", "vgg13", "vgg16", "vgg19", "smallcnn")
+    assert list_models() == list(MODELS)
+    assert REFERENCE_RECIPE == {
+        "resnet18": {"lr": 1e-3, "batch_size": 40},
+        "resnet34": {"lr": 1e-3, "batch_size": 25},
+        "resnet50": {"lr": 1e-3, "batch_size": 12},
+        "vgg13": {"lr": 1e-4, "batch_size": 6},
+        "vgg16": {"lr": 1e-4, "batch_size": 6},
+        "vgg19": {"lr": 1e-4, "batch_size": 6},
+        "smallcnn": {"lr": 1e-3, "batch_size": 64},
+    }
+    assert all(isinstance(r["batch_size"], int) and isinstance(r["lr"], float) for r in REFERENCE_RECIPE.values())
+    assert PENULTIMATE == {"resnet": "layer4", "vgg": "classifier.3", "smallcnn": "classifier.2"}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_info_is_the_one_entry_behind_every_view(name):
+    from intrinsics.learn.models import PENULTIMATE, model_family, model_info
+
+    info = model_info(name)
+    assert info.name == name
+    family = "resnet" if name.startswith("resnet") else "vgg" if name.startswith("vgg") else "smallcnn"
+    assert model_family(name) == info.family == family
+    assert REFERENCE_RECIPE[name] == {"lr": info.lr, "batch_size": info.batch_size}
+    assert PENULTIMATE[info.family] == info.penultimate
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.lr = 0.5
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_each_penultimate_layer_exists_in_the_built_network(name):
+    from intrinsics.learn.models import model_info
+
+    with torch.device("meta"):
+        net = create_model(name, 1, 2, image_size=28).net
+    assert model_info(name).penultimate in dict(net.named_modules())
+
+
+def test_model_help_lists_every_model_once_default_first():
+    from intrinsics.learn.models import DEFAULT_MODEL, model_help
+
+    text = model_help()
+    assert text == "smallcnn (fast, CPU), resnet18, resnet34, resnet50, vgg13, vgg16, vgg19"
+    assert text.startswith(DEFAULT_MODEL) and "\n" not in text
+    assert sorted(re.sub(r" \([^)]*\)", "", text).split(", ")) == sorted(MODELS)  # notes dropped
+
+
+@pytest.mark.parametrize("lookup", ["model_info", "model_family"])
+def test_unknown_name_in_lookups_names_the_valid_ones(lookup):
+    from intrinsics.learn import models
+
+    with pytest.raises(DataError, match="unknown model 'resnet1000'; choose one of resnet18, .*smallcnn"):
+        getattr(models, lookup)("resnet1000")
+    with pytest.raises(DataError, match="unknown model"):
+        getattr(models, lookup)(["smallcnn"])  # unhashable: still the same clear error
+
+
+def test_register_refuses_a_repeated_name_or_a_family_that_disagrees_on_penultimate():
+    from intrinsics.learn.models import ModelInfo, _register, model_info
+
+    before = list_models()
+    with pytest.raises(ValueError, match="'smallcnn' is registered twice"):
+        _register(model_info("smallcnn"))
+    odd = dataclasses.replace(model_info("resnet18"), name="resnet-odd", penultimate="avgpool")
+    with pytest.raises(ValueError, match="penultimate='avgpool' but 'resnet18'"):
+        _register(odd)
+    assert isinstance(odd, ModelInfo) and list_models() == before
+
+
+def test_train_recipe_comes_from_the_registry_and_outsiders_get_the_default_models():
+    from intrinsics.learn import TrainConfig
+    from intrinsics.learn.models import DEFAULT_MODEL, model_info
+
+    for name in MODELS:
+        cfg = TrainConfig().resolved(name)
+        assert (cfg.batch_size, cfg.lr) == (model_info(name).batch_size, model_info(name).lr)
+    default = model_info(DEFAULT_MODEL)
+    for outsider in (None, "my-net"):
+        cfg = TrainConfig().resolved(outsider)
+        assert (cfg.batch_size, cfg.lr) == (default.batch_size, default.lr) == (64, 1e-3)

@@ -3,11 +3,16 @@
 Every model returned by :func:`create_model` takes images in their preprocessed scale (for attacks:
 [0, 1]) and normalises them itself in a first :class:`Normalize` layer, so that an attack's ε is
 always measured in pixel units and never in normalised units.
+
+Each architecture is registered once, as a :class:`ModelInfo` (builder, family, reference recipe,
+"penultimate" layer, help note); :data:`MODELS`, :data:`REFERENCE_RECIPE`, :data:`PENULTIMATE`,
+:func:`model_family` and :func:`model_help` are all read from that one registry.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -16,6 +21,8 @@ from torch import nn
 from ..errors import DataError
 
 __all__ = [
+    "ModelInfo",
+    "DEFAULT_MODEL",
     "MODELS",
     "PENULTIMATE",
     "REFERENCE_RECIPE",
@@ -25,6 +32,8 @@ __all__ = [
     "create_model",
     "list_models",
     "model_family",
+    "model_help",
+    "model_info",
 ]
 
 
@@ -132,9 +141,19 @@ def _as_size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
     return (h, w)
 
 
-def _resnet(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+# Builds the bare network for (in_chans, num_classes, image_size); create_model wraps it.
+_Builder = Callable[[int, int, tuple[int, int] | None], nn.Module]
+
+
+def _torchvision(arch: str, num_classes: int) -> nn.Module:
+    from torchvision import models  # on first build only: torchvision is slow to import
+
+    return getattr(models, arch)(weights=None, num_classes=num_classes)
+
+
+def _resnet(arch: str) -> _Builder:
     def make(in_chans: int, num_classes: int, image_size: tuple[int, int] | None) -> nn.Module:
-        net = builder(weights=None, num_classes=num_classes)
+        net = _torchvision(arch, num_classes)
         if in_chans != 3:
             old = net.conv1
             net.conv1 = nn.Conv2d(in_chans, old.out_channels, old.kernel_size, old.stride,
@@ -147,9 +166,9 @@ def _resnet(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return make
 
 
-def _vgg(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+def _vgg(arch: str) -> _Builder:
     def make(in_chans: int, num_classes: int, image_size: tuple[int, int] | None) -> nn.Module:
-        net = builder(weights=None, num_classes=num_classes)
+        net = _torchvision(arch, num_classes)
         if in_chans != 3:
             old = net.features[0]
             net.features[0] = nn.Conv2d(in_chans, old.out_channels, old.kernel_size, old.stride,
@@ -183,53 +202,117 @@ def _smallcnn(in_chans: int, num_classes: int, image_size: tuple[int, int] | Non
     return SmallCNN(in_chans, num_classes)
 
 
-def _registry() -> dict[str, Callable[..., nn.Module]]:
-    from torchvision import models as tvm
+@dataclass(frozen=True)
+class ModelInfo:
+    """One registered architecture: how to build it and the reference study's recipe for it.
 
-    return {
-        "resnet18": _resnet(tvm.resnet18),
-        "resnet34": _resnet(tvm.resnet34),
-        "resnet50": _resnet(tvm.resnet50),
-        "vgg13": _vgg(tvm.vgg13),
-        "vgg16": _vgg(tvm.vgg16),
-        "vgg19": _vgg(tvm.vgg19),
-        "smallcnn": _smallcnn,
-    }
+    Attributes
+    ----------
+    name : str
+        Registry name, as passed to :func:`create_model` (``"resnet18"``).
+    family : str
+        ``"resnet"``, ``"vgg"`` or ``"smallcnn"``.
+    builder : callable
+        ``builder(in_chans, num_classes, image_size)`` returns the bare network.
+    batch_size : int
+        Reference batch size (Konz & Mazurowski; for smallcnn, ours).
+    lr : float
+        Reference Adam learning rate.
+    penultimate : str
+        The layer ``"penultimate"`` stands for (a name inside the bare network): the reference
+        study's representation layer (ResNet ``layer4`` before pooling, VGG's second
+        fully-connected layer ``classifier.3``).
+    description : str
+        Short note shown after the name by :func:`model_help`; empty when the name says enough.
+    """
+
+    name: str
+    family: str
+    builder: _Builder
+    batch_size: int
+    lr: float
+    penultimate: str
+    description: str = ""
 
 
-#: Names accepted by :func:`create_model`.
-MODELS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "vgg13", "vgg16", "vgg19", "smallcnn")
+_REGISTRY: dict[str, ModelInfo] = {}
 
-#: The layer called "penultimate" for each family: the reference study's representation layers
-#: (ResNet ``layer4`` before pooling, VGG's second fully-connected layer ``classifier.3``).
-PENULTIMATE: dict[str, str] = {"resnet": "layer4", "vgg": "classifier.3", "smallcnn": "classifier.2"}
 
-#: Reference training recipe per family: Adam learning rate and batch size (Konz & Mazurowski).
+def _register(*infos: ModelInfo) -> None:
+    """Add models to the registry, refusing a name twice or a family that disagrees on "penultimate"."""
+    for info in infos:
+        if info.name in _REGISTRY:
+            raise ValueError(f"model {info.name!r} is registered twice")
+        # "penultimate" is looked up per family (PENULTIMATE), so a family must agree on it.
+        for other in _REGISTRY.values():
+            if other.family == info.family and other.penultimate != info.penultimate:
+                raise ValueError(
+                    f"model {info.name!r} has penultimate={info.penultimate!r} but {other.name!r} of "
+                    f"the same family {info.family!r} has {other.penultimate!r}"
+                )
+        _REGISTRY[info.name] = info
+
+
+_register(
+    ModelInfo("resnet18", "resnet", _resnet("resnet18"), batch_size=40, lr=1e-3, penultimate="layer4"),
+    ModelInfo("resnet34", "resnet", _resnet("resnet34"), batch_size=25, lr=1e-3, penultimate="layer4"),
+    ModelInfo("resnet50", "resnet", _resnet("resnet50"), batch_size=12, lr=1e-3, penultimate="layer4"),
+    ModelInfo("vgg13", "vgg", _vgg("vgg13"), batch_size=6, lr=1e-4, penultimate="classifier.3"),
+    ModelInfo("vgg16", "vgg", _vgg("vgg16"), batch_size=6, lr=1e-4, penultimate="classifier.3"),
+    ModelInfo("vgg19", "vgg", _vgg("vgg19"), batch_size=6, lr=1e-4, penultimate="classifier.3"),
+    ModelInfo("smallcnn", "smallcnn", _smallcnn, batch_size=64, lr=1e-3, penultimate="classifier.2",
+              description="fast, CPU"),
+)
+
+#: The model used when none is named: the only one that trains in seconds on a CPU.
+DEFAULT_MODEL = "smallcnn"
+
+#: Names accepted by :func:`create_model`, in registration order.
+MODELS: tuple[str, ...] = tuple(_REGISTRY)
+
+#: The layer called "penultimate" for each family (see :attr:`ModelInfo.penultimate`).
+PENULTIMATE: dict[str, str] = {info.family: info.penultimate for info in _REGISTRY.values()}
+
+#: Reference training recipe per model: Adam learning rate and batch size (Konz & Mazurowski).
 REFERENCE_RECIPE: dict[str, dict[str, float | int]] = {
-    "resnet18": {"lr": 1e-3, "batch_size": 40},
-    "resnet34": {"lr": 1e-3, "batch_size": 25},
-    "resnet50": {"lr": 1e-3, "batch_size": 12},
-    "vgg13": {"lr": 1e-4, "batch_size": 6},
-    "vgg16": {"lr": 1e-4, "batch_size": 6},
-    "vgg19": {"lr": 1e-4, "batch_size": 6},
-    "smallcnn": {"lr": 1e-3, "batch_size": 64},
+    info.name: {"lr": info.lr, "batch_size": info.batch_size} for info in _REGISTRY.values()
 }
 
 
+def model_info(name: str) -> ModelInfo:
+    """The registry entry of a model.
+
+    Raises
+    ------
+    DataError
+        If ``name`` is not registered (the message lists the names that are).
+    """
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise DataError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
+
+
 def list_models() -> list[str]:
-    """Names of the available architectures."""
+    """Names of the available architectures, in registration order."""
     return list(MODELS)
 
 
 def model_family(name: str) -> str:
-    """``"resnet"``, ``"vgg"`` or ``"smallcnn"``."""
-    _check_name(name)
-    return "resnet" if name.startswith("resnet") else "vgg" if name.startswith("vgg") else name
+    """``"resnet"``, ``"vgg"`` or ``"smallcnn"``; raises :class:`DataError` for an unknown name."""
+    return model_info(name).family
 
 
-def _check_name(name: str) -> None:
-    if name not in MODELS:
-        raise DataError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+def model_help() -> str:
+    """One line naming every model, the default first, for a ``--model`` help text.
+
+    Examples
+    --------
+    >>> model_help()
+    'smallcnn (fast, CPU), resnet18, resnet34, resnet50, vgg13, vgg16, vgg19'
+    """
+    infos = [_REGISTRY[DEFAULT_MODEL], *(i for i in _REGISTRY.values() if i.name != DEFAULT_MODEL)]
+    return ", ".join(f"{i.name} ({i.description})" if i.description else i.name for i in infos)
 
 
 def create_model(
@@ -266,11 +349,11 @@ def create_model(
     >>> model(torch.zeros(2, 1, 28, 28)).shape
     torch.Size([2, 2])
     """
-    _check_name(name)
+    info = model_info(name)
     if int(in_chans) < 1:
         raise DataError(f"in_chans={in_chans!r} must be a positive channel count, e.g. 1 or 3")
     if int(num_classes) < 2:
         raise DataError(f"num_classes={num_classes!r} must be at least 2 for a classifier")
     size = _as_size(image_size)
-    net = _registry()[name](int(in_chans), int(num_classes), size)
+    net = info.builder(int(in_chans), int(num_classes), size)
     return ImageClassifier(net, name, int(in_chans), int(num_classes), size)

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..data import ImageSet
 from ..errors import DataError
-from .models import REFERENCE_RECIPE, ImageClassifier
+from .models import DEFAULT_MODEL, MODELS, ImageClassifier, model_info
 
 __all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "resolve_device", "as_tensors"]
 
@@ -78,11 +78,12 @@ class TrainConfig:
 
     def resolved(self, model_name: str | None) -> "TrainConfig":
         """This config with ``batch_size`` and ``lr`` filled from the reference recipe."""
-        recipe = REFERENCE_RECIPE.get(model_name or "", REFERENCE_RECIPE["smallcnn"])
+        # A network from outside the registry (no or an unknown name) gets the default model's recipe.
+        info = model_info(model_name if model_name in MODELS else DEFAULT_MODEL)
         return TrainConfig(**{
             **asdict(self),
-            "batch_size": self.batch_size if self.batch_size is not None else int(recipe["batch_size"]),
-            "lr": self.lr if self.lr is not None else float(recipe["lr"]),
+            "batch_size": self.batch_size if self.batch_size is not None else info.batch_size,
+            "lr": self.lr if self.lr is not None else info.lr,
         })
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import tomllib
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -384,202 +386,78 @@ def expand_grid(spec: StudySpec) -> list[dict[str, Any]]:
 
 # -- presets --------------------------------------------------------------------------------------
 
-_HEADER = """\
-# intrinsics study spec ({preset}).
-# Run it with:   intrinsics study run {{THIS_FILE}} --out runs/{name}
-# Every dataset shares the [preprocessing] block: K_F is only comparable between datasets prepared
-# the same way (same size, channels and intensity scale).
-name = "{name}"
-"""
-
-_MNIST_PAIRS_QUICK = [(3, 8), (1, 7)]
-_MNIST_PAIRS_DEMO = [(3, 8), (1, 7), (4, 9)]
-_DIGITS_PAIRS_DEMO = [(4, 9), (1, 7)]
-
-
-def _dataset_block(name: str, source: str, domain: str, classes: Any = None, limit: int | None = None,
-                   comment: str | None = None, N: list[int] | None = None, test_size: int | None = None) -> str:
-    lines = ["", "[[datasets]]"]
-    if comment:
-        lines.insert(1, f"# {comment}")
-    lines.append(f'name = "{name}"')
-    lines.append(f'source = "{source}"')
-    lines.append(f'domain = "{domain}"          # {DOMAINS_HINT}: the fits are made per domain')
-    if classes is not None:
-        lines.append(f"classes = {list(classes)!r}")
-    if limit is not None:
-        lines.append(f"limit = {limit}")
-    if N is not None:
-        lines.append(f"N = {N!r}          # this dataset is small: its own training sizes")
-    if test_size is not None:
-        lines.append(f"test_size = {test_size}")
-    return "\n".join(lines) + "\n"
-
-
-def _demo_text(preset: str, quick: bool) -> str:
-    name = preset
-    parts = [_HEADER.format(preset=preset, name=name)]
-    parts.append(
-        """
-# Training sizes and seeds: the grid is datasets x models x N x seeds.
-models = ["smallcnn"]
-N = {N}
-seeds = {seeds}
-
-[preprocessing]
-size = 16              # pixels per side after resizing (one size for every dataset)
-channels = 1           # 1 = grey-scale
-intensity = "unit"     # pixel values scaled to [0, 1]
-
-[training]
-epochs = {epochs}
-batch_size = 32
-lr = 0.001
-weight_decay = 0.0001
-test_size = {test_size}        # held-out images per dataset (split off with a fixed seed)
-
-[measure]
-estimator = "mle"      # d_data: Levina-Bickel MLE with MacKay-Ghahramani averaging
-k = 20
-kf_samples = {kf}       # K_F: the sampled estimator on M images (all pairs); same M for every dataset
-n_bootstrap = {boot}
-
-[attacks]
-fgsm_eps = [0.00784]   # 2/255 on the [0, 1] scale, as in the reference study
-max_images = {attack_images}
-
-[representation]
-layers = ["penultimate"]
-estimator = "twonn"
-max_images = 500
-""".format(
-            N=[50, 100, 200] if quick else [100, 200, 400, 600],
-            seeds=[0] if quick else [0, 1],
-            epochs=8 if quick else 15,
-            test_size=200 if quick else 300,
-            kf=250,
-            boot=20 if quick else 50,
-            attack_images=200 if quick else 300,
-        )
-    )
-    parts.append("\n# --- natural images: digit pairs (5,000 real MNIST digits and sklearn's 8x8 digits ship with intrinsics) ---")
-    for a, b in (_MNIST_PAIRS_QUICK if quick else _MNIST_PAIRS_DEMO):
-        parts.append(_dataset_block(f"mnist-{a}v{b}", "builtin:mnist", "natural", (a, b)))
-    for a, b in ([(4, 9)] if quick else _DIGITS_PAIRS_DEMO):
-        parts.append(_dataset_block(f"digits-{a}v{b}", "builtin:digits", "natural", (a, b),
-                                    N=[50, 100, 200] if quick else [50, 100, 200], test_size=100))
-    parts.append(
-        "\n# --- medical-like: synthetic lesion sets; lower contrast = a subtler lesion = sharper labels ---"
-    )
-    contrasts = (0.6, 0.3, 0.15) if quick else (0.6, 0.3, 0.15, 0.08)
-    n_lesion = 600 if quick else 1400
-    for c in contrasts:
-        parts.append(
-            _dataset_block(
-                f"lesion-c{c:g}", f"synthetic:lesion?n={n_lesion}&contrast={c:g}&size=32&seed=0", "medical"
-            )
-        )
-    return "".join(parts)
-
-
-def _reference_text() -> str:
-    name = "reference"
-    parts = [_HEADER.format(preset="reference: the full protocol of Konz & Mazurowski, ICLR 2024", name=name)]
-    parts.append(
-        """
-# This preset needs a GPU and the datasets themselves (none ship with intrinsics). Put each dataset
-# where its `source` points (edit the paths), as class-named sub-folders of images or DICOM files:
-#   /data/intrinsics/brats/{neg,pos}/*.png      ...and so on for every medical dataset.
-# Natural datasets are binarised by a random class pair; the reference study used 5 pairs each for
-# error bars (two are listed per dataset here: add more [[datasets]] blocks for more pairs).
-models = ["resnet18", "resnet34", "resnet50", "vgg13", "vgg16", "vgg19"]
-N = [500, 750, 1000, 1250, 1500, 1750]
-seeds = [1337]
-
-[preprocessing]
-size = 224             # every image resized to 224 x 224
-channels = 1           # the reference study kept natural images RGB (except MNIST); one shared
-                       # setting keeps K_F comparable, so this preset uses grey-scale throughout
-intensity = "per_image_max"   # each image divided by its maximum, as the reference study scaled
-                               # medical images; K_F is then on [0, 1] (the paper's is on [0, 255]: 255x smaller)
-seed = 1337
-
-[training]
-epochs = 100
-batch_size = 40        # the paper: 40/25/12 for ResNet-18/34/50 and 6 for VGG
-lr = 0.001             # the paper: 1e-3 for ResNets, 1e-4 for VGGs
-weight_decay = 0.0001
-optimizer = "adam"
-test_size = 750        # 750 test images split off with a fixed seed
-device = "auto"        # a CUDA GPU when present
-save_checkpoints = true
-
-[measure]
-estimator = "mle"
-k = 20
-kf_samples = 1000
-n_bootstrap = 200
-max_samples = 1750
-
-[attacks]
-fgsm_eps = [0.00784]   # 2/255
-max_images = 750
-# pgd_eps = [0.00784]  # also run PGD (pgd_steps = 10, pgd_step_size = 2.5 * eps / steps unless set)
-
-[representation]
-layers = ["penultimate"]   # ResNet layer4 / VGG classifier[3] in the reference scripts
-estimator = "twonn"
-max_images = 1750
-"""
-    )
-    medical = [
-        ("brats", "brain MRI, tumour slice vs none"),
-        ("dbc", "breast MRI (Duke Breast Cancer), tumour slice vs none"),
-        ("prostate", "prostate MRI, score >= 2 vs < 2"),
-        ("oai", "knee X-ray (OAI), KL grade >= 2 vs < 2"),
-        ("chexpert", "chest X-ray (CheXpert), pleural effusion vs none"),
-        ("mura", "musculoskeletal X-ray (MURA), abnormal vs normal"),
-        ("rsna-ih-ct", "head CT (RSNA-IH-CT), any haemorrhage vs none"),
-    ]
-    parts.append("\n# --- medical: 7 radiology binary tasks (your files) ---")
-    for key, what in medical:
-        parts.append(_dataset_block(key, f"/data/intrinsics/{key}", "medical", comment=what))
-    parts.append("\n# --- natural: class pairs (your files, in class-named sub-folders) ---")
-    natural = {
-        "imagenet": [("n01440764", "n02102040"), ("n02979186", "n03000684")],
-        "cifar10": [("cat", "dog"), ("airplane", "ship")],
-        "svhn": [("3", "8"), ("1", "7")],
-    }
-    for key, pairs in natural.items():
-        for a, b in pairs:
-            parts.append(_dataset_block(f"{key}-{a}v{b}", f"/data/intrinsics/{key}", "natural", (a, b)))
-    for a, b in [("3", "8"), ("1", "7")]:
-        parts.append(_dataset_block(f"mnist-{a}v{b}", "/data/intrinsics/mnist", "natural", (a, b),
-                                    comment="full MNIST in class folders (builtin:mnist has 5,000 digits: "
-                                            "too few for N = 1750 plus 750 test images per pair)"))
-    return "".join(parts)
-
-
+# The presets are packaged TOML files (src/intrinsics/presets/NAME.toml), so the file a user gets is
+# the file in the package, comments and all. Existing study folders are keyed by their digests and
+# run keys: an edit to a preset's values gives new runs, so change one only on purpose.
 PRESETS = ("demo-quick", "demo", "reference")
 
 
 def preset_text(preset: str) -> str:
-    """The commented TOML text of a preset ('demo-quick', 'demo' or 'reference')."""
-    if preset == "demo-quick":
-        return _demo_text(preset, quick=True)
-    if preset == "demo":
-        return _demo_text(preset, quick=False)
-    if preset == "reference":
-        return _reference_text()
-    raise SpecError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    """The commented TOML text of a preset.
+
+    Parameters
+    ----------
+    preset : str
+        One of :data:`PRESETS`: 'demo-quick', 'demo' or 'reference'.
+
+    Returns
+    -------
+    str
+        The packaged file's text, ready for :func:`parse_spec` after ``tomllib.loads``.
+
+    Raises
+    ------
+    SpecError
+        If ``preset`` is not one of :data:`PRESETS` (the message names them).
+    """
+    if preset not in PRESETS:
+        raise SpecError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return resources.files("intrinsics").joinpath("presets", f"{preset}.toml").read_text(encoding="utf-8")
 
 
 def write_preset(preset: str, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write a preset spec to ``path`` (refuses to overwrite unless asked) and return the path."""
+    """Write a preset spec to ``path``, with the command that runs it, and return the path.
+
+    The written file is the packaged preset with one comment added under its title line:
+    ``# Run it with:   intrinsics study run PATH --out runs/NAME``, naming the actual file.
+
+    Parameters
+    ----------
+    preset : str
+        One of :data:`PRESETS`.
+    path : path
+        Where to write the spec; parent folders are created.
+    overwrite : bool
+        Replace an existing file (``intrinsics study init --force``).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    SpecError
+        If the preset is unknown, or ``path`` exists and ``overwrite`` is false.
+    """
     path = Path(path)
+    text = preset_text(preset)
     if path.exists() and not overwrite:
         raise SpecError(f"{str(path)!r} already exists; choose another file name or pass --force to overwrite")
-    text = preset_text(preset).replace("{THIS_FILE}", str(path))
+    title, rest = text.split("\n", 1)
+    # Quoted so the command can be pasted as it is even when the path has spaces.
+    command = f"intrinsics study run {shlex.quote(str(path))} --out runs/{tomllib.loads(text)['name']}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    path.write_text(f"{title}\n# Run it with:   {command}\n{rest}", encoding="utf-8")
     return path
+
+
+def _dataset_block(name: str, source: str, domain: str, classes: Any = None, limit: int | None = None) -> str:
+    """One ``[[datasets]]`` block in the presets' layout, for specs extended in code (the demo's extras)."""
+    lines = ["", "[[datasets]]", f'name = "{name}"', f'source = "{source}"',
+             f'domain = "{domain}"          # {DOMAINS_HINT}: the fits are made per domain']
+    if classes is not None:
+        lines.append(f"classes = {list(classes)!r}")
+    if limit is not None:
+        lines.append(f"limit = {limit}")
+    return "\n".join(lines) + "\n"
