@@ -161,41 +161,6 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # measure / compare
-def measure_dataset(ds, *, estimator: str = "mle", k: int = 20, kf_samples: int = 1000, seed: int = 0,
-                    exact: bool = True, k_sweep: bool = False, n_bootstrap: int = 200,
-                    load_warnings: Sequence[str] = ()) -> dict[str, Any]:
-    """The JSON record of `intrinsics measure` for a loaded ImageSet (``load_warnings``: messages
-    raised while loading it, kept in the record's ``warnings``)."""
-    from .measure import intrinsic_dimension, k_sweep as sweep, kneighbors, label_sharpness
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        graph = kneighbors(ds.images, max(k, 50) if k_sweep else (k if estimator == "mle" else 2))
-        d = intrinsic_dimension(graph, estimator, k, n_bootstrap=n_bootstrap, seed=seed)
-        d_block = d.to_dict()
-        d_block["k"] = k if estimator == "mle" else None
-        if k_sweep:
-            d_block["k_sweep"] = sweep(graph, range(5, 51)).to_dict()
-        kf_block = None
-        if ds.labels is not None and len(set(ds.labels.tolist())) > 1:
-            kf = label_sharpness(ds.images, ds.labels, n_samples=kf_samples, seed=seed, exact=exact)
-            kf_block = kf.to_dict()
-    notes = list(load_warnings) + [str(w.message) for w in caught]
-    if ds.labels is None:
-        notes.append("dataset has no labels: K_F not measured (give labels: class subfolders, --labels CSV, "
-                     "or the source's label file)")
-    elif kf_block is None:
-        notes.append("dataset has a single class: K_F not measured (K_F needs images of at least two "
-                     "labels; if --classes was given, it kept only one)")
-    return {
-        "intrinsics_version": __version__,
-        "dataset": ds.describe(),
-        "d_data": d_block,
-        "K_F": kf_block,
-        "warnings": list(dict.fromkeys(notes)),
-    }
-
-
 def _measure_row(rec: dict[str, Any]) -> list[str]:
     ds, d, kf = rec["dataset"], rec["d_data"], rec.get("K_F") or {}
     lo, hi = d.get("ci95") or (None, None)
@@ -239,11 +204,13 @@ def _ground_truth_line(rec: dict[str, Any]) -> str | None:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    from .measure.pipeline import MeasureSettings, measure_dataset
+
+    settings = MeasureSettings(estimator=args.estimator, k=args.k, kf_samples=args.kf_samples, seed=args.seed,
+                               exact=not args.no_exact, k_sweep=args.k_sweep, n_bootstrap=args.bootstrap)
     load_notes: list[str] = []
     ds = _load(args, load_notes)
-    rec = measure_dataset(ds, estimator=args.estimator, k=args.k, kf_samples=args.kf_samples, seed=args.seed,
-                          exact=not args.no_exact, k_sweep=args.k_sweep, n_bootstrap=args.bootstrap,
-                          load_warnings=load_notes)
+    rec = measure_dataset(ds, settings, load_warnings=load_notes).to_dict(version=__version__)
     _write_json(args.json, rec)
     if not args.quiet:
         print(_table([_measure_row(rec)], _measure_header(rec)))

@@ -10,6 +10,7 @@ import pytest
 
 from intrinsics.study.scaling import (
     NOT_ENOUGH,
+    KFLaw,
     fit_correlation,
     fit_kf_law,
     fit_line,
@@ -117,8 +118,49 @@ def test_kf_law_recovers_coefficients_and_explains_gap():
     # Medical K_F is ~3.4x natural: the gap is about log(3.4) and K_F explains all of it.
     assert fit.gap > 0.8 and _covers(fit.share_explained_ci95, 1.0)
     assert _covers(fit.gap_remaining_ci95, 0.0)
-    assert fit.predict_log_loss(400, 8, 1.0) == pytest.approx(0.5 - math.log(400) / 8, abs=0.1)
+    assert fit.law.predict_log_loss(400, 8, 1.0) == pytest.approx(0.5 - math.log(400) / 8, abs=0.1)
     json.dumps(fit.to_dict())
+
+
+def test_kf_law_object_is_the_formula_inverts_and_round_trips():
+    b0, bN, bK = 0.3, 0.9, 1.2
+    law = KFLaw([b0, bN, bK])
+    for N, d, kf in ((500, 10.0, 2.0), (1, 4.0, 0.5), (12345.6, 27.0, 1e-3)):
+        by_hand = b0 + bN * (-math.log(N) / d) + bK * math.log(kf)
+        assert law.predict_log_loss(N, d, kf) == pytest.approx(by_hand, rel=1e-12)
+        assert KFLaw.feature(N, d) == pytest.approx(-math.log(N) / d, rel=1e-12)
+    Ns = np.array([100.0, 1000.0, 10000.0])
+    want = b0 + bN * (-np.log(Ns) / 10.0) + bK * math.log(2.0)
+    np.testing.assert_allclose(law.predict_log_loss(Ns, 10.0, 2.0), want, rtol=1e-12)
+    # Draws: one law per row, one prediction per row.
+    draws = KFLaw([[b0, bN, bK], [0.0, 1.0, 1.0], [1.0, -0.5, 0.0]])
+    np.testing.assert_allclose(draws.predict_log_loss(400, 8.0, 3.0),
+                               [law.predict_log_loss(400, 8.0, 3.0), -math.log(400) / 8 + math.log(3.0),
+                                1.0 + 0.5 * math.log(400) / 8], rtol=1e-12)
+
+    # log_N_needed inverts predict_log_loss; a target the law never reaches is inf, one met at N = 1 is 0.
+    for N in (2.0, 750.0, 1e6):
+        target = math.exp(law.predict_log_loss(N, 12.0, 0.8))
+        assert law.log_N_needed(target, 12.0, 0.8) == pytest.approx(math.log(N), rel=1e-9)
+    need = draws.log_N_needed(0.05, 8.0, 3.0)
+    assert need.shape == (3,) and need[2] == math.inf  # beta_N < 0: loss grows with N
+    assert need[1] == pytest.approx(8.0 * (math.log(3.0) - math.log(0.05)))
+    assert law.log_N_needed(1e6, 12.0, 0.8) == 0.0
+
+    # From the fits.json entry, the fitted law predicts exactly what the fit's own law does.
+    fit = fit_kf_law(_law_table(), n_bootstrap=50)
+    stored = json.loads(json.dumps(fit.to_dict()))
+    again = KFLaw.from_dict(stored)
+    np.testing.assert_array_equal(again.coefficients,
+                                  [stored["coefficients"][k] for k in ("intercept", "beta_N", "beta_K")])
+    assert again.predict_log_loss(400, 8, 1.0) == fit.law.predict_log_loss(400, 8, 1.0)
+    assert again.log_N_needed(0.2, 8, 1.0) == fit.law.log_N_needed(0.2, 8, 1.0)
+    with pytest.raises(ValueError, match="not fitted.*not enough runs"):
+        KFLaw.from_dict(fit_kf_law(_law_table()[:5]).to_dict())
+    with pytest.raises(ValueError, match="not fitted"):
+        _ = fit_kf_law(_law_table()[:5]).law
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        KFLaw([1.0, 2.0])
 
 
 def test_kf_law_in_terms_of_d_repr_recovers_the_law_the_runs_follow():

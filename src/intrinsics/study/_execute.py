@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import DataError
 from .spec import DatasetSpec, StudySpec
 
-__all__ = ["load_dataset", "split_dataset", "measure_dataset", "train_run", "clear_cache"]
+__all__ = ["load_dataset", "split_dataset", "measure_pool", "measure_dataset", "train_run", "clear_cache"]
 
 
 def _load_kwargs(config: dict[str, Any]) -> dict[str, Any]:
@@ -71,42 +71,47 @@ def split_dataset(images_set: Any, test_size: int, split_seed: int) -> tuple[np.
     return labels, test_idx, pool
 
 
+def measure_settings(spec_measure: dict[str, Any]) -> Any:
+    """The typed settings of a study's ``[measure]`` block (its seed is 0: one fixed subsample)."""
+    from ..measure.pipeline import MeasureSettings
+
+    return MeasureSettings.from_dict(spec_measure)
+
+
+def measure_pool(data: Any, test_size: int, split_seed: int, spec_measure: dict[str, Any]) -> Any:
+    """d_data and K_F of a dataset's pool (the images left after its fixed test split), as a study
+    measures each of its datasets; ``plan --source`` measures a new dataset the same way."""
+    from ..measure.pipeline import measure_dataset as measure
+
+    labels, test_idx, pool = split_dataset(data, test_size, split_seed)
+    return measure(data, measure_settings(spec_measure), index=pool,
+                   measured_on=f"pool: the {len(pool)} images left after a {len(test_idx)}-image test split "
+                               f"(seed {split_seed})"), labels, test_idx, pool
+
+
 def measure_dataset(ds: DatasetSpec, spec: StudySpec, store: Any, out_dir: Path) -> None:
     """Measure d_data and K_F of one dataset's pool and store them (with the closest pairs' images)."""
-    from ..measure import intrinsic_dimension, label_sharpness
-
-    m = spec.measure
     data = load_dataset(_dataset_config(ds, spec))
-    labels, test_idx, pool = split_dataset(data, ds.test_size or spec.training["test_size"],
-                                           int(spec.preprocessing.get("seed") or 0))
-    rng = np.random.default_rng(0)
-    sub = pool if len(pool) <= m["max_samples"] else np.sort(rng.choice(pool, m["max_samples"], replace=False))
-    X = data.images[sub].reshape(len(sub), -1)
     t0 = time.perf_counter()
-    est = intrinsic_dimension(X, m["estimator"], m["k"], n_bootstrap=m["n_bootstrap"], seed=0)
-    t_d = time.perf_counter() - t0
-    store.put_measurement(
-        ds.name, "d_data", est.value, est.ci95,
-        {**est.to_dict(), "preprocessing": data.preprocessing, "n_pool": int(len(pool)),
-         "n_test": int(len(test_idx)), "seconds": round(t_d, 3), "source": ds.source},
-    )
-    t0 = time.perf_counter()
-    kf = label_sharpness(X, labels[sub], n_samples=min(m["kf_samples"], len(sub)), seed=0)
-    t_k = time.perf_counter() - t0
+    m, labels, test_idx, pool = measure_pool(data, ds.test_size or spec.training["test_size"],
+                                             int(spec.preprocessing.get("seed") or 0), spec.measure)
+    seconds = round(time.perf_counter() - t0, 3)
+    rec = m.to_dict()
+    common = {"preprocessing": data.preprocessing, "n_pool": int(len(pool)), "n_test": int(len(test_idx)),
+              "measured_on": m.measured_on, "seconds": seconds, "source": ds.source}
+    store.put_measurement(ds.name, "d_data", m.d_data.value, m.d_data.ci95, {**rec["d_data"], **common})
     pairs = []
     pair_dir = Path(out_dir) / "pairs"
     pair_dir.mkdir(parents=True, exist_ok=True)
-    for rank, cp in enumerate(kf.closest_pairs[:3]):
-        i, j = int(sub[cp.i]), int(sub[cp.j])
+    for rank, cp in enumerate(rec["K_F"]["closest_pairs"][:3]):
+        i, j = cp["i"], cp["j"]
         path = pair_dir / f"{ds.name}-{rank}.png"
         _save_pair(data.images[i], data.images[j], path)
-        pairs.append({"i": i, "j": j, "distance": float(cp.distance),
+        pairs.append({"i": i, "j": j, "distance": float(cp["distance"]),
                       "label_i": _class_name(data, labels[i]), "label_j": _class_name(data, labels[j]),
                       "image": str(path.relative_to(out_dir))})
-    details = kf.to_dict()
-    details.update({"preprocessing": data.preprocessing, "closest_pair_images": pairs,
-                    "n_pool": int(len(pool)), "seconds": round(t_k, 3), "source": ds.source})
-    store.put_measurement(ds.name, "K_F", kf.value, kf.ci95, details)
+    store.put_measurement(ds.name, "K_F", m.K_F.value, m.K_F.ci95,
+                          {**rec["K_F"], **common, "closest_pair_images": pairs})
 
 
 def _class_name(data: Any, code: int) -> str:

@@ -141,16 +141,16 @@ def predict(
     -------
     Prediction
     """
+    from .scaling import KFLaw
+
     _check_inputs(d_data, K_F, N, target_loss)
     fits = load_fits(fits)
     law = _law(fits)
-    c = law["coefficients"]
-    beta = np.array([c["intercept"], c["beta_N"], c["beta_K"]], dtype=float)
+    fitted = KFLaw.from_dict(law)
     cov = np.array(law["coefficients_cov"], dtype=float)
     sd = float(law.get("residual_sd") or 0.0)
     rng = np.random.default_rng(seed)
-    draws = rng.multivariate_normal(beta, cov, size=_DRAWS, method="eigh")
-    lk = math.log(K_F)
+    draws = KFLaw(rng.multivariate_normal(fitted.coefficients, cov, size=_DRAWS, method="eigh"))
     extrap = []
     for key, value in (("d_data", d_data), ("K_F", K_F), ("N", N)):
         lo_hi = (law.get("ranges") or {}).get(key)
@@ -158,26 +158,16 @@ def predict(
             extrap.append(f"{key}={value:.4g} outside the study's [{lo_hi[0]:.4g}, {lo_hi[1]:.4g}]")
     loss = loss_ci = None
     if N is not None:
-        x = -math.log(N) / d_data
-        mean = beta[0] + beta[1] * x + beta[2] * lk
-        sim = draws[:, 0] + draws[:, 1] * x + draws[:, 2] * lk + rng.normal(0, sd, _DRAWS)
-        loss = float(math.exp(mean))
+        mean = fitted.predict_log_loss(N, d_data, K_F)
+        sim = draws.predict_log_loss(N, d_data, K_F) + rng.normal(0, sd, _DRAWS)
+        loss = math.exp(mean)
         lo, hi = np.percentile(sim, [2.5, 97.5])
         loss_ci = (float(math.exp(lo)), float(math.exp(hi)))
     n_needed = n_ci = reach = None
     note = ""
     if target_loss is not None:
-        lt = math.log(target_loss)
-
-        def needed(b: np.ndarray) -> np.ndarray:
-            # log L* = b0 + bN * (-log N / d) + bK log K  =>  log N = d (b0 + bK log K - log L*) / bN
-            with np.errstate(divide="ignore", invalid="ignore"):
-                logn = d_data * (b[..., 0] + b[..., 2] * lk - lt) / b[..., 1]
-            ok = (b[..., 1] > 0) & np.isfinite(logn)
-            return np.where(ok, np.maximum(logn, 0.0), np.inf)
-
-        point = float(needed(beta[None, :])[0])
-        logn_draws = needed(draws)
+        point = fitted.log_N_needed(target_loss, d_data, K_F)
+        logn_draws = draws.log_N_needed(target_loss, d_data, K_F)
         reach = float(np.isfinite(logn_draws).mean())
         if math.isfinite(point) and point < 700:
             n_needed = float(math.exp(point))
@@ -194,7 +184,7 @@ def predict(
         dataset=dataset, d_data=float(d_data), K_F=float(K_F), N=None if N is None else float(N),
         loss=loss, loss_ci95=loss_ci, target_loss=target_loss, N_needed=n_needed, N_needed_ci95=n_ci,
         reachable=reach, extrapolation=tuple(extrap),
-        basis="K_F-aware law: log L = intercept + beta_N (-log N / d_data) + beta_K log K_F", note=note,
+        basis=f"K_F-aware law: {KFLaw.formula}", note=note,
     )
 
 
@@ -290,7 +280,9 @@ def plan(
 
 
 def _measure_source(study: Any, source: str, options: Mapping[str, Any]) -> tuple[float, float, dict[str, Any]]:
-    """Measure d_data and K_F of ``source`` under the study's preprocessing and measure settings."""
+    """Measure ``source`` as the study measured its own datasets: under its preprocessing and
+    ``[measure]`` settings, on the pool left after a test split of the study's ``test_size``."""
+    from ._execute import load_dataset, measure_pool
     from .runner import open_store
 
     if isinstance(study, Mapping):
@@ -299,26 +291,20 @@ def _measure_source(study: Any, source: str, options: Mapping[str, Any]) -> tupl
     folder = folder.parent if folder.is_file() else folder
     with open_store(folder) as store:
         spec = store.get_meta("spec") or {}
-    from ..measure import intrinsic_dimension, label_sharpness
-    from ._execute import load_dataset
-
-    m = spec.get("measure", {})
     clash = sorted(set(options) & {"size", "channels", "intensity"})
     if clash:
         raise EstimationError(f"{', '.join(clash)} come from the study's preprocessing; drop them from the plan")
-    data = load_dataset({"source": source, "load": dict(options), "preprocessing": spec.get("preprocessing", {})})
+    pre = spec.get("preprocessing", {})
+    data = load_dataset({"source": source, "load": dict(options), "preprocessing": pre})
     if data.labels is None:
         raise EstimationError(f"{source!r} has no labels; K_F needs a labelled dataset")
-    cap = int(m.get("max_samples", 5000))
-    idx = np.arange(len(data))
-    if len(idx) > cap:
-        idx = np.sort(np.random.default_rng(0).choice(len(idx), cap, replace=False))
-    X, y = data.flat()[idx], data.labels[idx]
-    est = intrinsic_dimension(X, m.get("estimator", "mle"), m.get("k", 20), n_bootstrap=m.get("n_bootstrap", 50))
-    kf = label_sharpness(X, y, n_samples=min(int(m.get("kf_samples", 1000)), len(X)))
-    return float(est.value), float(kf.value), {
-        "d_data": est.to_dict(),
-        "K_F": {"value": kf.value, "ci95": list(kf.ci95), "M": kf.M},
+    test_size = int((spec.get("training") or {}).get("test_size", 200))
+    m, *_ = measure_pool(data, test_size, int(pre.get("seed") or 0), spec.get("measure", {}))
+    rec = m.to_dict()
+    return float(m.d_data.value), float(m.K_F.value), {
+        "d_data": rec["d_data"],
+        "K_F": {"value": m.K_F.value, "ci95": list(m.K_F.ci95), "M": m.K_F.M},
+        "measured_on": m.measured_on,
         "preprocessing": data.preprocessing,
     }
 

@@ -335,15 +335,18 @@ def _fig_curves(ax: Any, table: list[dict], fits: dict) -> None:
 
 
 def _fig_law(ax: Any, table: list[dict], fits: dict) -> None:
+    from .scaling import KFLaw
+
     law = fits.get("kf_law", {})
     c = law.get("coefficients") or {}
     pts = [r for r in table if r.get("K_F") and r.get("d_data") and r.get("test_loss") and r["test_loss"] > 0]
     if c.get("beta_N") is None or not pts:
         _no_data(ax, f"K_F law not fitted: {law.get('status', 'no runs')}")
         return
+    fitted = KFLaw.from_dict(law)
     for d in sorted({r["domain"] for r in pts}):
         sub = [r for r in pts if r["domain"] == d]
-        pred = [c["intercept"] + c["beta_N"] * (-math.log(r["N"]) / r["d_data"]) + c["beta_K"] * math.log(r["K_F"]) for r in sub]
+        pred = [fitted.predict_log_loss(r["N"], r["d_data"], r["K_F"]) for r in sub]
         ax.scatter(pred, [math.log(r["test_loss"]) for r in sub], s=16, alpha=0.6, color=_colour(d), label=d)
     lims = ax.get_xlim()
     ax.plot(lims, lims, "k--", lw=1)

@@ -25,6 +25,7 @@ from ..jsonio import to_jsonable
 __all__ = [
     "LineFit",
     "PowerLawFit",
+    "KFLaw",
     "LawFit",
     "CorrelationFit",
     "StudyFits",
@@ -452,15 +453,111 @@ def fit_learning_curves(
 # -- the K_F-aware law across domains ---------------------------------------------------------------------
 
 
+def _log(v: float | np.ndarray) -> float | np.ndarray:
+    """``math.log`` of a number, ``np.log`` of an array.
+
+    numpy's vectorised log can differ from the C library's in the last bit; numbers keep going through
+    ``math.log`` so that the fit's per-run regressors and a prediction for one dataset stay the same floats
+    from one version to the next.
+    """
+    return math.log(v) if np.ndim(v) == 0 else np.log(np.asarray(v, dtype=float))
+
+
+@dataclass(frozen=True, eq=False)
+class KFLaw:
+    """The K_F-aware law ``log L = intercept + beta_N * (-log N / d_data) + beta_K * log K_F`` (method.md §3).
+
+    The one place the formula is written: :func:`fit_kf_law` builds its regressors with :meth:`feature`,
+    and planning (:func:`intrinsics.study.plan.predict`) and the report predict and invert with it.
+    For a law fitted with ``dimension="d_repr"``, pass d_repr wherever ``d_data`` is asked for.
+
+    Parameters
+    ----------
+    coefficients : array-like, shape (3,) or (n, 3)
+        ``[intercept, beta_N, beta_K]``, or ``n`` draws of them (one law per row): predictions then have
+        one value per draw.
+
+    Examples
+    --------
+    >>> law = KFLaw([0.5, 1.0, 1.0])
+    >>> log_l = law.predict_log_loss(1000, 10.0, 2.0)
+    >>> round(log_l, 4)
+    0.5024
+    >>> round(math.exp(law.log_N_needed(math.exp(log_l), 10.0, 2.0)))
+    1000
+    """
+
+    coefficients: np.ndarray
+
+    #: The law in words, as results that rest on it name their basis.
+    formula = "log L = intercept + beta_N (-log N / d_data) + beta_K log K_F"
+
+    def __post_init__(self) -> None:
+        coef = np.asarray(self.coefficients, dtype=float)
+        if coef.ndim not in (1, 2) or coef.shape[-1] != 3:
+            raise ValueError(f"coefficients of shape {coef.shape}; give [intercept, beta_N, beta_K] "
+                             "as shape (3,), or draws of them as shape (n, 3)")
+        object.__setattr__(self, "coefficients", coef)
+
+    @classmethod
+    def from_dict(cls, law: Mapping[str, Any]) -> KFLaw:
+        """The law of a fitted ``kf_law`` entry: :meth:`LawFit.to_dict`, as ``fits.json`` stores it.
+
+        Raises
+        ------
+        ValueError
+            When the entry holds no fitted coefficients (its ``status`` says why).
+        """
+        c = law.get("coefficients") or {}
+        names = ("intercept", "beta_N", "beta_K")
+        if any(c.get(k) is None for k in names):
+            raise ValueError(f"the K_F law was not fitted ({law.get('status', 'no coefficients')})")
+        return cls([c[k] for k in names])
+
+    @staticmethod
+    def feature(N: float | np.ndarray, d_data: float | np.ndarray) -> float | np.ndarray:
+        """The law's regressor in N: ``x = -log N / d_data``."""
+        return -_log(N) / d_data
+
+    def log_loss_at(self, x: float | np.ndarray, log_K_F: float | np.ndarray) -> float | np.ndarray:
+        """log test loss at regressors ``x`` (:meth:`feature`) and ``log_K_F``; one value per draw."""
+        c = self.coefficients
+        out = c[..., 0] + c[..., 1] * x + c[..., 2] * log_K_F
+        return float(out) if np.ndim(out) == 0 else out
+
+    def predict_log_loss(
+        self, N: float | np.ndarray, d_data: float | np.ndarray, K_F: float | np.ndarray
+    ) -> float | np.ndarray:
+        """log test loss the law predicts at training size ``N`` for a dataset with ``d_data`` and ``K_F``.
+
+        Numbers give a float; arrays broadcast against each other, or against the draws (with numbers).
+        """
+        return self.log_loss_at(self.feature(N, d_data), _log(K_F))
+
+    def log_N_needed(self, target_loss: float, d_data: float, K_F: float) -> float | np.ndarray:
+        """log of the training size at which the predicted loss reaches ``target_loss``.
+
+        The law solved for N: ``log N = d_data * (intercept + beta_K log K_F - log target) / beta_N``,
+        at least 0 (one sample). ``inf`` where the target is never reached: loss does not fall with N
+        (``beta_N <= 0``). One value per draw.
+        """
+        c = self.coefficients
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_n = d_data * (c[..., 0] + c[..., 2] * _log(K_F) - _log(target_loss)) / c[..., 1]
+        reached = (c[..., 1] > 0) & np.isfinite(log_n)
+        out = np.where(reached, np.maximum(log_n, 0.0), np.inf)
+        return float(out) if out.ndim == 0 else out
+
+
 @dataclass(frozen=True)
 class LawFit:
-    """The K_F-aware law fitted across domains (method.md §3).
+    """The K_F-aware law fitted across domains (method.md §3); :attr:`law` predicts with it.
 
-    ``log L = beta0 + beta_N * (-log N / d_data) + beta_K * log K_F``: the law predicts
-    ``beta_N ≈ 1`` and ``beta_K ≈ 1`` (as upper-bound slopes; real networks often do better).
+    ``log L = intercept + beta_N * (-log N / d_data) + beta_K * log K_F`` (:class:`KFLaw`): the law
+    predicts ``beta_N ≈ 1`` and ``beta_K ≈ 1`` (as upper-bound slopes; real networks often do better).
 
     The domain gap is the coefficient ``gap`` of a medical-domain indicator in
-    ``log L = beta0 + beta_N * x_N + gap * [medical]`` (what separates the domains once N and d_data
+    ``log L = intercept + beta_N * x_N + gap * [medical]`` (what separates the domains once N and d_data
     are accounted for); ``gap_predicted`` = beta_K × (mean log K_F medical − natural) is the part K_F
     accounts for, ``share_explained`` = gap_predicted / gap, and ``gap_remaining`` the indicator's
     coefficient once log K_F is in the model too.
@@ -490,13 +587,10 @@ class LawFit:
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     dimension: str = "d_data"
 
-    def predict_log_loss(self, N: float | np.ndarray, d_data: float, K_F: float) -> float | np.ndarray:
-        """log test loss the law predicts at ``N`` for a dataset with ``d_data`` and ``K_F`` (pass
-        d_repr as ``d_data`` for a law fitted with ``dimension="d_repr"``)."""
-        c = self.coefficients
-        if c.get("beta_N") is None:
-            raise ValueError(f"the K_F law was not fitted ({self.status})")
-        return c["intercept"] + c["beta_N"] * (-np.log(N) / d_data) + c["beta_K"] * math.log(K_F)
+    @property
+    def law(self) -> KFLaw:
+        """The fitted law, to predict and invert with (ValueError when ``status`` says it was not fitted)."""
+        return KFLaw.from_dict(asdict(self))
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(asdict(self))
@@ -509,7 +603,11 @@ def _lstsq(X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
 
 
 def _law_parts(xN: np.ndarray, lk: np.ndarray, med: np.ndarray | None, y: np.ndarray) -> np.ndarray:
-    """[intercept, beta_N, beta_K, gap, gap_predicted, share, gap_remaining] (NaN where undefined)."""
+    """[intercept, beta_N, beta_K, gap, gap_predicted, share, gap_remaining] (NaN where undefined).
+
+    ``xN`` is the law's regressor :meth:`KFLaw.feature` and ``lk`` log K_F, per run; the first three
+    values are the least-squares :class:`KFLaw` coefficients, in its order.
+    """
     out = np.full(7, np.nan)
     one = np.ones_like(y)
     law = _lstsq(np.column_stack([one, xN, lk]), y)
@@ -562,7 +660,7 @@ def fit_kf_law(
     rows = [r for r in table if _positive(r.get("test_loss")) and _positive(r.get("K_F"))
             and _positive(r.get(dimension)) and _positive(r.get("N"))]
     y = np.log([r["test_loss"] for r in rows]) if rows else np.zeros(0)
-    xN = np.array([-math.log(r["N"]) / r[dimension] for r in rows])
+    xN = np.array([KFLaw.feature(r["N"], r[dimension]) for r in rows])
     lk = np.log([r["K_F"] for r in rows]) if rows else np.zeros(0)
     domains = tuple(sorted({r["domain"] for r in rows}))
     datasets = np.array([r["dataset"] for r in rows], dtype=object)
@@ -592,7 +690,7 @@ def fit_kf_law(
     if np.isnan(point[:3]).any():
         return LawFit(status=f"not identifiable: -log N / {dimension} and log K_F are collinear in these runs",
                       note=note, **empty, **base)
-    pred = point[0] + point[1] * xN + point[2] * lk
+    pred = KFLaw(point[:3]).log_loss_at(xN, lk)
     sst = float(((y - y.mean()) ** 2).sum())
     r2 = 1 - float(((y - pred) ** 2).sum()) / sst if sst > 0 else None
     boots = _bootstrap(

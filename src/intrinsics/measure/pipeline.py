@@ -1,0 +1,226 @@
+"""The one way to measure a dataset: d_data and K_F of a loaded ImageSet under typed settings.
+
+``intrinsics measure``, study measurements and ``plan --source`` all call :func:`measure_dataset`;
+they differ only in *which images* they hand it, and the result says which (``measured_on``):
+
+- ``intrinsics measure``: every image of the dataset;
+- a study (and ``plan --source``, which measures a new dataset as a study would): the *pool*, the
+  images left after the study's fixed test split, at most ``max_samples`` of them drawn with ``seed``.
+  The reference study measured d_data on its training sets; the pool holds every training set of a
+  dataset's runs, so the value does not depend on N.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from ..errors import EstimationError, SettingError, spell
+from ..jsonio import to_jsonable
+from .dimension import ESTIMATORS, intrinsic_dimension, k_sweep
+from .neighbors import kneighbors
+from .results import Estimate, KSweep, SharpnessEstimate
+from .sharpness import label_sharpness
+
+__all__ = ["MeasureSettings", "DatasetMeasurement", "measure_dataset"]
+
+K_SWEEP = range(5, 51)
+
+
+def _int_at_least(name: str, minimum: int, *, optional: bool = False):
+    def check(v: Any) -> Any:
+        if v is None and optional:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+            raise SettingError(name, v, f"must be an integer >= {minimum}" + (" or None" if optional else ""))
+        return int(v)
+
+    return check
+
+
+def _estimator(v: Any) -> str:
+    if v not in ESTIMATORS:
+        raise SettingError("estimator", v, f"is unknown; pass one of {', '.join(ESTIMATORS)}")
+    return v
+
+
+def _flag(name: str):
+    def check(v: Any) -> bool:
+        if not isinstance(v, (bool, np.bool_)):
+            raise SettingError(name, v, "must be true or false")
+        return bool(v)
+
+    return check
+
+
+# Each setting's check, declared once.
+_CHECKS = {
+    "estimator": _estimator,
+    "k": _int_at_least("k", 3),
+    "kf_samples": _int_at_least("kf_samples", 2),
+    "n_bootstrap": _int_at_least("n_bootstrap", 0),
+    "max_samples": _int_at_least("max_samples", 3, optional=True),
+    "exact": _flag("exact"),
+    "k_sweep": _flag("k_sweep"),
+    "seed": _int_at_least("seed", 0),
+}
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How d_data and K_F are measured.
+
+    Attributes
+    ----------
+    estimator : {"mle", "twonn"}
+        d_data estimator (MLE: Levina–Bickel with MacKay–Ghahramani averaging).
+    k : int
+        Neighbours of the MLE.
+    kf_samples : int
+        ``M``, the images of each K_F draw (capped at the number of images measured).
+    n_bootstrap : int
+        Bootstrap resamples of the d_data interval (0: no interval).
+    max_samples : int or None
+        Measure at most this many images, drawn with ``seed`` (None: all given).
+    exact : bool
+        Also compute the exact K_F over every image measured.
+    k_sweep : bool
+        Also report the MLE for k = 5..50 from the same neighbour graph.
+    seed : int
+        Seed of the subsample, the bootstrap and the K_F draws.
+    """
+
+    estimator: str = "mle"
+    k: int = 20
+    kf_samples: int = 1000
+    n_bootstrap: int = 200
+    max_samples: int | None = None
+    exact: bool = True
+    k_sweep: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _CHECKS[f.name](getattr(self, f.name)))
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any] | None = None) -> "MeasureSettings":
+        """Settings by name (a study's ``[measure]`` block); an unknown name lists the valid ones."""
+        settings = dict(settings or {})
+        unknown = sorted(set(settings) - set(_CHECKS))
+        if unknown:
+            raise EstimationError(f"unknown measure setting(s) {', '.join(unknown)}; valid: {', '.join(_CHECKS)}")
+        return cls(**{k: v for k, v in settings.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DatasetMeasurement:
+    """d_data and K_F of one dataset, with what they were measured on.
+
+    Attributes
+    ----------
+    dataset : dict
+        ``ImageSet.describe()`` of the whole dataset (source, N, shape, classes, preprocessing, reader).
+    d_data : Estimate
+    K_F : SharpnessEstimate or None
+        None for unlabelled or single-class data (``warnings`` says which).
+    k_sweep : KSweep or None
+    measured_on : str
+        Which images: ``"all images"`` or ``"pool: ..."`` (the images left after a test split).
+    index : ndarray of int
+        The dataset indices measured; ``closest_pairs`` in :meth:`to_dict` are given in them.
+    settings : MeasureSettings
+    warnings : tuple of str
+    """
+
+    dataset: dict[str, Any]
+    d_data: Estimate
+    K_F: SharpnessEstimate | None
+    k_sweep: KSweep | None
+    measured_on: str
+    index: np.ndarray
+    settings: MeasureSettings
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self, version: str | None = None) -> dict[str, Any]:
+        """The ``intrinsics measure --json`` record (see the README's table)."""
+        d_block = self.d_data.to_dict()
+        d_block["k"] = self.settings.k if self.settings.estimator == "mle" else None
+        if self.k_sweep is not None:
+            d_block["k_sweep"] = self.k_sweep.to_dict()
+        kf_block = None
+        if self.K_F is not None:
+            kf_block = self.K_F.to_dict()
+            for p in kf_block["closest_pairs"]:  # positions among the measured images -> dataset indices
+                p["i"], p["j"] = int(self.index[p["i"]]), int(self.index[p["j"]])
+            kf_block["label_conflicts"] = [[int(self.index[i]) for i in g] for g in kf_block["label_conflicts"]]
+        out = {
+            "dataset": self.dataset,
+            "measured_on": self.measured_on,
+            "n_measured": int(len(self.index)),
+            "d_data": d_block,
+            "K_F": kf_block,
+            "warnings": list(self.warnings),
+        }
+        return to_jsonable(({"intrinsics_version": version} if version else {}) | out)
+
+
+def measure_dataset(
+    ds: Any,
+    settings: MeasureSettings | None = None,
+    *,
+    index: Sequence[int] | np.ndarray | None = None,
+    measured_on: str = "all images",
+    load_warnings: Sequence[str] = (),
+) -> DatasetMeasurement:
+    """Measure d_data and K_F of a loaded dataset (an ``ImageSet``), the one way every command does.
+
+    Parameters
+    ----------
+    ds : ImageSet
+    settings : MeasureSettings, optional
+    index : array of int, optional
+        Measure only these images (e.g. a study's pool); default all. ``settings.max_samples`` then
+        draws at most that many of them with ``settings.seed``.
+    measured_on : str
+        How to describe ``index`` in the result.
+    load_warnings : sequence of str
+        Messages raised while loading ``ds``, kept in the result's warnings.
+
+    Returns
+    -------
+    DatasetMeasurement
+    """
+    s = settings or MeasureSettings()
+    idx = np.arange(len(ds)) if index is None else np.asarray(index, dtype=np.int64)
+    if s.max_samples is not None and len(idx) > s.max_samples:
+        idx = np.sort(np.random.default_rng(s.seed).choice(idx, s.max_samples, replace=False))
+        measured_on += f", {s.max_samples} drawn with seed {s.seed}"
+    X = ds.images[idx]
+    labels = None if ds.labels is None else np.asarray(ds.labels)[idx]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graph = kneighbors(X, max(s.k, max(K_SWEEP)) if s.k_sweep else (s.k if s.estimator == "mle" else 2))
+        d = intrinsic_dimension(graph, s.estimator, s.k, n_bootstrap=s.n_bootstrap, seed=s.seed)
+        sweep = k_sweep(graph, K_SWEEP) if s.k_sweep else None
+        kf = None
+        if labels is not None and len(np.unique(labels)) > 1:
+            kf = label_sharpness(X, labels, n_samples=min(s.kf_samples, len(idx)), seed=s.seed, exact=s.exact)
+    notes = list(load_warnings) + [str(w.message) for w in caught]
+    if labels is None:
+        notes.append("dataset has no labels: K_F not measured (give labels: class subfolders, --labels CSV, "
+                     "or the source's label file)")
+    elif kf is None:
+        notes.append("dataset has a single class: K_F not measured (K_F needs images of at least two "
+                     f"labels; if {spell('classes')} was given, it kept only one)")
+    return DatasetMeasurement(
+        dataset=ds.describe(), d_data=d, K_F=kf, k_sweep=sweep, measured_on=measured_on, index=idx,
+        settings=s, warnings=tuple(dict.fromkeys(notes)),
+    )
