@@ -97,3 +97,53 @@ def test_pool_measure_is_measure_on_those_images(max_samples):
     # closest pairs are reported as dataset indices
     pa, pb = a.to_dict()["K_F"]["closest_pairs"][0], b.to_dict()["K_F"]["closest_pairs"][0]
     assert (pa["i"], pa["j"]) == (int(a.index[pb["i"]]), int(a.index[pb["j"]]))
+
+
+def test_cli_train_equals_a_study_run(tmp_path):
+    """`intrinsics train --seed s` and a study run with seed s and preprocessing seed s train on the same
+    images, test on the same images and give the same model (CPU runs repeat exactly)."""
+    from intrinsics.learn import load_checkpoint
+    from intrinsics.learn.runs import run_train
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f"""
+name = "train-route"
+models = ["smallcnn"]
+N = [24]
+seeds = [2]
+[preprocessing]
+size = 12
+seed = 2
+[training]
+epochs = 2
+batch_size = 8
+test_size = 30
+save_checkpoints = true
+[measure]
+k = 8
+kf_samples = 40
+n_bootstrap = 5
+[attacks]
+fgsm_eps = [0.00784]
+max_images = 30
+[representation]
+max_images = 24
+[[datasets]]
+name = "lesion"
+source = "{SOURCE}"
+domain = "medical"
+""")
+    out = tmp_path / "study"
+    run_study(spec, out, progress=False, threads=1)
+    with open_store(out) as store:
+        (run,) = store.runs("done")
+    cli = run_train(SOURCE, data_options={"size": 12}, model="smallcnn", n_train=24, n_test=30, epochs=2, seed=2,
+                    batch_size=8, lr=1e-3, out=tmp_path / "cli", device="cpu")
+    a, b = load_checkpoint(run["checkpoint"]), load_checkpoint(cli["checkpoint"])
+    assert np.array_equal(a.train_idx, b.train_idx) and np.array_equal(a.test_idx, b.test_idx)
+    assert run["test_loss"] == cli["test_loss"] and run["test_acc"] == cli["test_accuracy"]
+    # ... and the attack evaluated by `intrinsics attack` on the CLI's checkpoint has the study's shape and numbers
+    from intrinsics.learn.runs import run_attack
+
+    att = run_attack(cli["checkpoint"], eps=[0.00784], seed=2, device="cpu")
+    assert att["attacks"] == run["attacks"]["fgsm"] and att["clean"] == run["attacks"]["clean"]

@@ -20,7 +20,9 @@ def slow_run(run, store):
         "test_loss": loss,
         "test_acc": 1 - loss,
         "curves": {"train_loss": [1.0, 0.5, loss]},
-        "attacks": {"fgsm": {"0.00784": {"acc": 0.5, "loss": 2 * loss}}},
+        "attacks": {"n": 10, "clean": {"accuracy": 1 - loss, "loss": loss},
+                    "fgsm": [{"eps": 0.00784, "accuracy": 0.5, "loss": 2 * loss, "accuracy_drop": 0.5 - loss,
+                              "loss_increase": loss}]},
     }
 
 
@@ -87,8 +89,8 @@ def fill_store_from_law(out_dir, *, seed: int = 0, noise: float = 0.05, n_runs_p
             "test_loss": loss, "test_acc": 0.9,
             "curves": {"test_loss": [2 * loss, loss]},
             "attacks": {"clean": {"accuracy": 0.9, "loss": loss},
-                        "fgsm": {"0.00784": {"accuracy": 0.9 - drop, "accuracy_drop": drop,
-                                             "loss": loss * 2, "loss_increase": loss}}},
+                        "fgsm": [{"eps": 0.00784, "accuracy": 0.9 - drop, "accuracy_drop": drop,
+                                  "loss": loss * 2, "loss_increase": loss}]},
             "d_repr": [{"layer": "penultimate", "value": 0.8 * d + rng.normal(0, 0.2), "ci95": [0, 1]}],
         })
     store.close()

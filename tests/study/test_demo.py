@@ -59,7 +59,7 @@ def test_quick_demo_measurements_are_sane(quick_demo):
         assert r["status"] == "done" and r["attempts"] == 1
         assert 0 <= r["test_acc"] <= 1 and r["test_loss"] > 0
         assert len(r["curves"]["train_loss"]) == 8  # one entry per epoch
-        att = r["attacks"]["fgsm"]["0.00784"]
+        (att,) = [a for a in r["attacks"]["fgsm"] if a["eps"] == 0.00784]
         assert att["accuracy"] <= r["attacks"]["clean"]["accuracy"] + 1e-9  # an attack never helps
     # Learning works on the easy real task: MNIST 1 vs 7 with 200 images is well above chance.
     easy = [r for r in runs if r["dataset"] == "mnist-1v7" and r["N"] == 200][0]

@@ -48,3 +48,26 @@ def test_legacy_attack_results_are_read(tmp_path):
     for row in table:
         assert abs(row["robustness_drop"] - raw[row["run_key"]]) < 1e-12
         assert row["fgsm_eps"] == 0.00784
+
+
+def test_legacy_attack_results_are_migrated_to_the_one_shape(tmp_path):
+    from intrinsics.study.store import SCHEMA_VERSION, Store, one_attack_shape
+
+    out = _copy(tmp_path)
+    con = sqlite3.connect(out / "study.sqlite")
+    before = {k: json.loads(a) for k, a in con.execute("SELECT run_key, attacks FROM runs")}
+    con.close()
+    with Store(out) as store:
+        assert store.get_meta("schema_version") == SCHEMA_VERSION
+        after = {r["run_key"]: r["attacks"] for r in store.runs()}
+    for key, old in before.items():
+        rows = after[key]["fgsm"]
+        assert [r["eps"] for r in rows] == [0.00784, 0.03] and after[key]["clean"] == old["clean"]
+        for r in rows:
+            src = old["fgsm"][f"{r['eps']:g}"]
+            assert {k: r[k] for k in src} == src  # every stored number kept as it was
+    # Opening again changes nothing (idempotent), and a version-1 row with only "acc" gets its drop.
+    with Store(out) as store:
+        assert {r["run_key"]: r["attacks"] for r in store.runs()} == after
+    migrated = one_attack_shape({"fgsm": {"0.03": {"acc": 0.25, "loss": 1.5}}}, test_acc=0.75, test_loss=0.5)
+    assert migrated["fgsm"] == [{"eps": 0.03, "accuracy": 0.25, "loss": 1.5, "accuracy_drop": 0.5, "loss_increase": 1.0}]

@@ -11,29 +11,23 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
-from ..data import ImageSet
+from ..data import ImageSet, load
+from ..data.options import DataOptions
 from ..errors import DataError, IntrinsicsWarning
 from ..jsonio import to_jsonable, write_json
 from .attacks import evaluate_attack
 from .checkpoint import Checkpoint, checkpoint_records, images_digest, load_checkpoint, save_checkpoint
-from .models import create_model
 from .representation import repr_dimension
-from .splits import make_split, relabel
-from .train import TrainConfig, train
+from .pipeline import RunSettings, run_configuration
+from .train import TrainConfig
 
 __all__ = ["run_train", "run_attack", "run_repr", "load_data"]
 
 
 def load_data(source: str, options: dict[str, Any] | None = None) -> ImageSet:
     """``intrinsics.data.load(source, **options)``: the same sources and options as ``measure``."""
-    from .. import data as data_layer
-
-    loader = getattr(data_layer, "load", None)
-    if loader is None:  # pragma: no cover - only while the data layer lacks its loader
-        raise DataError("this installation has no dataset loader (intrinsics.data.load); pass an ImageSet")
-    return loader(source, **(options or {}))
+    return load(source, **(options or {}))
 
 
 def _dataset(data: ImageSet | str, options: dict[str, Any] | None) -> ImageSet:
@@ -96,29 +90,15 @@ def run_train(
         ``epoch_kept``, ``best_epoch``, ``model``, ``train`` (settings), ``timing``, ``dataset``,
         ``split``.
     """
-    options = dict(data_options or {})
+    options = {k: v for k, v in (data_options or {}).items() if v is not None}  # recorded as given
+    DataOptions.from_dict(options)  # checked before anything is read or trained
     ds = _dataset(data, options)
-    if ds.labels is None:
-        raise DataError(
-            f"{ds.provenance.get('source')!r} has no labels; training needs labelled images "
-            "(class folders, a label column or a labelled builtin)"
-        )
-    labels, classes = relabel(ds.labels)
-    if len(classes) < 2:
-        raise DataError(
-            f"{ds.provenance.get('source')!r} has a single class ({classes.tolist()}); "
-            "training needs at least two (check the classes option)"
-        )
-    train_idx, test_idx = make_split(labels, n_train, n_test, seed, balanced=balanced)
-    C, H, W = ds.shape
-    num_classes = 1000 if parity_head else len(classes)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # initial weights
-        net = create_model(model, C, num_classes, image_size=(H, W))
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          keep=keep, seed=seed, device=device, quiet=quiet)
-    test_pair = (ds.images[test_idx], labels[test_idx]) if len(test_idx) else None
-    result = train(net, (ds.images[train_idx], labels[train_idx]), test_pair, config)
+    run = run_configuration(ds, RunSettings(model=model, N=n_train, n_test=n_test, seed=seed, balanced=balanced,
+                                            train=config, parity_head=parity_head))
+    net, result, labels, classes = run.model, run.train, run.labels, run.classes
+    train_idx, test_idx = run.train_idx, run.test_idx
 
     out = Path(out)
     stem = f"{model}-N{int(n_train)}-seed{int(seed)}"
@@ -138,8 +118,8 @@ def run_train(
         "best_epoch": result.best_epoch,
         "best_test_loss": result.best_test_loss,
         "model": net.spec(),
-        "train": {k: result.config[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "seed")}
-        | {"device": result.device, "amp": result.amp, "optimizer": "adam", "loss": "cross-entropy"},
+        "train": {k: result.config[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "seed", "optimizer")}
+        | {"device": result.device, "amp": result.amp, "loss": "cross-entropy"},
         "timing": {"wall_s": result.wall_s, "images_per_s": result.images_per_s,
                    "data_fraction": result.data_fraction},
         "dataset": ds.describe() | {"classes_used": data_record["class_names"]},
@@ -170,11 +150,9 @@ def _checkpoint_data(ckpt: Checkpoint, data: ImageSet | str | None,
         source = str(data) if data is not None else rec.get("source")
         if not source:
             raise DataError(f"checkpoint {ckpt.path!r} records no data source; give the dataset SOURCE")
-        # JSON turned the loader's tuples (size, classes) into lists; an option left unset (None)
-        # on the command line keeps the value recorded at training time
-        recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in rec.get("options", {}).items()}
+        # An option left unset on the command line keeps the value recorded at training time.
         given = {k: v for k, v in (data_options or {}).items() if v is not None}
-        ds = load_data(source, {**recorded, **given})
+        ds = load_data(source, {**rec.get("options", {}), **given})
     hint = f"load it with the options recorded in the checkpoint: {rec.get('options', {})}"
     if list(ds.shape) != list(rec["shape"]):
         raise DataError(

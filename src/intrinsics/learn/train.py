@@ -23,7 +23,15 @@ from ..data import ImageSet
 from ..errors import DataError
 from .models import DEFAULT_MODEL, MODELS, ImageClassifier, model_info
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "resolve_device", "as_tensors"]
+__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train", "evaluate", "resolve_device", "as_tensors"]
+
+
+# The optimizers a run may use, by the name a spec or TrainConfig gives.
+OPTIMIZERS: dict[str, Any] = {
+    "adam": torch.optim.Adam,
+    "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, nesterov=True, **kw),
+    "adamw": torch.optim.AdamW,
+}
 
 
 @dataclass(frozen=True)
@@ -38,9 +46,11 @@ class TrainConfig:
         None takes the reference batch size of the model (40/25/12 for ResNet-18/34/50, 6 for VGG,
         64 for smallcnn).
     lr : float or None
-        Adam learning rate; None takes the reference one (1e-3 ResNet and smallcnn, 1e-4 VGG).
+        Learning rate; None takes the reference one of the model's registry entry.
     weight_decay : float, default 1e-4
-        Adam's (L2) weight decay.
+        Weight decay: L2 added to the gradient for Adam and SGD, decoupled for AdamW.
+    optimizer : {"adam", "sgd", "adamw"}
+        The reference study's Adam (default); SGD with Nesterov momentum 0.9; or AdamW.
     keep : {"last", "best"}
         Which weights the model ends with: the last epoch's (the reference study's checkpoint) or
         those of the epoch with the lowest test loss (which selects on the test set; say so when
@@ -66,6 +76,7 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     weight_decay: float = 1e-4
+    optimizer: str = "adam"
     keep: str = "last"
     seed: int = 0
     device: str = "auto"
@@ -270,6 +281,8 @@ def train(
     """
     t_start = time.perf_counter()
     cfg = (config or TrainConfig()).resolved(getattr(model, "name", None))
+    if cfg.optimizer not in OPTIMIZERS:
+        raise DataError(f"optimizer={cfg.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
     if cfg.keep not in ("last", "best"):
         raise DataError(f"keep={cfg.keep!r} must be 'last' or 'best'")
     if int(cfg.epochs) < 1:
@@ -322,7 +335,7 @@ def train(
     if x_te is not None:
         x_te, y_te = x_te.to(dev).contiguous(memory_format=fmt), y_te.to(dev)
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     timed = dev.type == "cpu" or cfg.profile
     sync = (lambda: torch.cuda.synchronize(dev)) if (dev.type == "cuda" and cfg.profile) else (lambda: None)

@@ -141,100 +141,62 @@ def _save_pair(a: np.ndarray, b: np.ndarray, path: Path) -> None:
     im.save(path)
 
 
-def train_run(run: dict[str, Any], store: Any) -> dict[str, Any]:
-    """Train one model, evaluate it clean and under FGSM (and PGD if asked), and measure its d_repr."""
-    import torch
-
-    from ..learn import TrainConfig, create_model, evaluate_attack, make_split, repr_dimension, train
+def run_settings(run: dict[str, Any]) -> Any:
+    """The typed settings of one study run (a row of :func:`~intrinsics.study.spec.expand_grid`)."""
+    from ..learn import TrainConfig
+    from ..learn.pipeline import AttackSettings, ReprSettings, RunSettings
 
     cfg = run["config"]
-    tr_cfg, att_cfg, rep_cfg = cfg["training"], cfg["attacks"], cfg["representation"]
+    tr, att, rep = cfg["training"], cfg["attacks"], cfg["representation"]
+    return RunSettings(
+        model=run["model"], N=run["N"], n_test=cfg.get("test_size", tr["test_size"]), seed=run["seed"],
+        split_seed=int(cfg["preprocessing"].get("seed") or 0),
+        train=TrainConfig(epochs=tr["epochs"], batch_size=tr["batch_size"], lr=tr["lr"],
+                          weight_decay=tr["weight_decay"], optimizer=tr.get("optimizer", "adam"), seed=run["seed"],
+                          device=tr["device"], quiet=True),
+        attacks=AttackSettings(fgsm_eps=tuple(att["fgsm_eps"]), pgd_eps=tuple(att.get("pgd_eps") or ()),
+                               pgd_steps=int(att.get("pgd_steps", 10)), pgd_step_size=att.get("pgd_step_size"),
+                               max_images=int(att["max_images"])),
+        representation=ReprSettings(layers=tuple(rep["layers"]), estimator=rep["estimator"],
+                                    max_images=int(rep["max_images"])),
+    )
+
+
+def train_run(run: dict[str, Any], store: Any) -> dict[str, Any]:
+    """Train one model, evaluate it clean and under FGSM (and PGD if asked), and measure its d_repr."""
+    from ..learn.pipeline import run_configuration
+
     t0 = time.perf_counter()
-    data = load_dataset(cfg)
-    labels, test_idx, pool = split_dataset(data, cfg.get("test_size", tr_cfg["test_size"]),
-                                           int(cfg["preprocessing"].get("seed") or 0))
-    if run["N"] > len(pool):
+    data = load_dataset(run["config"])
+    t_load = time.perf_counter() - t0
+    settings = run_settings(run)
+    n_pool = len(data) - settings.n_test
+    if run["N"] > n_pool:
         raise DataError(
-            f"N={run['N']} is more than the {len(pool)} images of {run['dataset']!r} left after its "
-            f"{len(test_idx)} test images; give this dataset smaller sizes (N = [...] in its [[datasets]] "
+            f"N={run['N']} is more than the {n_pool} images of {run['dataset']!r} left after its "
+            f"{settings.n_test} test images; give this dataset smaller sizes (N = [...] in its [[datasets]] "
             "block), a smaller test_size, or more images"
         )
-    train_idx, _ = make_split(labels, run["N"], 0, run["seed"], pool=pool)
-    t_load = time.perf_counter() - t0
-    C, H, W = data.shape
-    num_classes = int(labels.max()) + 1
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(run["seed"])
-        net = create_model(run["model"], C, num_classes, image_size=(H, W))
-    config = TrainConfig(epochs=tr_cfg["epochs"], batch_size=tr_cfg["batch_size"], lr=tr_cfg["lr"],
-                         weight_decay=tr_cfg["weight_decay"], seed=run["seed"], device=tr_cfg["device"],
-                         quiet=True)
-    x_tr, y_tr = data.images[train_idx], labels[train_idx]
-    x_te, y_te = data.images[test_idx], labels[test_idx]
-    result = train(net, (x_tr, y_tr), (x_te, y_te), config)
-    t_train = time.perf_counter() - t0 - t_load
-
-    t1 = time.perf_counter()
-    attacks: dict[str, Any] = {}
-    n_att = min(len(test_idx), int(att_cfg["max_images"]))
-    pgd_kw = {"steps": int(att_cfg.get("pgd_steps", 10)), "step_size": att_cfg.get("pgd_step_size"),
-              "seed": run["seed"]}
-    for name, eps, kw in (("fgsm", att_cfg["fgsm_eps"], {}), ("pgd", att_cfg.get("pgd_eps") or [], pgd_kw)):
-        if not eps:
-            continue
-        att = evaluate_attack(net, (x_te[:n_att], y_te[:n_att]), [float(e) for e in eps], attack=name,
-                              device=result.device, **kw)
-        attacks.setdefault("n", att.n)
-        attacks.setdefault("clean", dict(att.clean))
-        attacks[name] = {f"{a['eps']:.6g}": {k: float(v) for k, v in a.items() if k != "eps"}
-                         for a in att.attacks}
-    t_attack = time.perf_counter() - t1
-
-    t2 = time.perf_counter()
-    d_repr = []
-    n_rep = min(len(train_idx), int(rep_cfg["max_images"]))
-    for layer in rep_cfg["layers"]:
-        est = repr_dimension(net, x_tr[:n_rep], layer, estimator=rep_cfg["estimator"], n_bootstrap=50,
-                             seed=run["seed"], device=result.device)
-        d_repr.append({"layer": layer, "layer_resolved": est.layer, "value": est.value,
-                       "ci95": list(est.ci95), "estimator": est.estimator, "n_samples": est.n_samples,
-                       "n_features": est.n_features, "warnings": list(est.warnings)})
-    t_repr = time.perf_counter() - t2
-
-    checkpoint = None
-    if tr_cfg.get("save_checkpoints"):
-        checkpoint = _save_run_checkpoint(run, store, net, data, labels, train_idx, test_idx, result)
-    history = [dict(h) for h in result.history]
-    last = history[-1] if history else {}
-    return {
-        "test_loss": result.test_loss,
-        "test_acc": result.test_accuracy,
-        "train_loss": last.get("train_loss"),
-        "train_acc": last.get("train_accuracy"),
-        "curves": {k: [h.get(k) for h in history]
-                   for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
-        "attacks": attacks,
-        "timings": {"load_s": round(t_load, 3), "train_s": round(t_train, 3), "attack_s": round(t_attack, 3),
-                    "repr_s": round(t_repr, 3), "images_per_s": result.images_per_s, "device": result.device},
-        "checkpoint": checkpoint,
-        "d_repr": d_repr,
-    }
+    result = run_configuration(data, settings)
+    record = result.record()
+    record["timings"]["load_s"] = round(t_load + record["timings"]["load_s"], 3)  # loading plus splitting
+    record["checkpoint"] = None
+    if run["config"]["training"].get("save_checkpoints"):
+        record["checkpoint"] = _save_run_checkpoint(run, store, data, result)
+    return record
 
 
-def _save_run_checkpoint(run: dict[str, Any], store: Any, net: Any, data: Any, labels: np.ndarray,
-                         train_idx: np.ndarray, test_idx: np.ndarray, result: Any) -> str:
+def _save_run_checkpoint(run: dict[str, Any], store: Any, data: Any, result: Any) -> str:
     """Save a run's model with the records ``intrinsics attack``/``repr`` need to rebuild its test set."""
     from ..learn import save_checkpoint
     from ..learn.checkpoint import checkpoint_records
-    from ..learn.splits import relabel
 
     cfg = run["config"]
-    _, classes = relabel(data.labels)
     data_record, split_record = checkpoint_records(
-        data, source=cfg["source"], options=_load_kwargs(cfg), labels=labels, classes=classes,
-        train_idx=train_idx, test_idx=test_idx, seed=run["seed"], balanced=True,
+        data, source=cfg["source"], options=_load_kwargs(cfg), labels=result.labels, classes=result.classes,
+        train_idx=result.train_idx, test_idx=result.test_idx, seed=run["seed"], balanced=True,
         test_seed=int(cfg["preprocessing"].get("seed") or 0),  # a study's test split follows its preprocessing seed
     )
     name = run["run_key"].replace("/", "_").replace("=", "")
     out = Path(store.path).parent / "checkpoints" / f"{name}.pt"
-    return str(save_checkpoint(out, net, data=data_record, split=split_record, train=result.to_dict()))
+    return str(save_checkpoint(out, result.model, data=data_record, split=split_record, train=result.train.to_dict()))

@@ -939,25 +939,13 @@ def study_table(store: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         row["d_data"] = dd["value"] if dd else None
         row["K_F"] = kf["value"] if kf else None
         row["d_repr"] = d_repr.get(r["run_key"])
-        fgsm = (r.get("attacks") or {}).get("fgsm") or {}
-        if fgsm:
-            eps = sorted(fgsm, key=float)[0]
-            att = fgsm[eps]
-            clean = (r.get("attacks") or {}).get("clean") or {}
-            # Prefer the drop measured on the attacked images themselves (clean vs attacked).
-            if _finite(att.get("accuracy_drop")):
-                row["robustness_drop"] = float(att["accuracy_drop"])
-            elif _finite(att.get("accuracy", att.get("acc"))):
-                ref = clean.get("accuracy", r["test_acc"])
-                if _finite(ref):
-                    row["robustness_drop"] = float(ref) - float(att.get("accuracy", att.get("acc")))
-            if _finite(att.get("loss_increase")):
-                row["robustness_drop_loss"] = float(att["loss_increase"])
-            elif _finite(att.get("loss")):
-                ref = clean.get("loss", r["test_loss"])
-                if _finite(ref):
-                    row["robustness_drop_loss"] = float(att["loss"]) - float(ref)
-            row["fgsm_eps"] = float(eps)
+        fgsm = (r.get("attacks") or {}).get("fgsm") or []
+        if fgsm:  # the smallest ε: rows in the one attack shape (intrinsics.learn.pipeline)
+            att = min(fgsm, key=lambda a: a["eps"])
+            for key, col in (("accuracy_drop", "robustness_drop"), ("loss_increase", "robustness_drop_loss")):
+                if _finite(att.get(key)):
+                    row[col] = float(att[key])
+            row["fgsm_eps"] = float(att["eps"])
         row["curves"] = r.get("curves")
         table.append(row)
     spec = store.get_meta("spec") or {}

@@ -140,6 +140,48 @@ def worker_alive(pid: int | None, pid_start: str | None, host: str | None) -> bo
     return True
 
 
+# Version 1 (before the one run pipeline) stored attack results as {"fgsm": {"<eps>":
+# {"accuracy" or "acc", ...}}}; version 2 stores the one attack shape of intrinsics.learn.pipeline,
+# {"fgsm": [{"eps", "accuracy", "loss", "accuracy_drop", "loss_increase"}, ...]}.
+SCHEMA_VERSION = 2
+
+
+def _migrate(cur: sqlite3.Cursor) -> None:
+    """Bring an older store to :data:`SCHEMA_VERSION` inside the opening transaction (idempotent)."""
+    row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is not None and int(json.loads(row["value"])) >= SCHEMA_VERSION:
+        return
+    rows = cur.execute("SELECT run_key, attacks, test_acc, test_loss FROM runs WHERE attacks IS NOT NULL").fetchall()
+    for r in rows:
+        attacks = one_attack_shape(json.loads(r["attacks"]), r["test_acc"], r["test_loss"])
+        cur.execute("UPDATE runs SET attacks = ? WHERE run_key = ?", (_dumps(attacks), r["run_key"]))
+    cur.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (_dumps(SCHEMA_VERSION),))
+
+
+def one_attack_shape(attacks: Mapping[str, Any], test_acc: float | None = None,
+                     test_loss: float | None = None) -> dict[str, Any]:
+    """Attack results of a version-1 store in the one shape (rows sorted by ε); rows already in it are kept.
+
+    A row without ``accuracy_drop`` / ``loss_increase`` gets them from the clean result (or the run's
+    test accuracy and loss when no clean result was stored).
+    """
+    clean = attacks.get("clean") or {}
+    ref_acc, ref_loss = clean.get("accuracy", test_acc), clean.get("loss", test_loss)
+    out = dict(attacks)
+    for name in ("fgsm", "pgd"):
+        by_eps = attacks.get(name)
+        if not isinstance(by_eps, Mapping):
+            continue
+        rows = []
+        for eps, r in sorted(by_eps.items(), key=lambda kv: float(kv[0])):
+            acc, loss = r.get("accuracy", r.get("acc")), r.get("loss")
+            drop = r.get("accuracy_drop", None if acc is None or ref_acc is None else ref_acc - acc)
+            rise = r.get("loss_increase", None if loss is None or ref_loss is None else loss - ref_loss)
+            rows.append({"eps": float(eps), "accuracy": acc, "loss": loss, "accuracy_drop": drop, "loss_increase": rise})
+        out[name] = rows
+    return out
+
+
 def _dumps(value: Any) -> str:
     return dumps(value, sort_keys=True)
 
@@ -179,6 +221,7 @@ class Store:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     cur.execute(stmt)
+            _migrate(cur)
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -1,0 +1,197 @@
+"""The one way to run a configuration: split → train → attack → d_repr, under typed settings.
+
+``intrinsics train`` and every study run call :func:`run_configuration`; they differ only in the
+settings they pass. The split is the same for both:
+
+- the test set is drawn first, class-balanced, with ``split_seed`` (a study's preprocessing seed; the
+  ``train`` command's ``--seed``), and depends only on the labels, ``n_test`` and that seed: every run
+  of a dataset is tested on the same images;
+- the training set of exactly ``N`` is drawn from the rest (the *pool*) with the run's ``seed``, so
+  with equal seeds the command line and a study train on the same images.
+
+Attack results have one shape everywhere (the store, ``intrinsics attack``, the fits):
+``{"n": images attacked, "clean": {"accuracy", "loss"}, "fgsm": [rows], "pgd": [rows]}``, each row
+``{"eps", "accuracy", "loss", "accuracy_drop", "loss_increase"}`` in the order of the ε given.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import DataError, SettingError
+from .attacks import evaluate_attack
+from .models import create_model
+from .representation import repr_dimension
+from .splits import make_split, relabel
+from .train import TrainConfig, TrainResult, train
+
+__all__ = ["AttackSettings", "ReprSettings", "RunSettings", "RunResult", "split_for_run", "run_configuration",
+           "attack_rows"]
+
+
+def _eps_list(name: str, values: Sequence[float]) -> tuple[float, ...]:
+    out = tuple(float(v) for v in values)
+    if not all(0 <= v < 1 for v in out):
+        raise SettingError(name, list(values), "must list L-inf sizes on the [0, 1] scale, e.g. [0.00784] (2/255)")
+    return out
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """Which attacks a run is evaluated under, on (at most ``max_images`` of) its test images."""
+
+    fgsm_eps: tuple[float, ...] = ()
+    pgd_eps: tuple[float, ...] = ()
+    pgd_steps: int = 10
+    pgd_step_size: float | None = None  # None: 2.5 * eps / steps
+    max_images: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fgsm_eps", _eps_list("fgsm_eps", self.fgsm_eps))
+        object.__setattr__(self, "pgd_eps", _eps_list("pgd_eps", self.pgd_eps))
+        if isinstance(self.pgd_steps, bool) or not isinstance(self.pgd_steps, int) or self.pgd_steps < 1:
+            raise SettingError("pgd_steps", self.pgd_steps, "must be a positive integer, e.g. 10")
+        if self.pgd_step_size is not None and not 0 < self.pgd_step_size < 1:
+            raise SettingError("pgd_step_size", self.pgd_step_size, "must lie in (0, 1) on the [0, 1] scale")
+
+
+@dataclass(frozen=True)
+class ReprSettings:
+    """Which layers' d_repr a run measures, on (at most ``max_images`` of) its training images."""
+
+    layers: tuple[str, ...] = ()
+    estimator: str = "twonn"
+    max_images: int | None = None
+    n_bootstrap: int = 50
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """One configuration: a model trained on exactly ``N`` images of a dataset and tested on ``n_test``.
+
+    ``split_seed`` draws the test set (None: ``seed``); ``seed`` draws the training set and seeds the
+    initial weights, batch order and attacks' random starts.
+    """
+
+    model: str
+    N: int
+    n_test: int
+    seed: int = 0
+    split_seed: int | None = None
+    balanced: bool = True
+    train: TrainConfig = field(default_factory=TrainConfig)
+    attacks: AttackSettings = field(default_factory=AttackSettings)
+    representation: ReprSettings = field(default_factory=ReprSettings)
+    parity_head: bool = False
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one configuration gave: the trained model, its split, training record, attacks, d_repr."""
+
+    model: Any
+    train: TrainResult
+    labels: np.ndarray
+    classes: np.ndarray
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    attacks: dict[str, Any]
+    d_repr: list[dict[str, Any]]
+    timings: dict[str, Any]
+
+    def record(self) -> dict[str, Any]:
+        """The fields a study stores for a finished run."""
+        history = [dict(h) for h in self.train.history]
+        last = history[-1] if history else {}
+        return {
+            "test_loss": self.train.test_loss,
+            "test_acc": self.train.test_accuracy,
+            "train_loss": last.get("train_loss"),
+            "train_acc": last.get("train_accuracy"),
+            "curves": {k: [h.get(k) for h in history]
+                       for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
+            "attacks": self.attacks,
+            "timings": self.timings,
+            "d_repr": self.d_repr,
+        }
+
+
+def split_for_run(labels: np.ndarray, N: int, n_test: int, *, seed: int, split_seed: int | None = None,
+                  balanced: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, test indices): the test set drawn with ``split_seed``, then N from the rest with ``seed``."""
+    split_seed = seed if split_seed is None else split_seed
+    # The test set depends only on (labels, n_test, split_seed); asking for N here checks both sizes
+    # against the dataset at once, so an error names both.
+    _, test_idx = make_split(labels, N, n_test, split_seed, balanced=balanced)
+    pool = np.setdiff1d(np.arange(len(labels)), test_idx)
+    train_idx, _ = make_split(labels, N, 0, seed, pool=pool, balanced=balanced)
+    return train_idx, test_idx
+
+
+def attack_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
+    """Attack rows as plain floats, in the one shape (eps, accuracy, loss, accuracy_drop, loss_increase)."""
+    return [{k: float(v) for k, v in r.items()} for r in rows]
+
+
+def run_configuration(data: Any, settings: RunSettings) -> RunResult:
+    """Split, train, attack and measure d_repr for one configuration of a labelled ImageSet."""
+    s = settings
+    t0 = time.perf_counter()
+    if data.labels is None:
+        raise DataError(
+            f"{data.provenance.get('source')!r} has no labels; training needs labelled images "
+            "(class folders, a label column or a labelled builtin)"
+        )
+    labels, classes = relabel(data.labels)
+    if len(classes) < 2:
+        raise DataError(
+            f"{data.provenance.get('source')!r} has a single class ({classes.tolist()}); "
+            "training needs at least two (check the classes option)"
+        )
+    train_idx, test_idx = split_for_run(labels, s.N, s.n_test, seed=s.seed, split_seed=s.split_seed,
+                                        balanced=s.balanced)
+    t_split = time.perf_counter() - t0
+    C, H, W = data.shape
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s.seed)  # initial weights
+        net = create_model(s.model, C, 1000 if s.parity_head else len(classes), image_size=(H, W))
+    x_tr, y_tr = data.images[train_idx], labels[train_idx]
+    x_te, y_te = data.images[test_idx], labels[test_idx]
+    result = train(net, (x_tr, y_tr), (x_te, y_te) if len(test_idx) else None, s.train)
+    t_train = time.perf_counter() - t0 - t_split
+
+    t1 = time.perf_counter()
+    attacks: dict[str, Any] = {}
+    a = s.attacks
+    n_att = min(len(test_idx), a.max_images or len(test_idx))
+    for name, eps, kw in (("fgsm", a.fgsm_eps, {}),
+                          ("pgd", a.pgd_eps, {"steps": a.pgd_steps, "step_size": a.pgd_step_size})):
+        if not eps or not n_att:
+            continue
+        att = evaluate_attack(net, (x_te[:n_att], y_te[:n_att]), list(eps), attack=name, device=result.device,
+                              seed=s.seed, **kw)
+        attacks.setdefault("n", att.n)
+        attacks.setdefault("clean", {k: float(v) for k, v in att.clean.items()})
+        attacks[name] = attack_rows(att.attacks)
+    t_attack = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    d_repr = []
+    r = s.representation
+    n_rep = min(len(train_idx), r.max_images or len(train_idx))
+    for layer in r.layers:
+        est = repr_dimension(net, x_tr[:n_rep], layer, estimator=r.estimator, n_bootstrap=r.n_bootstrap,
+                             seed=s.seed, device=result.device)
+        d_repr.append({"layer": layer, "layer_resolved": est.layer, "value": est.value,
+                       "ci95": None if est.ci95 is None else list(est.ci95), "estimator": est.estimator,
+                       "n_samples": est.n_samples, "n_features": est.n_features, "warnings": list(est.warnings)})
+    t_repr = time.perf_counter() - t2
+    timings = {"load_s": round(t_split, 3), "train_s": round(t_train, 3), "attack_s": round(t_attack, 3),
+               "repr_s": round(t_repr, 3), "images_per_s": result.images_per_s, "device": result.device}
+    return RunResult(model=net, train=result, labels=labels, classes=classes, train_idx=train_idx,
+                     test_idx=test_idx, attacks=attacks, d_repr=d_repr, timings=timings)
