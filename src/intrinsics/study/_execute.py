@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, IntrinsicsError
 from .spec import DatasetSpec, StudySpec
 
 __all__ = ["load_dataset", "split_dataset", "measure_pool", "measure_dataset", "train_run", "clear_cache"]
@@ -69,6 +69,32 @@ def split_dataset(images_set: Any, test_size: int, split_seed: int) -> tuple[np.
     _, test_idx = make_split(labels, 1, test_size, split_seed)
     pool = np.setdiff1d(np.arange(len(labels)), test_idx)
     return labels, test_idx, pool
+
+
+def check_datasets(spec: StudySpec) -> None:
+    """Load every dataset of a spec (kept for the measurements) and check that it can serve the grid:
+    readable, labelled with the classes asked for, and large enough for its largest N plus its test
+    set. All problems are reported together; run before anything is written to the output folder."""
+    from .spec import SpecError
+
+    problems = []
+    for ds in spec.datasets:
+        test_size = ds.test_size or spec.training["test_size"]
+        try:
+            data = load_dataset(_dataset_config(ds, spec))
+            _, test_idx, pool = split_dataset(data, test_size, int(spec.preprocessing.get("seed") or 0))
+        except IntrinsicsError as exc:
+            problems.append(f"dataset {ds.name!r} ({ds.source}): {exc}")
+            continue
+        n_max = max(ds.N or spec.N)
+        if n_max > len(pool):
+            problems.append(
+                f"dataset {ds.name!r} has {len(pool)} images left after its {len(test_idx)} test images, fewer "
+                f"than its largest N = {n_max}; give it smaller sizes (N = [...] in its [[datasets]] block), "
+                "a smaller test_size, or more images"
+            )
+    if problems:
+        raise SpecError("the spec cannot run, nothing was written: " + "; ".join(problems))
 
 
 def measure_settings(spec_measure: dict[str, Any]) -> Any:

@@ -182,6 +182,12 @@ def run_study(
     n_threads = threads or max(1, (os.cpu_count() or 1) // workers)
     if not isinstance(spec, StudySpec):
         spec = load_spec(spec)
+    if measure_fn == DEFAULT_MEASURE_FN or run_fn == DEFAULT_RUN_FN:
+        from ._execute import check_datasets
+
+        # What the default steps need of each dataset, checked before anything is written (custom
+        # steps own their data).
+        check_datasets(spec)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _FolderLock(out_dir), Store(out_dir) as store:

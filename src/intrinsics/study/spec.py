@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import IntrinsicsError
+from ..errors import DataError, IntrinsicsError, python_spelling, use_spelling
 
 __all__ = [
     "SpecError",
@@ -227,6 +227,9 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
             f"{where}: preprocessing has unknown key(s) {sorted(bad)}; valid are {sorted(_PREPROCESSING_KEYS)}"
         )
     pre = {"size": None, "channels": None, "intensity": "unit", **pre}
+    _check_data_options(pre, f"{where}: [preprocessing]")
+    for i, ds in enumerate(ds_specs):
+        _check_data_options({**pre, **ds.load_kwargs()}, f"{where}: datasets[{i}] ({ds.name!r})")
 
     training = _block(raw, "training", _TRAINING_DEFAULTS, where)
     for k in ("epochs", "batch_size", "test_size"):
@@ -235,6 +238,11 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
     for k in ("lr", "weight_decay"):
         if not isinstance(training[k], (int, float)) or training[k] < 0:
             raise SpecError(f"{where}: training.{k} must be a non-negative number, got {training[k]!r}")
+    from ..learn.train import OPTIMIZERS
+
+    if training["optimizer"] not in OPTIMIZERS:
+        raise SpecError(f"{where}: training.optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                        f"got {training['optimizer']!r}")
     measure = _block(raw, "measure", _MEASURE_DEFAULTS, where)
     if measure["estimator"] not in ("mle", "twonn"):
         raise SpecError(f"{where}: measure.estimator must be 'mle' or 'twonn', got {measure['estimator']!r}")
@@ -288,6 +296,17 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
         representation=representation,
         source_text=source_text,
     )
+
+
+def _check_data_options(settings: dict[str, Any], where: str) -> None:
+    """The data settings of a spec, checked as load() checks them, before anything is read or written."""
+    from ..data.options import DataOptions
+
+    try:
+        with use_spelling(python_spelling):  # a spec names settings as its TOML keys, on any front end
+            DataOptions.from_dict({k: v for k, v in settings.items() if k != "seed" or v is not None})
+    except DataError as exc:
+        raise SpecError(f"{where}: {exc}") from None
 
 
 def _block(raw: dict[str, Any], name: str, defaults: dict[str, Any], where: str,
