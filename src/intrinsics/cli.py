@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 from . import __version__
 from .data.options import SETTINGS
+from .registry import DEFAULT_MODEL, model_help
 from .errors import IntrinsicsError, Placeholder, python_spelling, use_spelling
 from .jsonio import dumps, write_json
 
@@ -232,25 +233,6 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def kf_comparable(records: Sequence[dict[str, Any]]) -> list[str]:
-    """Differences in preprocessing (or M) that make K_F values incomparable; empty if comparable."""
-    from .data.preprocess import COMPARISON_KEYS, comparison_key
-
-    problems = []
-    keys = [comparison_key(r["dataset"].get("preprocessing") or {}, r["dataset"].get("reader")) for r in records]
-    for key in COMPARISON_KEYS:
-        vals = [json.dumps(k.get(key), sort_keys=True) for k in keys]
-        if len(set(vals)) > 1:
-            problems.append(f"{key} differs ({' vs '.join(vals)})")
-    shapes = {tuple(r["dataset"]["shape"]) for r in records}
-    if len(shapes) > 1:
-        problems.append(f"image shape differs ({' vs '.join('×'.join(map(str, s)) for s in shapes)})")
-    ms = {(r.get("K_F") or {}).get("M") for r in records if r.get("K_F")}
-    if len(ms) > 1:
-        problems.append(f"M differs ({' vs '.join(map(str, sorted(ms)))}): the sampled K_F grows with M")
-    return problems
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     records = []
     for path in args.files:
@@ -262,6 +244,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         except (json.JSONDecodeError, KeyError, TypeError):
             raise IntrinsicsError(f"{path} is not a JSON file written by `intrinsics measure --json`") from None
         records.append(rec)
+    from .measure.pipeline import kf_comparable
+
     problems = kf_comparable(records)
     rows = [_measure_row(r) for r in records]
     header = _measure_header(records[0])
@@ -492,8 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on N images of a dataset and test it")
     p.add_argument("source", help="dataset source, as for `measure`")
     _add_data_options(p)
-    p.add_argument("--model", default="smallcnn",
-                   help="smallcnn (fast, CPU), resnet18, resnet34, resnet50, vgg13, vgg16, vgg19")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
     p.add_argument("--n-train", type=int, required=True, metavar="N", help="training images (exact, class-balanced)")
     p.add_argument("--n-test", type=int, default=750, metavar="M", help="test images, disjoint (default 750)")
     p.add_argument("--epochs", type=int, default=100)

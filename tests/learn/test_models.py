@@ -179,7 +179,8 @@ def test_unknown_name_in_lookups_names_the_valid_ones(lookup):
 
 
 def test_register_refuses_a_repeated_name_or_a_family_that_disagrees_on_penultimate():
-    from intrinsics.learn.models import ModelInfo, _register, model_info
+    from intrinsics.learn.models import ModelInfo, model_info
+    from intrinsics.registry import _register
 
     before = list_models()
     with pytest.raises(ValueError, match="'smallcnn' is registered twice"):

@@ -12,13 +12,23 @@ Each architecture is registered once, as a :class:`ModelInfo` (builder, family, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import DataError
+from ..registry import (
+    DEFAULT_MODEL,
+    MODELS,
+    PENULTIMATE,
+    REFERENCE_RECIPE,
+    ModelInfo,
+    list_models,
+    model_family,
+    model_help,
+    model_info,
+)
 
 __all__ = [
     "ModelInfo",
@@ -202,117 +212,12 @@ def _smallcnn(in_chans: int, num_classes: int, image_size: tuple[int, int] | Non
     return SmallCNN(in_chans, num_classes)
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """One registered architecture: how to build it and the reference study's recipe for it.
-
-    Attributes
-    ----------
-    name : str
-        Registry name, as passed to :func:`create_model` (``"resnet18"``).
-    family : str
-        ``"resnet"``, ``"vgg"`` or ``"smallcnn"``.
-    builder : callable
-        ``builder(in_chans, num_classes, image_size)`` returns the bare network.
-    batch_size : int
-        Reference batch size (Konz & Mazurowski; for smallcnn, ours).
-    lr : float
-        Reference Adam learning rate.
-    penultimate : str
-        The layer ``"penultimate"`` stands for (a name inside the bare network): the reference
-        study's representation layer (ResNet ``layer4`` before pooling, VGG's second
-        fully-connected layer ``classifier.3``).
-    description : str
-        Short note shown after the name by :func:`model_help`; empty when the name says enough.
-    """
-
-    name: str
-    family: str
-    builder: _Builder
-    batch_size: int
-    lr: float
-    penultimate: str
-    description: str = ""
-
-
-_REGISTRY: dict[str, ModelInfo] = {}
-
-
-def _register(*infos: ModelInfo) -> None:
-    """Add models to the registry, refusing a name twice or a family that disagrees on "penultimate"."""
-    for info in infos:
-        if info.name in _REGISTRY:
-            raise ValueError(f"model {info.name!r} is registered twice")
-        # "penultimate" is looked up per family (PENULTIMATE), so a family must agree on it.
-        for other in _REGISTRY.values():
-            if other.family == info.family and other.penultimate != info.penultimate:
-                raise ValueError(
-                    f"model {info.name!r} has penultimate={info.penultimate!r} but {other.name!r} of "
-                    f"the same family {info.family!r} has {other.penultimate!r}"
-                )
-        _REGISTRY[info.name] = info
-
-
-_register(
-    ModelInfo("resnet18", "resnet", _resnet("resnet18"), batch_size=40, lr=1e-3, penultimate="layer4"),
-    ModelInfo("resnet34", "resnet", _resnet("resnet34"), batch_size=25, lr=1e-3, penultimate="layer4"),
-    ModelInfo("resnet50", "resnet", _resnet("resnet50"), batch_size=12, lr=1e-3, penultimate="layer4"),
-    ModelInfo("vgg13", "vgg", _vgg("vgg13"), batch_size=6, lr=1e-4, penultimate="classifier.3"),
-    ModelInfo("vgg16", "vgg", _vgg("vgg16"), batch_size=6, lr=1e-4, penultimate="classifier.3"),
-    ModelInfo("vgg19", "vgg", _vgg("vgg19"), batch_size=6, lr=1e-4, penultimate="classifier.3"),
-    ModelInfo("smallcnn", "smallcnn", _smallcnn, batch_size=64, lr=1e-3, penultimate="classifier.2",
-              description="fast, CPU"),
-)
-
-#: The model used when none is named: the only one that trains in seconds on a CPU.
-DEFAULT_MODEL = "smallcnn"
-
-#: Names accepted by :func:`create_model`, in registration order.
-MODELS: tuple[str, ...] = tuple(_REGISTRY)
-
-#: The layer called "penultimate" for each family (see :attr:`ModelInfo.penultimate`).
-PENULTIMATE: dict[str, str] = {info.family: info.penultimate for info in _REGISTRY.values()}
-
-#: Reference training recipe per model: Adam learning rate and batch size (Konz & Mazurowski).
-REFERENCE_RECIPE: dict[str, dict[str, float | int]] = {
-    info.name: {"lr": info.lr, "batch_size": info.batch_size} for info in _REGISTRY.values()
+# The bare network of each registered family, by architecture name (the registry says which family).
+_FAMILY_BUILDERS: dict[str, Callable[[str], _Builder]] = {
+    "resnet": _resnet,
+    "vgg": _vgg,
+    "smallcnn": lambda arch: _smallcnn,
 }
-
-
-def model_info(name: str) -> ModelInfo:
-    """The registry entry of a model.
-
-    Raises
-    ------
-    DataError
-        If ``name`` is not registered (the message lists the names that are).
-    """
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise DataError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
-
-
-def list_models() -> list[str]:
-    """Names of the available architectures, in registration order."""
-    return list(MODELS)
-
-
-def model_family(name: str) -> str:
-    """``"resnet"``, ``"vgg"`` or ``"smallcnn"``; raises :class:`DataError` for an unknown name."""
-    return model_info(name).family
-
-
-def model_help() -> str:
-    """One line naming every model, the default first, for a ``--model`` help text.
-
-    Examples
-    --------
-    >>> model_help()
-    'smallcnn (fast, CPU), resnet18, resnet34, resnet50, vgg13, vgg16, vgg19'
-    """
-    infos = [_REGISTRY[DEFAULT_MODEL], *(i for i in _REGISTRY.values() if i.name != DEFAULT_MODEL)]
-    return ", ".join(f"{i.name} ({i.description})" if i.description else i.name for i in infos)
 
 
 def create_model(
@@ -355,5 +260,5 @@ def create_model(
     if int(num_classes) < 2:
         raise DataError(f"num_classes={num_classes!r} must be at least 2 for a classifier")
     size = _as_size(image_size)
-    net = info.builder(int(in_chans), int(num_classes), size)
+    net = _FAMILY_BUILDERS[info.family](info.name)(int(in_chans), int(num_classes), size)
     return ImageClassifier(net, name, int(in_chans), int(num_classes), size)

@@ -12,6 +12,7 @@ they differ only in *which images* they hand it, and the result says which (``me
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -19,14 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EstimationError, SettingError, spell
+from ..data.preprocess import COMPARISON_KEYS, comparison_key
+from ..errors import EstimationError, Placeholder, SettingError, spell
 from ..jsonio import to_jsonable
 from .dimension import ESTIMATORS, intrinsic_dimension, k_sweep
 from .neighbors import kneighbors
 from .results import Estimate, KSweep, SharpnessEstimate
 from .sharpness import label_sharpness
 
-__all__ = ["MeasureSettings", "DatasetMeasurement", "measure_dataset"]
+__all__ = ["MeasureSettings", "DatasetMeasurement", "measure_dataset", "kf_comparable"]
 
 K_SWEEP = range(5, 51)
 
@@ -215,8 +217,8 @@ def measure_dataset(
             kf = label_sharpness(X, labels, n_samples=min(s.kf_samples, len(idx)), seed=s.seed, exact=s.exact)
     notes = list(load_warnings) + [str(w.message) for w in caught]
     if labels is None:
-        notes.append("dataset has no labels: K_F not measured (give labels: class subfolders, --labels CSV, "
-                     "or the source's label file)")
+        notes.append("dataset has no labels: K_F not measured (give labels: class subfolders, "
+                     f"{spell('labels', Placeholder('CSV'))}, or the source's label file)")
     elif kf is None:
         notes.append("dataset has a single class: K_F not measured (K_F needs images of at least two "
                      f"labels; if {spell('classes')} was given, it kept only one)")
@@ -224,3 +226,23 @@ def measure_dataset(
         dataset=ds.describe(), d_data=d, K_F=kf, k_sweep=sweep, measured_on=measured_on, index=idx,
         settings=s, warnings=tuple(dict.fromkeys(notes)),
     )
+
+
+def kf_comparable(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Differences in preprocessing (or M) that make the K_F of ``measure`` records incomparable (the
+    rule of ``intrinsics compare``); empty if comparable. K_F is in pixel units, so it compares only
+    under the same size, channels, intensity mode and pixel scale, and it grows with M."""
+
+    problems = []
+    keys = [comparison_key(r["dataset"].get("preprocessing") or {}, r["dataset"].get("reader")) for r in records]
+    for key in COMPARISON_KEYS:
+        vals = [json.dumps(k.get(key), sort_keys=True) for k in keys]
+        if len(set(vals)) > 1:
+            problems.append(f"{key} differs ({' vs '.join(vals)})")
+    shapes = {tuple(r["dataset"]["shape"]) for r in records}
+    if len(shapes) > 1:
+        problems.append(f"image shape differs ({' vs '.join('×'.join(map(str, s)) for s in shapes)})")
+    ms = {(r.get("K_F") or {}).get("M") for r in records if r.get("K_F")}
+    if len(ms) > 1:
+        problems.append(f"M differs ({' vs '.join(map(str, sorted(ms)))}): the sampled K_F grows with M")
+    return problems

@@ -208,7 +208,7 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
                                     ds_N, ds_test))
 
     models = _str_list(raw, "models", where, default=["smallcnn"])
-    from ..learn.models import MODELS  # imports torch: only here, so the rest of study stays light
+    from ..registry import MODELS
 
     unknown_models = [m for m in models if m not in MODELS]
     if unknown_models:
