@@ -147,3 +147,10 @@ domain = "medical"
 
     att = run_attack(cli["checkpoint"], eps=[0.00784], seed=2, device="cpu")
     assert att["attacks"] == run["attacks"]["fgsm"] and att["clean"] == run["attacks"]["clean"]
+    # ... and `intrinsics repr` on the study's checkpoint gives the d_repr the study stored
+    from intrinsics.learn.runs import run_repr
+
+    with open_store(out) as store:
+        (stored,) = store.measurements("d_repr")
+    rep = run_repr(run["checkpoint"], n_bootstrap=50, seed=2, device="cpu")
+    assert rep["d_repr"]["value"] == stored["value"] and rep["d_repr"]["ci95"] == [stored["ci_lo"], stored["ci_hi"]]

@@ -333,10 +333,10 @@ def cmd_study_run(args: argparse.Namespace) -> int:
 
 
 def cmd_study_init(args: argparse.Namespace) -> int:
-    from .study import write_preset
+    from .study.presets import run_command, write_preset
 
     path = write_preset(args.preset, args.file, overwrite=args.force)
-    print(f"wrote {path} (preset {args.preset}); run it with: intrinsics study run {path} --out runs/NAME")
+    print(f"wrote {path} (preset {args.preset}); run it with: {run_command(path)}")
     return 0
 
 
@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-test", type=int, default=750, metavar="M", help="test images, disjoint (default 750)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, help="default: the reference recipe's for the model")
-    p.add_argument("--lr", type=float, help="default: 1e-3 (ResNet, smallcnn), 1e-4 (VGG)")
+    p.add_argument("--lr", type=float, help="default: the reference recipe of the model")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--keep", choices=("last", "best"), default="last", help="model kept: last epoch or best test loss")
     p.add_argument("--unbalanced", action="store_true", help="do not balance classes in the split")

@@ -10,7 +10,8 @@ from importlib import resources
 import pytest
 
 from intrinsics.study.demo import demo_spec_text
-from intrinsics.study.spec import PRESETS, SpecError, expand_grid, load_spec, parse_spec, preset_text, write_preset
+from intrinsics.study.presets import PRESETS, preset_text, write_preset
+from intrinsics.study.spec import SpecError, expand_grid, load_spec, parse_spec
 
 # The digests, run counts, first and last run keys, and a hash of all run keys that commit 8a5a1e2
 # produced for each preset (then built from Python string templates). Existing study folders are

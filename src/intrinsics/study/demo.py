@@ -17,17 +17,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .report import write_report
+from ..data.builtin import FASHION_MNIST_DIR
 from .runner import run_study
-from .spec import _dataset_block, parse_spec, preset_text
+from .presets import dataset_block, preset_text
+from .spec import parse_spec
 
 __all__ = ["run_demo", "demo_spec_text", "headline"]
 
 
 def _fashion_available() -> bool:
-    try:
-        from ..data.builtin import FASHION_MNIST_DIR
-    except ImportError:  # pragma: no cover - the data layer always defines it
-        return False
     return Path(FASHION_MNIST_DIR).is_dir() and any(Path(FASHION_MNIST_DIR).rglob("*idx3-ubyte*"))
 
 
@@ -38,7 +36,7 @@ def demo_spec_text(quick: bool = False) -> str:
         text += "\n# --- Fashion-MNIST (Debian's dataset-fashion-mnist is installed) ---"
         for name, pair in (("fashion-tshirt-v-shirt", ("T-shirt/top", "Shirt")),
                            ("fashion-sneaker-v-boot", ("Sneaker", "Ankle boot"))):
-            text += _dataset_block(name, "builtin:fashion-mnist", "natural", pair, limit=2000)
+            text += dataset_block(name, "builtin:fashion-mnist", "natural", pair, limit=2000)
     return text
 
 

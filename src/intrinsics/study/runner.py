@@ -278,12 +278,9 @@ def code_version() -> str:
 
 
 def _set_threads(n: int) -> None:
-    try:
-        import torch
+    import torch  # here, not at the top: `study status` and `export` never need it
 
-        torch.set_num_threads(max(1, n))
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    torch.set_num_threads(max(1, n))
 
 
 def _work(store: Store, keys: list[str], fn: RunFn, *, progress: bool, total: int) -> None:

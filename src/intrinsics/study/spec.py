@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 import tomllib
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +24,7 @@ __all__ = [
     "load_spec",
     "parse_spec",
     "expand_grid",
-    "PRESETS",
-    "preset_text",
-    "write_preset",
 ]
-
-DOMAINS_HINT = "'natural' or 'medical'"
-
 
 class SpecError(IntrinsicsError):
     """A study spec is malformed; the message names the key and the fix."""
@@ -159,65 +151,94 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
     name = raw.get("name", Path(where).stem if where != "spec" else "study")
     if not isinstance(name, str) or not name:
         raise SpecError(f"{where}: 'name' must be a non-empty string, got {name!r}")
+    datasets = _parse_datasets(raw, where)
+    models = _parse_models(raw, where)
+    N = _int_list(raw, "N", where, minimum=2)
+    seeds = _int_list(raw, "seeds", where, minimum=0, default=[0])
+    preprocessing = _parse_preprocessing(raw, where, datasets)
+    training = _parse_training(raw, where)
+    measure = _block(raw, "measure", _MEASURE_DEFAULTS, where)
+    if measure["estimator"] not in ("mle", "twonn"):
+        raise SpecError(f"{where}: measure.estimator must be 'mle' or 'twonn', got {measure['estimator']!r}")
+    attacks = _parse_attacks(raw, where)
+    representation = _parse_representation(raw, where)
+    _check_limits(datasets, N, training, where)
+    return StudySpec(
+        name=name,
+        datasets=datasets,
+        models=tuple(models),
+        N=tuple(N),
+        seeds=tuple(seeds),
+        preprocessing=preprocessing,
+        training=training,
+        measure=measure,
+        attacks=attacks,
+        representation=representation,
+        source_text=source_text,
+    )
 
+
+_DATASET_KEYS = ("name", "source", "domain", "classes", "limit", "options", "N", "test_size")
+
+
+def _parse_datasets(raw: dict[str, Any], where: str) -> tuple[DatasetSpec, ...]:
     datasets = raw.get("datasets")
     if not isinstance(datasets, list) or not datasets:
         raise SpecError(
             f"{where}: no [[datasets]] given; add at least one block like "
             "[[datasets]] name = \"mnist-3v8\" source = \"builtin:mnist\" classes = [3, 8] domain = \"natural\""
         )
-    ds_specs = []
-    seen: set[str] = set()
+    specs: list[DatasetSpec] = []
     for i, d in enumerate(datasets):
-        key = f"datasets[{i}]"
-        if not isinstance(d, dict):
-            raise SpecError(f"{where}: {key} must be a table ([[datasets]] block), got {d!r}")
-        for req in ("name", "source", "domain"):
-            if not isinstance(d.get(req), str) or not d.get(req):
-                raise SpecError(f"{where}: {key}.{req} is missing or not a string; add {req} = \"...\"")
-        if d["name"] in seen:
-            raise SpecError(f"{where}: {key}.name {d['name']!r} is used twice; give each dataset its own name")
-        if any(c in d["name"] for c in "/|#"):
-            raise SpecError(f"{where}: {key}.name {d['name']!r} contains '/', '|' or '#'; use letters, digits, '-' or '_'")
-        seen.add(d["name"])
-        classes = d.get("classes")
-        if classes is not None:
-            if not isinstance(classes, list) or len(classes) < 2:
-                raise SpecError(
-                    f"{where}: {key}.classes must list at least two classes, got {classes!r}; "
-                    "e.g. classes = [3, 8]"
-                )
-            classes = tuple(classes)
-        limit = d.get("limit")
-        if limit is not None and (not isinstance(limit, int) or limit <= 0):
-            raise SpecError(f"{where}: {key}.limit must be a positive integer, got {limit!r}")
-        options = d.get("options", {})
-        if not isinstance(options, dict):
-            raise SpecError(f"{where}: {key}.options must be a table of extra load() arguments, got {options!r}")
-        extra = set(d) - {"name", "source", "domain", "classes", "limit", "options", "N", "test_size"}
-        if extra:
-            raise SpecError(
-                f"{where}: {key} has unknown key(s) {sorted(extra)}; valid are name, source, domain, "
-                "classes, limit, options, N, test_size"
-            )
-        ds_N = tuple(_int_list(d, "N", f"{where}: {key}", minimum=2)) if "N" in d else None
-        ds_test = d.get("test_size")
-        if ds_test is not None and (not isinstance(ds_test, int) or ds_test <= 0):
-            raise SpecError(f"{where}: {key}.test_size must be a positive integer, got {ds_test!r}")
-        ds_specs.append(DatasetSpec(d["name"], d["source"], d["domain"], classes, limit, dict(options),
-                                    ds_N, ds_test))
+        ds = _parse_dataset(d, f"datasets[{i}]", where)
+        if any(other.name == ds.name for other in specs):
+            raise SpecError(f"{where}: datasets[{i}].name {ds.name!r} is used twice; give each dataset its own name")
+        specs.append(ds)
+    return tuple(specs)
 
-    models = _str_list(raw, "models", where, default=["smallcnn"])
+
+def _parse_dataset(d: Any, key: str, where: str) -> DatasetSpec:
+    if not isinstance(d, dict):
+        raise SpecError(f"{where}: {key} must be a table ([[datasets]] block), got {d!r}")
+    for req in ("name", "source", "domain"):
+        if not isinstance(d.get(req), str) or not d.get(req):
+            raise SpecError(f"{where}: {key}.{req} is missing or not a string; add {req} = \"...\"")
+    if any(c in d["name"] for c in "/|#"):
+        raise SpecError(f"{where}: {key}.name {d['name']!r} contains '/', '|' or '#'; use letters, digits, '-' or '_'")
+    classes = d.get("classes")
+    if classes is not None:
+        if not isinstance(classes, list) or len(classes) < 2:
+            raise SpecError(
+                f"{where}: {key}.classes must list at least two classes, got {classes!r}; e.g. classes = [3, 8]"
+            )
+        classes = tuple(classes)
+    limit = d.get("limit")
+    if limit is not None and (not isinstance(limit, int) or limit <= 0):
+        raise SpecError(f"{where}: {key}.limit must be a positive integer, got {limit!r}")
+    options = d.get("options", {})
+    if not isinstance(options, dict):
+        raise SpecError(f"{where}: {key}.options must be a table of extra load() arguments, got {options!r}")
+    extra = set(d) - set(_DATASET_KEYS)
+    if extra:
+        raise SpecError(f"{where}: {key} has unknown key(s) {sorted(extra)}; valid are {', '.join(_DATASET_KEYS)}")
+    ds_N = tuple(_int_list(d, "N", f"{where}: {key}", minimum=2)) if "N" in d else None
+    test_size = d.get("test_size")
+    if test_size is not None and (not isinstance(test_size, int) or test_size <= 0):
+        raise SpecError(f"{where}: {key}.test_size must be a positive integer, got {test_size!r}")
+    return DatasetSpec(d["name"], d["source"], d["domain"], classes, limit, dict(options), ds_N, test_size)
+
+
+def _parse_models(raw: dict[str, Any], where: str) -> list[str]:
     from ..registry import MODELS
 
-    unknown_models = [m for m in models if m not in MODELS]
-    if unknown_models:
-        raise SpecError(
-            f"{where}: unknown model(s) {unknown_models}; 'models' may list {', '.join(MODELS)}"
-        )
-    N = _int_list(raw, "N", where, minimum=2)
-    seeds = _int_list(raw, "seeds", where, minimum=0, default=[0])
+    models = _str_list(raw, "models", where, default=["smallcnn"])
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise SpecError(f"{where}: unknown model(s) {unknown}; 'models' may list {', '.join(MODELS)}")
+    return models
 
+
+def _parse_preprocessing(raw: dict[str, Any], where: str, datasets: tuple[DatasetSpec, ...]) -> dict[str, Any]:
     pre = raw.get("preprocessing", {})
     if not isinstance(pre, dict):
         raise SpecError(f"{where}: [preprocessing] must be a table, got {pre!r}")
@@ -228,8 +249,13 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
         )
     pre = {"size": None, "channels": None, "intensity": "unit", **pre}
     _check_data_options(pre, f"{where}: [preprocessing]")
-    for i, ds in enumerate(ds_specs):
+    for i, ds in enumerate(datasets):
         _check_data_options({**pre, **ds.load_kwargs()}, f"{where}: datasets[{i}] ({ds.name!r})")
+    return pre
+
+
+def _parse_training(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    from ..learn.train import OPTIMIZERS
 
     training = _block(raw, "training", _TRAINING_DEFAULTS, where)
     for k in ("epochs", "batch_size", "test_size"):
@@ -238,14 +264,13 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
     for k in ("lr", "weight_decay"):
         if not isinstance(training[k], (int, float)) or training[k] < 0:
             raise SpecError(f"{where}: training.{k} must be a non-negative number, got {training[k]!r}")
-    from ..learn.train import OPTIMIZERS
-
     if training["optimizer"] not in OPTIMIZERS:
         raise SpecError(f"{where}: training.optimizer must be one of {', '.join(OPTIMIZERS)}, "
                         f"got {training['optimizer']!r}")
-    measure = _block(raw, "measure", _MEASURE_DEFAULTS, where)
-    if measure["estimator"] not in ("mle", "twonn"):
-        raise SpecError(f"{where}: measure.estimator must be 'mle' or 'twonn', got {measure['estimator']!r}")
+    return training
+
+
+def _parse_attacks(raw: dict[str, Any], where: str) -> dict[str, Any]:
     attacks = _block(raw, "attacks", _ATTACK_DEFAULTS, where, optional=_ATTACK_OPTIONAL)
     for key in ("fgsm_eps", "pgd_eps"):
         eps = attacks.get(key, [])
@@ -263,6 +288,10 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
             f"{where}: attacks.pgd_step_size must be a number in (0, 1) on the [0, 1] scale, got {step_size!r}; "
             "leave it out for 2.5 * eps / pgd_steps"
         )
+    return attacks
+
+
+def _parse_representation(raw: dict[str, Any], where: str) -> dict[str, Any]:
     representation = _block(raw, "representation", _REPR_DEFAULTS, where)
     if representation["estimator"] not in ("mle", "twonn"):
         raise SpecError(
@@ -274,8 +303,12 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
             f"{where}: representation.layers must be a list of layer names, got {layers!r}; "
             "e.g. layers = [\"penultimate\"]"
         )
+    return representation
 
-    for ds in ds_specs:
+
+def _check_limits(datasets: tuple[DatasetSpec, ...], N: list[int], training: dict[str, Any], where: str) -> None:
+    """A dataset's ``limit`` must leave room for its largest N plus its test set."""
+    for ds in datasets:
         test_size = ds.test_size or training["test_size"]
         n_max = max(ds.N or N)
         if ds.limit is not None and ds.limit < n_max + test_size:
@@ -283,19 +316,6 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
                 f"{where}: dataset {ds.name!r} has limit = {ds.limit} but the largest N ({n_max}) plus "
                 f"its test_size ({test_size}) needs {n_max + test_size} images; raise the limit"
             )
-    return StudySpec(
-        name=name,
-        datasets=tuple(ds_specs),
-        models=tuple(models),
-        N=tuple(N),
-        seeds=tuple(seeds),
-        preprocessing=pre,
-        training=training,
-        measure=measure,
-        attacks=attacks,
-        representation=representation,
-        source_text=source_text,
-    )
 
 
 def _check_data_options(settings: dict[str, Any], where: str) -> None:
@@ -403,80 +423,9 @@ def expand_grid(spec: StudySpec) -> list[dict[str, Any]]:
     return runs
 
 
-# -- presets --------------------------------------------------------------------------------------
+def __getattr__(name: str):  # TEMPORARY during the split; removed once study/__init__ imports presets
+    if name in ("PRESETS", "preset_text", "write_preset"):
+        from . import presets
 
-# The presets are packaged TOML files (src/intrinsics/presets/NAME.toml), so the file a user gets is
-# the file in the package, comments and all. Existing study folders are keyed by their digests and
-# run keys: an edit to a preset's values gives new runs, so change one only on purpose.
-PRESETS = ("demo-quick", "demo", "reference")
-
-
-def preset_text(preset: str) -> str:
-    """The commented TOML text of a preset.
-
-    Parameters
-    ----------
-    preset : str
-        One of :data:`PRESETS`: 'demo-quick', 'demo' or 'reference'.
-
-    Returns
-    -------
-    str
-        The packaged file's text, ready for :func:`parse_spec` after ``tomllib.loads``.
-
-    Raises
-    ------
-    SpecError
-        If ``preset`` is not one of :data:`PRESETS` (the message names them).
-    """
-    if preset not in PRESETS:
-        raise SpecError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    return resources.files("intrinsics").joinpath("presets", f"{preset}.toml").read_text(encoding="utf-8")
-
-
-def write_preset(preset: str, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write a preset spec to ``path``, with the command that runs it, and return the path.
-
-    The written file is the packaged preset with one comment added under its title line:
-    ``# Run it with:   intrinsics study run PATH --out runs/NAME``, naming the actual file.
-
-    Parameters
-    ----------
-    preset : str
-        One of :data:`PRESETS`.
-    path : path
-        Where to write the spec; parent folders are created.
-    overwrite : bool
-        Replace an existing file (``intrinsics study init --force``).
-
-    Returns
-    -------
-    Path
-        ``path``.
-
-    Raises
-    ------
-    SpecError
-        If the preset is unknown, or ``path`` exists and ``overwrite`` is false.
-    """
-    path = Path(path)
-    text = preset_text(preset)
-    if path.exists() and not overwrite:
-        raise SpecError(f"{str(path)!r} already exists; choose another file name or pass --force to overwrite")
-    title, rest = text.split("\n", 1)
-    # Quoted so the command can be pasted as it is even when the path has spaces.
-    command = f"intrinsics study run {shlex.quote(str(path))} --out runs/{tomllib.loads(text)['name']}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{title}\n# Run it with:   {command}\n{rest}", encoding="utf-8")
-    return path
-
-
-def _dataset_block(name: str, source: str, domain: str, classes: Any = None, limit: int | None = None) -> str:
-    """One ``[[datasets]]`` block in the presets' layout, for specs extended in code (the demo's extras)."""
-    lines = ["", "[[datasets]]", f'name = "{name}"', f'source = "{source}"',
-             f'domain = "{domain}"          # {DOMAINS_HINT}: the fits are made per domain']
-    if classes is not None:
-        lines.append(f"classes = {list(classes)!r}")
-    if limit is not None:
-        lines.append(f"limit = {limit}")
-    return "\n".join(lines) + "\n"
+        return getattr(presets, name)
+    raise AttributeError(name)
