@@ -31,7 +31,7 @@ def _add_data_options(p: argparse.ArgumentParser, *, from_checkpoint: bool = Fal
     g.add_argument("--no-labels", action="store_true",
                    help="read a folder unlabelled (its subfolders are series or studies, not classes)")
     g.add_argument("--label-key", default="path", help="CSV column that identifies an image (path, SOPInstanceUID, PatientID, ...)")
-    g.add_argument("--size", type=_size, help="resize to S×S (or HxW)")
+    g.add_argument("--size", metavar="S|H,W", help="resize to S×S or H×W (also HxW)")
     g.add_argument("--channels", type=int, choices=(1, 3), help="convert to 1 or 3 channels")
     g.add_argument("--intensity", default=None if from_checkpoint else "unit", choices=("unit", "per_image_max", "minmax"),
                    help="unit: by the dtype's range (or the reader's, e.g. a DICOM window); per_image_max: x/max(x) "
@@ -48,18 +48,6 @@ def _add_data_options(p: argparse.ArgumentParser, *, from_checkpoint: bool = Fal
     g.add_argument("--slices", metavar="START:STOP", help="NIfTI slice range along the axis")
     g.add_argument("--skip-empty", action="store_true", help="NIfTI: drop constant (empty) slices")
     g.add_argument("--volume", type=int, help="NIfTI: index of the volume in a 4-D file")
-
-
-def _size(text: str) -> int | tuple[int, int]:
-    try:
-        parts = [int(t) for t in text.lower().replace("x", ",").split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size {text!r} must be an integer S or HxW, e.g. 28 or 64x48") from None
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) == 2:
-        return (parts[0], parts[1])
-    raise argparse.ArgumentTypeError(f"--size {text!r} must be S or HxW")
 
 
 def _fraction(text: str) -> float:

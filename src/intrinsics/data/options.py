@@ -390,5 +390,5 @@ def check_applies(kind: str, settings: Mapping[str, Any]) -> None:
     if unknown:
         valid = [n for n, s in SETTINGS.items()
                  if kind in s.applies_to and s.applies_to != _ALL and n not in _SOURCE_SETTINGS]
-        raise DataError(f"unknown option(s) {', '.join(unknown)} for {where} sources; "
-                        f"valid options: {', '.join(valid) or 'none'}")
+        raise DataError(f"unknown option(s) {', '.join(map(spell, unknown))} for {where} sources; "
+                        f"valid options: {', '.join(map(spell, valid)) or 'none'}")
