@@ -188,11 +188,17 @@ def _resolve_csv(labels: str | os.PathLike, root: Path) -> Path:
     raise DataError(f"labels CSV {str(labels)!r} not found (looked in the working directory and in {root})")
 
 
-def _report_unmatched(what: str, items: list[str], unmatched: str, fix: str) -> None:
+def _report_unmatched(what: str, items: list[str], unmatched: str, fix: str, stacklevel: int = 4) -> None:
+    """Raise on ``items`` left unmatched, or with ``unmatched="skip"`` warn that they are left out.
+
+    ``stacklevel`` counts from here: 4 suits a call made in :func:`read_folder` itself; a helper that
+    read_folder calls passes 5 so that its warnings point at the same frame as read_folder's own.
+    """
     if not items:
         return
     if unmatched == "skip":
-        warnings.warn(f"skipped {len(items)} {what}: {_listing(items, 5)}", IntrinsicsWarning, stacklevel=4)
+        warnings.warn(f"skipped {len(items)} {what}: {_listing(items, 5)}", IntrinsicsWarning,
+                      stacklevel=stacklevel)
         return
     raise DataError(f"{len(items)} {what}: {_listing(items)}; {fix}, or pass {spell('unmatched', 'skip')} to leave them out")
 
@@ -243,82 +249,160 @@ def read_folder(
     checked = DataOptions(labels=labels, label_key=label_key, label_column=label_column, unmatched=unmatched)
     labels, label_key, unmatched = checked.labels, checked.label_key, checked.unmatched
     file_options = file_options or FileOptions()
+    # Found before the walk, so that a wrong CSV path is reported before any file is read.
     csv_path = None if labels is None or labels is False else _resolve_csv(labels, root)
-    skip = {csv_path.resolve()} if csv_path is not None else set()
-    files, unknown = _walk(root, skip)
-    file_labels: list[str | None]
-    class_names: tuple[str, ...] | None = None
+    files, unknown = _walk(root, {csv_path.resolve()} if csv_path is not None else set())
     info: dict[str, Any] = {"reader": "folder", "root": str(root)}
-
+    # None: unlabelled, or labelled after reading (by a metadata key of the file, by CSV slice rows).
+    file_labels: list[str | None] = [None] * len(files)
+    class_names: tuple[str, ...] | None = None
+    mapping: dict[str, str] = {}
     slice_map: dict[str, dict[int, str]] = {}
     if csv_path is not None:
         label_key = _key_from_header(csv_path, label_key)
-        by_path = label_key == "path"
-        mapping = _read_csv(csv_path, label_key, label_column, root, by_path)
+        mapping = _read_csv(csv_path, label_key, label_column, root, label_key == "path")
         info.update(mode="csv", labels_csv=str(csv_path), label_key=label_key, label_column=label_column)
-        if by_path:
-            for key, label in mapping.items():
-                file_part, sep, sid = key.partition("#")
-                if sep:
-                    slice_map.setdefault(file_part, {})[int(sid)] = label
-            file_map = {k: v for k, v in mapping.items() if "#" not in k}
-            named = set(file_map) | set(slice_map)
-            on_disk = {_rel(f, root): f for f in files}
-            missing = sorted(k for k in named if k not in on_disk and not (root / k).is_file())
-            _report_unmatched(f"CSV rows name files that do not exist in {root}", missing, unmatched,
-                              "fix the paths (relative to the folder)")
-            extra = [rel for rel in on_disk if rel not in named]
-            _report_unmatched(f"files in {root} have no row in {csv_path.name}", extra, unmatched,
-                              "add rows for them or move them out")
-            chosen = sorted({rel for rel in named if rel in on_disk or (root / rel).is_file()})
-            unknown = [u for u in unknown if _rel(u, root) not in named]
-            files = [root / rel for rel in chosen]
-            file_labels = [file_map.get(rel) for rel in chosen]
-        else:
-            file_labels = [None] * len(files)  # labelled after reading, from each file's metadata
+        if label_key == "path":
+            files, file_labels, unknown, slice_map = _match_csv_paths(
+                root, csv_path, mapping, files, unknown, unmatched)
     elif labels is False:
         info["mode"] = "unlabelled"
-        file_labels = [None] * len(files)
     else:
-        # Numeric names sort as numbers ("2" before "10"), so folders 0..10 keep their natural indices.
-        class_dirs = sorted(
-            (d for d in root.iterdir() if d.is_dir() and not _hidden(d.name)),
-            key=lambda d: (0, int(d.name), "") if d.name.isdigit() else (1, 0, d.name),
-        )
-        if class_dirs:
-            loose = [_rel(f, root) for f in files if f.parent == root]
-            if loose:
-                raise DataError(
-                    f"{len(loose)} image files lie in {root} next to the class subfolders "
-                    f"({_listing(loose)}); move them into a class folder, or pass {spell('labels', Placeholder('CSV'))}"
-                )
-            empty = [d.name for d in class_dirs if not any(f.is_relative_to(d) for f in files)]
-            if empty:
-                raise DataError(
-                    f"class folders {_listing(empty)} in {root} hold no readable image files; add images "
-                    "or remove those folders"
-                )
+        class_names = _class_folders(root, files)
+        if class_names is not None:
             file_labels = [f.relative_to(root).parts[0] for f in files]
-            class_names = tuple(d.name for d in class_dirs)
-            info["mode"] = "class_subfolders"
-        else:
-            file_labels = [None] * len(files)
-            info["mode"] = "unlabelled"
+        info["mode"] = "unlabelled" if class_names is None else "class_subfolders"
+    _check_found(root, files, unknown)
+    if unknown:
+        info["skipped_unknown"] = len(unknown)
 
+    images, origins, raw_labels, metas, counts = _read_files(root, files, file_labels, file_options)
+    if slice_map:
+        images, origins, raw_labels = _apply_slice_labels(
+            images, origins, raw_labels, [_rel(f, root) for f in files], counts, metas, slice_map, unmatched
+        )
+    if csv_path is not None and label_key != "path":
+        images, origins, raw_labels = _label_by_metadata_key(
+            root, csv_path, label_key, mapping, unmatched, files, metas, counts, images, origins)
+
+    _check_modality(metas, files, root)
+    range_of_set = _union_range(metas, files, root, value_range)
+    if not images:
+        raise DataError(f"the files in {root} hold no images (e.g. every slice was skipped); check the options")
+    info.update(_read_info(files, metas, file_options))
+    has_labels = any(label is not None for label in raw_labels)
+    return RawImages(
+        images=images,
+        labels=raw_labels if has_labels else None,
+        class_names=class_names,
+        origins=origins,
+        info=info,
+        value_range=range_of_set,
+    )
+
+
+def _match_csv_paths(
+    root: Path, csv_path: Path, mapping: dict[str, str], files: list[Path], unknown: list[Path], unmatched: str,
+) -> tuple[list[Path], list[str | None], list[Path], dict[str, dict[int, str]]]:
+    """The files a path-keyed labels CSV names, matched against the files on disk.
+
+    Parameters
+    ----------
+    root, csv_path : Path
+        The folder and its labels CSV.
+    mapping : dict
+        CSV key (a relative path, or ``path#slice`` for one slice of a file) to label.
+    files, unknown : list of Path
+        Readable and unknown files found under ``root``.
+    unmatched : {"error", "skip"}
+        What to do with rows without a file and files without a row.
+
+    Returns
+    -------
+    files : list of Path
+        The files the CSV names, in sorted relative-path order.
+    file_labels : list of str or None
+        Each file's own label; None for a file named only by slice rows.
+    unknown : list of Path
+        Unknown files the CSV does not name (a named one is read, whatever its suffix says).
+    slice_map : dict
+        Relative path to {slice number: label}, from the ``path#slice`` rows.
+    """
+    slice_map: dict[str, dict[int, str]] = {}
+    for key, label in mapping.items():
+        file_part, sep, sid = key.partition("#")
+        if sep:
+            slice_map.setdefault(file_part, {})[int(sid)] = label
+    file_map = {k: v for k, v in mapping.items() if "#" not in k}
+    named = set(file_map) | set(slice_map)
+    on_disk = {_rel(f, root): f for f in files}
+    missing = sorted(k for k in named if k not in on_disk and not (root / k).is_file())
+    _report_unmatched(f"CSV rows name files that do not exist in {root}", missing, unmatched,
+                      "fix the paths (relative to the folder)", stacklevel=5)
+    extra = [rel for rel in on_disk if rel not in named]
+    _report_unmatched(f"files in {root} have no row in {csv_path.name}", extra, unmatched,
+                      "add rows for them or move them out", stacklevel=5)
+    chosen = sorted({rel for rel in named if rel in on_disk or (root / rel).is_file()})
+    unknown = [u for u in unknown if _rel(u, root) not in named]
+    return [root / rel for rel in chosen], [file_map.get(rel) for rel in chosen], unknown, slice_map
+
+
+def _class_folders(root: Path, files: list[Path]) -> tuple[str, ...] | None:
+    """The class names of a folder with one subfolder per class; None when it has no subfolders.
+
+    Every image file must then lie inside a class folder, and every class folder must hold one.
+    """
+    # Numeric names sort as numbers ("2" before "10"), so folders 0..10 keep their natural indices.
+    class_dirs = sorted(
+        (d for d in root.iterdir() if d.is_dir() and not _hidden(d.name)),
+        key=lambda d: (0, int(d.name), "") if d.name.isdigit() else (1, 0, d.name),
+    )
+    if not class_dirs:
+        return None
+    loose = [_rel(f, root) for f in files if f.parent == root]
+    if loose:
+        raise DataError(
+            f"{len(loose)} image files lie in {root} next to the class subfolders "
+            f"({_listing(loose)}); move them into a class folder, or pass {spell('labels', Placeholder('CSV'))}"
+        )
+    empty = [d.name for d in class_dirs if not any(f.is_relative_to(d) for f in files)]
+    if empty:
+        raise DataError(
+            f"class folders {_listing(empty)} in {root} hold no readable image files; add images "
+            "or remove those folders"
+        )
+    return tuple(d.name for d in class_dirs)
+
+
+def _check_found(root: Path, files: list[Path], unknown: list[Path]) -> None:
+    """Warn about files of unknown type; fail when there is nothing to read."""
     if unknown:
         names = [_rel(u, root) for u in unknown]
         warnings.warn(
             f"skipped {len(unknown)} files of unknown type in {root}: {_listing(names, 5)}",
             IntrinsicsWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of read_folder
         )
-        info["skipped_unknown"] = len(unknown)
     if not files:
         found = f" (only files of unknown type: {_listing([u.name for u in unknown], 5)})" if unknown else ""
         raise DataError(
             f"found no image files in {root}{found}; readable are PNG/TIFF/JPEG/BMP, DICOM, NIfTI and .npy files"
         )
 
+
+def _read_files(
+    root: Path, files: list[Path], file_labels: list[str | None], file_options: FileOptions,
+) -> tuple[list[np.ndarray], list[str], list[str | None], list[dict[str, Any]], list[int]]:
+    """Every image of every file, in order.
+
+    Returns
+    -------
+    images, origins, labels : list
+        One entry per image; an origin is the relative path, with ``#k`` for the k-th image of a
+        multi-image file, and the label is its file's.
+    metas, counts : list
+        One entry per file: its metadata and how many images it gave.
+    """
     images: list[np.ndarray] = []
     origins: list[str] = []
     raw_labels: list[str | None] = []
@@ -338,49 +422,47 @@ def read_folder(
             images.append(arr)
             origins.append(f"{rel}#{k}" if len(arrays) > 1 else rel)
             raw_labels.append(label)
+    return images, origins, raw_labels, metas, counts
 
-    if slice_map:
-        images, origins, raw_labels = _apply_slice_labels(
-            images, origins, raw_labels, [_rel(f, root) for f in files], counts, metas, slice_map, unmatched
-        )
-    if csv_path is not None and label_key != "path":
-        keyed = [str(m.get(label_key, "")).strip() for m in metas]
-        lacking = [_rel(f, root) for f, key in zip(files, keyed) if not key]
-        if lacking:
-            raise DataError(
-                f"{len(lacking)} files have no {label_key!r} in their metadata ({_listing(lacking)}); "
-                f"match by {spell('label_key', 'path')} instead"
-            )
-        _report_unmatched(
-            f"CSV rows have a {label_key} that no file in {root} has",
-            sorted(set(mapping) - set(keyed)), unmatched, "fix the CSV",
-        )
-        _report_unmatched(
-            f"files in {root} have a {label_key} missing from {csv_path.name}",
-            [_rel(f, root) for f, key in zip(files, keyed) if key not in mapping], unmatched, "add rows for them",
-        )
-        keep_file = [key in mapping for key in keyed]
-        images, origins, raw_labels = _apply_key_labels(images, origins, keyed, counts, keep_file, mapping)
 
-    _check_modality(metas, files, root)
-    range_of_set = _union_range(metas, files, root, value_range)
-    if not images:
-        raise DataError(f"the files in {root} hold no images (e.g. every slice was skipped); check the options")
-    info["n_files"] = len(files)
+def _label_by_metadata_key(
+    root: Path, csv_path: Path, label_key: str, mapping: dict[str, str], unmatched: str,
+    files: list[Path], metas: list[dict[str, Any]], counts: list[int], images: list[np.ndarray], origins: list[str],
+) -> tuple[list[np.ndarray], list[str], list[str | None]]:
+    """Label each file's images by the CSV row of its metadata value ``label_key`` (e.g. its PatientID).
+
+    Every file must have that key; CSV rows and files left unmatched are reported. Returns the
+    images, origins and labels of the files that have a row.
+    """
+    keyed = [str(m.get(label_key, "")).strip() for m in metas]
+    lacking = [_rel(f, root) for f, key in zip(files, keyed) if not key]
+    if lacking:
+        raise DataError(
+            f"{len(lacking)} files have no {label_key!r} in their metadata ({_listing(lacking)}); "
+            f"match by {spell('label_key', 'path')} instead"
+        )
+    _report_unmatched(
+        f"CSV rows have a {label_key} that no file in {root} has",
+        sorted(set(mapping) - set(keyed)), unmatched, "fix the CSV", stacklevel=5,
+    )
+    _report_unmatched(
+        f"files in {root} have a {label_key} missing from {csv_path.name}",
+        [_rel(f, root) for f, key in zip(files, keyed) if key not in mapping], unmatched, "add rows for them",
+        stacklevel=5,
+    )
+    keep_file = [key in mapping for key in keyed]
+    return _apply_key_labels(images, origins, keyed, counts, keep_file, mapping)
+
+
+def _read_info(files: list[Path], metas: list[dict[str, Any]], file_options: FileOptions) -> dict[str, Any]:
+    """The ``info`` entries that describe what was read: file count, file options, modality."""
+    info: dict[str, Any] = {"n_files": len(files)}
     if file_options.to_dict():
         info["file_options"] = dict(sorted(file_options.to_dict().items()))
     modality = {m.get("Modality") for m in metas} - {None}
     if modality:
         info["modality"] = modality.pop()
-    has_labels = any(label is not None for label in raw_labels)
-    return RawImages(
-        images=images,
-        labels=raw_labels if has_labels else None,
-        class_names=class_names,
-        origins=origins,
-        info=info,
-        value_range=range_of_set,
-    )
+    return info
 
 
 def _apply_key_labels(

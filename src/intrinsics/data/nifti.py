@@ -86,102 +86,28 @@ def read_nifti_file(
     >>> meta["value_range"]  # doctest: +SKIP
     (-150.0, 250.0)
     """
-    import nibabel as nib
-
     path = Path(path)
     ax = SETTINGS["axis"].check(axis)
     win = parse_window(window)
-    if not path.is_file():
-        raise DataError(f"NIfTI file '{path}' does not exist: check the path")
-    try:
-        img = nib.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - nibabel raises ImageFileError, OSError, EOFError, ...
-        raise DataError(
-            f"'{path}' cannot be read as NIfTI ({type(exc).__name__}: {_first_line(exc)}); "
-            "give a valid .nii or .nii.gz file"
-        ) from None
-
-    file_shape = tuple(int(s) for s in img.shape)
-    shape = list(file_shape)
-    while len(shape) > 3 and shape[-1] == 1:  # (X, Y, Z, 1) is a 3-D volume stored as 4-D
-        shape.pop()
-    if len(shape) > 4:
-        raise DataError(
-            f"NIfTI file '{path}' has {len(shape)} dimensions (shape {file_shape}); only 2-D, 3-D and "
-            "4-D images can be sliced: split it into volumes first"
-        )
-    dataobj = img.dataobj
-    try:
-        if len(shape) == 4:
-            n_vol = shape[3]
-            if volume is None:
-                raise DataError(
-                    f"NIfTI file '{path}' is 4-D with {n_vol} volumes (shape {file_shape}); "
-                    f"pick one with {spell('volume', Placeholder('i'))} (0..{n_vol - 1})"
-                )
-            vol = _check_int(volume, "volume", path)
-            if not 0 <= vol < n_vol:
-                raise DataError(
-                    f"volume={volume!r} is out of range for NIfTI file '{path}' with {n_vol} volumes: "
-                    f"use 0..{n_vol - 1}"
-                )
-            data = np.asarray(dataobj[:, :, :, vol]).reshape(shape[:3])
-        else:
-            if volume not in (None, 0):
-                raise DataError(
-                    f"volume={volume!r} was given but NIfTI file '{path}' is {len(shape)}-D "
-                    f"(shape {file_shape}); drop the volume option for 3-D files"
-                )
-            vol = None
-            data = np.asarray(dataobj).reshape(shape)
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a cut .nii/.nii.gz fails only when the voxels are read
-        raise DataError(
-            f"the voxels of NIfTI file '{path}' cannot be read ({type(exc).__name__}: {_first_line(exc)}); "
-            "the file is truncated or corrupt: copy it again or remove it"
-        ) from None
-    if data.ndim == 2:
-        data = data[:, :, None]
+    img = _open(path)
+    data, vol, file_shape = _read_volume(img, path, volume)
 
     raw_dtype = np.dtype(img.get_data_dtype())
-    slope = float(getattr(dataobj, "slope", 1.0))
-    inter = float(getattr(dataobj, "inter", 0.0))
-    if data.dtype == np.float64 or (data.dtype.kind == "f" and data.dtype != np.float32):
-        data = data.astype(np.float32)  # scaled data comes back float64; float32 is exact enough
-    if data.dtype.byteorder not in ("=", "|"):
-        data = data.astype(data.dtype.newbyteorder("="))
-
-    orientation = "".join(nib.aff2axcodes(img.affine)) if img.affine is not None else None
-    if reorient and img.affine is not None:
+    slope = float(getattr(img.dataobj, "slope", 1.0))
+    inter = float(getattr(img.dataobj, "inter", 0.0))
+    data = _native(data)
+    reoriented = reorient and img.affine is not None
+    if reoriented:
         data = _to_ras(data, img.affine)
 
     n_total = data.shape[ax]
     start, stop = _parse_slices(slices, n_total, path)
     index = np.arange(start, stop)
-    selected = np.take(data, index, axis=ax)
-    if selected.dtype.kind == "f":
-        bad = int(np.count_nonzero(~np.isfinite(selected)))
-        if bad:
-            n_nan = int(np.count_nonzero(np.isnan(selected)))
-            raise DataError(
-                f"NIfTI file '{path}' has {bad} non-finite voxel(s) ({n_nan} NaN, {bad - n_nan} inf) in "
-                f"the slices read; replace them (e.g. with the background value) or restrict slices="
-            )
-
+    selected = _take_finite_slices(data, index, ax, path)
     value_range, source = _value_range(data, raw_dtype, slope, inter, win)
     if win is not None:
         selected = np.clip(selected.astype(np.float32, copy=False), value_range[0], value_range[1])
-
-    images: list[np.ndarray] = []
-    kept: list[int] = []
-    for pos, k in enumerate(index):
-        sl = np.take(selected, pos, axis=ax)
-        if skip_empty and sl.size and sl.min() == sl.max():
-            continue
-        # rot90 of a RAS slice puts anterior / superior at the top: the view radiologists expect.
-        images.append(np.ascontiguousarray(np.rot90(sl)))
-        kept.append(int(k))
+    images, kept = _upright_slices(selected, index, ax, skip_empty)
     if not images:
         raise DataError(
             f"all {len(index)} slice(s) {start}..{stop - 1} along axis {ax} of NIfTI file '{path}' are "
@@ -200,8 +126,8 @@ def read_nifti_file(
         "value_range_source": source,
         "dtype": str(raw_dtype),
         "scaling": [slope, inter],
-        "orientation": orientation,
-        "reoriented_to": "RAS" if reorient and img.affine is not None else None,
+        "orientation": _orientation(img),
+        "reoriented_to": "RAS" if reoriented else None,
         "zooms": [float(z) for z in img.header.get_zooms()],
         "volume": vol,
         "window": _window_record(window, win),
@@ -257,6 +183,127 @@ def read_nifti(
 # --------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------
+def _open(path: Path) -> Any:
+    """The nibabel image of ``path``, its header read (the voxels are read later)."""
+    import nibabel as nib
+
+    if not path.is_file():
+        raise DataError(f"NIfTI file '{path}' does not exist: check the path")
+    try:
+        return nib.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - nibabel raises ImageFileError, OSError, EOFError, ...
+        raise DataError(
+            f"'{path}' cannot be read as NIfTI ({type(exc).__name__}: {_first_line(exc)}); "
+            "give a valid .nii or .nii.gz file"
+        ) from None
+
+
+def _read_volume(img: Any, path: Path, volume: int | None) -> tuple[np.ndarray, int | None, tuple[int, ...]]:
+    """The voxels of the one 3-D volume to slice.
+
+    Returns
+    -------
+    data : ndarray
+        (X, Y, Z) voxels as stored (a 2-D image gets Z = 1).
+    volume : int or None
+        The volume read from a 4-D file; None for a 2-D or 3-D one.
+    file_shape : tuple of int
+        The shape stored in the file.
+    """
+    file_shape = tuple(int(s) for s in img.shape)
+    shape = list(file_shape)
+    while len(shape) > 3 and shape[-1] == 1:  # (X, Y, Z, 1) is a 3-D volume stored as 4-D
+        shape.pop()
+    if len(shape) > 4:
+        raise DataError(
+            f"NIfTI file '{path}' has {len(shape)} dimensions (shape {file_shape}); only 2-D, 3-D and "
+            "4-D images can be sliced: split it into volumes first"
+        )
+    dataobj = img.dataobj
+    try:
+        if len(shape) == 4:
+            n_vol = shape[3]
+            if volume is None:
+                raise DataError(
+                    f"NIfTI file '{path}' is 4-D with {n_vol} volumes (shape {file_shape}); "
+                    f"pick one with {spell('volume', Placeholder('i'))} (0..{n_vol - 1})"
+                )
+            vol = _check_int(volume, "volume", path)
+            if not 0 <= vol < n_vol:
+                raise DataError(
+                    f"volume={volume!r} is out of range for NIfTI file '{path}' with {n_vol} volumes: "
+                    f"use 0..{n_vol - 1}"
+                )
+            data = np.asarray(dataobj[:, :, :, vol]).reshape(shape[:3])
+        else:
+            if volume not in (None, 0):
+                raise DataError(
+                    f"volume={volume!r} was given but NIfTI file '{path}' is {len(shape)}-D "
+                    f"(shape {file_shape}); drop the volume option for 3-D files"
+                )
+            vol = None
+            data = np.asarray(dataobj).reshape(shape)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a cut .nii/.nii.gz fails only when the voxels are read
+        raise DataError(
+            f"the voxels of NIfTI file '{path}' cannot be read ({type(exc).__name__}: {_first_line(exc)}); "
+            "the file is truncated or corrupt: copy it again or remove it"
+        ) from None
+    if data.ndim == 2:
+        data = data[:, :, None]
+    return data, vol, file_shape
+
+
+def _native(data: np.ndarray) -> np.ndarray:
+    """``data`` in native byte order, with float voxels as float32."""
+    if data.dtype == np.float64 or (data.dtype.kind == "f" and data.dtype != np.float32):
+        data = data.astype(np.float32)  # scaled data comes back float64; float32 is exact enough
+    if data.dtype.byteorder not in ("=", "|"):
+        data = data.astype(data.dtype.newbyteorder("="))
+    return data
+
+
+def _orientation(img: Any) -> str | None:
+    """The voxel axis codes of the file as stored, e.g. "LPS"; None without an affine."""
+    import nibabel as nib
+
+    return "".join(nib.aff2axcodes(img.affine)) if img.affine is not None else None
+
+
+def _take_finite_slices(data: np.ndarray, index: np.ndarray, ax: int, path: Path) -> np.ndarray:
+    """The slices ``index`` along ``ax``; float voxels in them must be finite (others may be NaN)."""
+    selected = np.take(data, index, axis=ax)
+    if selected.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(selected)))
+        if bad:
+            n_nan = int(np.count_nonzero(np.isnan(selected)))
+            raise DataError(
+                f"NIfTI file '{path}' has {bad} non-finite voxel(s) ({n_nan} NaN, {bad - n_nan} inf) in "
+                f"the slices read; replace them (e.g. with the background value) or restrict slices="
+            )
+    return selected
+
+
+def _upright_slices(
+    selected: np.ndarray, index: np.ndarray, ax: int, skip_empty: bool
+) -> tuple[list[np.ndarray], list[int]]:
+    """The 2-D slices of ``selected`` in the upright view, and their indices in the volume.
+
+    With ``skip_empty``, constant slices (background, padding) are left out.
+    """
+    images: list[np.ndarray] = []
+    kept: list[int] = []
+    for pos, k in enumerate(index):
+        sl = np.take(selected, pos, axis=ax)
+        if skip_empty and sl.size and sl.min() == sl.max():
+            continue
+        # rot90 of a RAS slice puts anterior / superior at the top: the view radiologists expect.
+        images.append(np.ascontiguousarray(np.rot90(sl)))
+        kept.append(int(k))
+    return images, kept
+
+
 def _check_int(value: Any, name: str, path: Path) -> int:
     try:
         out = int(value)

@@ -281,6 +281,45 @@ def train(
     """
     t_start = time.perf_counter()
     cfg = (config or TrainConfig()).resolved(getattr(model, "name", None))
+    _check_config(cfg, test_set)
+    dev = resolve_device(cfg.device)
+    x_tr, y_tr, x_te, y_te = _checked_tensors(model, train_set, test_set)
+    if cfg.normalize and isinstance(model, ImageClassifier):
+        flat = x_tr.transpose(0, 1).reshape(x_tr.shape[1], -1).double()
+        model.set_normalization(flat.mean(1).tolist(), flat.std(1).tolist())
+    amp = _amp_dtype(dev, cfg.amp)
+    x_tr, y_tr, x_te, y_te = _to_device(model, dev, cfg, x_tr, y_tr, x_te, y_te)
+    history, best, clock = _run_epochs(model, cfg, dev, amp, x_tr, y_tr, x_te, y_te)
+
+    epoch_kept = int(cfg.epochs)
+    if cfg.keep == "best" and best.state is not None:
+        model.load_state_dict(best.state)
+        epoch_kept = int(best.epoch)
+    model.eval()
+    kept_rec = history[epoch_kept - 1]
+    n = len(x_tr)
+    return TrainResult(
+        test_loss=kept_rec["test_loss"],
+        test_accuracy=kept_rec["test_accuracy"],
+        kept=cfg.keep,
+        epoch_kept=epoch_kept,
+        best_epoch=best.epoch,
+        best_test_loss=None if best.epoch is None else best.loss,
+        history=tuple(history),
+        n_train=n,
+        n_test=0 if x_te is None else len(x_te),
+        wall_s=time.perf_counter() - t_start,
+        images_per_s=n * int(cfg.epochs) / clock.step_s if clock.step_s > 0 else float("nan"),
+        data_fraction=(clock.data_s / clock.step_s) if (clock.per_step and clock.step_s > 0) else None,
+        device=str(dev),
+        amp=None if amp is None else str(amp).replace("torch.", ""),
+        model=getattr(model, "name", None),
+        config=asdict(cfg),
+    )
+
+
+def _check_config(cfg: TrainConfig, test_set: Any) -> None:
+    """Reject a resolved config that cannot train, before any data is touched."""
     if cfg.optimizer not in OPTIMIZERS:
         raise DataError(f"optimizer={cfg.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
     if cfg.keep not in ("last", "best"):
@@ -294,7 +333,11 @@ def train(
     if test_set is None and cfg.keep == "best":
         raise DataError("keep='best' selects on the test loss, so it needs a test set; use keep='last'")
 
-    dev = resolve_device(cfg.device)
+
+def _checked_tensors(
+    model: nn.Module, train_set: ImageSet | tuple[Any, Any], test_set: ImageSet | tuple[Any, Any] | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Train and test images and labels as CPU tensors, checked against each other and the model."""
     x_tr, y_tr = as_tensors(train_set, "train_set")
     if len(x_tr) < 2:
         raise DataError(f"train_set has {len(x_tr)} image(s); training needs at least 2")
@@ -321,12 +364,14 @@ def train(
             f"images have {x_tr.shape[1]} channel(s) but the model takes in_chans={in_chans}; "
             "build the model with the data's channel count"
         )
+    return x_tr, y_tr, x_te, y_te
 
-    if cfg.normalize and isinstance(model, ImageClassifier):
-        flat = x_tr.transpose(0, 1).reshape(x_tr.shape[1], -1).double()
-        model.set_normalization(flat.mean(1).tolist(), flat.std(1).tolist())
 
-    amp = _amp_dtype(dev, cfg.amp)
+def _to_device(
+    model: nn.Module, dev: torch.device, cfg: TrainConfig, x_tr: torch.Tensor, y_tr: torch.Tensor,
+    x_te: torch.Tensor | None, y_te: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Move the model and the whole train and test sets to ``dev``, channels-last on CUDA if asked."""
     fmt = torch.channels_last if (dev.type == "cuda" and cfg.channels_last) else torch.contiguous_format
     model.to(dev, memory_format=fmt)
     # Whole sets live on the device: a batch is one index_select, no per-item Python work.
@@ -334,15 +379,53 @@ def train(
     y_tr = y_tr.to(dev)
     if x_te is not None:
         x_te, y_te = x_te.to(dev).contiguous(memory_format=fmt), y_te.to(dev)
+    return x_tr, y_tr, x_te, y_te
 
+
+@dataclass
+class _Best:
+    """The epoch with the lowest test loss so far, and a copy of its weights when they are to be kept."""
+
+    keep_weights: bool
+    loss: float = math.inf
+    epoch: int | None = None
+    state: dict[str, Any] | None = None
+
+    def update(self, model: nn.Module, epoch: int, test_loss: float) -> None:
+        if test_loss < self.loss:
+            self.loss, self.epoch = test_loss, epoch
+            if self.keep_weights:
+                self.state = copy.deepcopy(model.state_dict())
+
+
+@dataclass
+class _StepClock:
+    """Training-step seconds and the part of them spent on batch indexing and transfer.
+
+    Each step is timed on CPU, and on CUDA with ``profile`` (a synchronise around each step, which
+    slows it); otherwise only whole epochs are timed and there is no data share.
+    """
+
+    device: torch.device
+    per_step: bool
+    step_s: float = 0.0
+    data_s: float = 0.0
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def _run_epochs(
+    model: nn.Module, cfg: TrainConfig, dev: torch.device, amp: torch.dtype | None,
+    x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor | None, y_te: torch.Tensor | None,
+) -> tuple[list[dict[str, Any]], _Best, _StepClock]:
+    """Train for ``cfg.epochs`` epochs, evaluating after each; the history, the best epoch, the step times."""
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    timed = dev.type == "cpu" or cfg.profile
-    sync = (lambda: torch.cuda.synchronize(dev)) if (dev.type == "cuda" and cfg.profile) else (lambda: None)
-
+    clock = _StepClock(dev, per_step=dev.type == "cpu" or cfg.profile)
     history: list[dict[str, Any]] = []
-    best_loss, best_epoch, best_state = math.inf, None, None
-    step_s = data_s = 0.0
+    best = _Best(keep_weights=cfg.keep == "best")
     n = len(x_tr)
     bounds = _batches(n, int(cfg.batch_size))
 
@@ -356,75 +439,64 @@ def train(
                    desc=f"train {getattr(model, 'name', type(model).__name__)}")
         for epoch in bar:
             t_epoch = time.perf_counter()
-            model.train()
-            perm = torch.randperm(n, generator=order_gen).to(dev)
-            loss_sum = torch.zeros((), device=dev)
-            correct = torch.zeros((), device=dev, dtype=torch.long)
-            for s, e in bounds:
-                t0 = time.perf_counter()
-                idx = perm[s:e]
-                xb = x_tr.index_select(0, idx)
-                yb = y_tr.index_select(0, idx)
-                if timed:
-                    sync()
-                    t1 = time.perf_counter()
-                with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    out = model(xb)
-                    loss = F.cross_entropy(out.float(), yb)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += loss.detach() * (e - s)
-                correct += (out.detach().argmax(1) == yb).sum()
-                if timed:
-                    sync()
-                    t2 = time.perf_counter()
-                    data_s += t1 - t0
-                    step_s += t2 - t0
-            if not timed:
-                torch.cuda.synchronize(dev)
-                step_s += time.perf_counter() - t_epoch
+            train_loss, train_accuracy = _train_epoch(
+                model, x_tr, y_tr, order_gen, bounds, optimizer, scaler, amp, clock)
             rec: dict[str, Any] = {
                 "epoch": epoch,
-                "train_loss": float(loss_sum) / n,
-                "train_accuracy": int(correct) / n,
+                "train_loss": train_loss,
+                "train_accuracy": train_accuracy,
                 "test_loss": None,
                 "test_accuracy": None,
             }
             if x_te is not None:
                 rec["test_loss"], rec["test_accuracy"] = _evaluate_on_device(
                     model, x_te, y_te, cfg.eval_batch_size, amp)
-                if rec["test_loss"] < best_loss:
-                    best_loss, best_epoch = rec["test_loss"], epoch
-                    if cfg.keep == "best":
-                        best_state = copy.deepcopy(model.state_dict())
+                best.update(model, epoch, rec["test_loss"])
             rec["seconds"] = time.perf_counter() - t_epoch
             history.append(rec)
             bar.set_postfix(loss=f"{rec['train_loss']:.3f}",
                             test_loss=("-" if rec["test_loss"] is None else f"{rec['test_loss']:.3f}"))
+    return history, best, clock
 
-    epoch_kept = int(cfg.epochs)
-    if cfg.keep == "best" and best_state is not None:
-        model.load_state_dict(best_state)
-        epoch_kept = int(best_epoch)
-    model.eval()
-    kept_rec = history[epoch_kept - 1]
-    return TrainResult(
-        test_loss=kept_rec["test_loss"],
-        test_accuracy=kept_rec["test_accuracy"],
-        kept=cfg.keep,
-        epoch_kept=epoch_kept,
-        best_epoch=best_epoch,
-        best_test_loss=None if best_epoch is None else best_loss,
-        history=tuple(history),
-        n_train=n,
-        n_test=0 if x_te is None else len(x_te),
-        wall_s=time.perf_counter() - t_start,
-        images_per_s=n * int(cfg.epochs) / step_s if step_s > 0 else float("nan"),
-        data_fraction=(data_s / step_s) if (timed and step_s > 0) else None,
-        device=str(dev),
-        amp=None if amp is None else str(amp).replace("torch.", ""),
-        model=getattr(model, "name", None),
-        config=asdict(cfg),
-    )
+
+def _train_epoch(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, order_gen: torch.Generator, bounds: list[tuple[int, int]],
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, amp: torch.dtype | None, clock: _StepClock,
+) -> tuple[float, float]:
+    """One pass over the training set in a fresh order from ``order_gen``, adding its time to ``clock``.
+
+    Returns the running mean loss and accuracy over the epoch (in train mode, as the weights change).
+    """
+    t_epoch = time.perf_counter()
+    dev = clock.device
+    n = len(x)
+    model.train()
+    perm = torch.randperm(n, generator=order_gen).to(dev)
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    for s, e in bounds:
+        t0 = time.perf_counter()
+        idx = perm[s:e]
+        xb = x.index_select(0, idx)
+        yb = y.index_select(0, idx)
+        if clock.per_step:
+            clock.sync()
+            t1 = time.perf_counter()
+        with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out = model(xb)
+            loss = F.cross_entropy(out.float(), yb)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += loss.detach() * (e - s)
+        correct += (out.detach().argmax(1) == yb).sum()
+        if clock.per_step:
+            clock.sync()
+            t2 = time.perf_counter()
+            clock.data_s += t1 - t0
+            clock.step_s += t2 - t0
+    if not clock.per_step:
+        torch.cuda.synchronize(dev)
+        clock.step_s += time.perf_counter() - t_epoch
+    return float(loss_sum) / n, int(correct) / n
