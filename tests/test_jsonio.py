@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from intrinsics.jsonio import dumps, to_jsonable, write_json
 from intrinsics.measure.results import Estimate
-from intrinsics.study.scaling import LineFit
+from intrinsics.study.fits import LineFit
 
 
 def test_rules():

@@ -7,7 +7,7 @@ import torch
 
 from intrinsics.learn import load_checkpoint, run_attack, run_repr
 from intrinsics.study.runner import open_store, run_study
-from intrinsics.study.scaling import study_table
+from intrinsics.study.tables import study_table
 
 SPEC = """
 name = "ckpt"

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from intrinsics.errors import EstimationError, IntrinsicsError
+from intrinsics.study.figures import FIGURES
 from intrinsics.study.plan import load_fits, plan, predict, rank_datasets
-from intrinsics.study.report import FIGURES, claims, write_fits, write_report
+from intrinsics.study.report import write_fits, write_report
+from intrinsics.study.verdicts import claims
 
 from ._fake import fill_store_from_law
 
@@ -109,7 +111,7 @@ def test_report_is_self_contained_and_complete(law_study):
 
 
 def test_claims_say_not_enough_runs_for_a_tiny_study(tmp_path):
-    from intrinsics.study.scaling import fit_study
+    from intrinsics.study.fits import fit_study
 
     table = [{"dataset": "a", "domain": "natural", "model": "m", "N": 10, "seed": 0, "test_loss": 0.5,
               "d_data": 5.0, "K_F": 1.0, "robustness_drop": 0.1}]

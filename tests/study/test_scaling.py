@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from intrinsics.study.scaling import (
+from intrinsics.study.fits import (
     NOT_ENOUGH,
     KFLaw,
     fit_correlation,

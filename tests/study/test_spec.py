@@ -6,7 +6,8 @@ import tomllib
 
 import pytest
 
-from intrinsics.study.spec import PRESETS, SpecError, expand_grid, load_spec, parse_spec, preset_text, write_preset
+from intrinsics.study.presets import PRESETS, preset_text, write_preset
+from intrinsics.study.spec import SpecError, expand_grid, load_spec, parse_spec
 
 from ._fake import tiny_spec_text
 

@@ -6,10 +6,7 @@
 """
 
 from .demo import run_demo
-from .plan import Prediction, load_fits, plan, plan_from_pilot, predict, rank_datasets
-from .report import compute_fits, write_fits, write_report
-from .runner import StudyBusyError, StudyResult, export_study, open_store, run_study, study_status
-from .scaling import (
+from .fits import (
     CorrelationFit,
     LawFit,
     LineFit,
@@ -24,10 +21,14 @@ from .scaling import (
     fit_repr_vs_data,
     fit_robustness,
     fit_study,
-    study_table,
 )
-from .spec import PRESETS, DatasetSpec, SpecError, StudySpec, expand_grid, load_spec, parse_spec, preset_text, write_preset
+from .plan import Prediction, load_fits, plan, plan_from_pilot, predict, rank_datasets
+from .presets import PRESETS, preset_text, write_preset
+from .report import compute_fits, write_fits, write_report
+from .runner import StudyBusyError, StudyResult, export_study, open_store, run_study, study_status
+from .spec import DatasetSpec, SpecError, StudySpec, expand_grid, load_spec, parse_spec
 from .store import Store
+from .tables import study_table
 
 __all__ = [
     "run_demo",

@@ -141,7 +141,7 @@ def predict(
     -------
     Prediction
     """
-    from .scaling import KFLaw
+    from .fits import KFLaw
 
     _check_inputs(d_data, K_F, N, target_loss)
     fits = load_fits(fits)
@@ -320,7 +320,7 @@ def plan_from_pilot(
 ) -> dict[str, Any]:
     """Predict from one dataset's own learning curve: a pilot study run at small N.
 
-    Fits ``L = a·N^(−b) + c`` to the pilot's runs (as :func:`~intrinsics.study.scaling.fit_power_law`)
+    Fits ``L = a·N^(−b) + c`` to the pilot's runs (as :func:`~intrinsics.study.fits.fit_power_law`)
     and reads the loss at ``N`` and the N that reaches ``target_loss`` off it, with 95% intervals from
     refits on runs resampled with replacement. Needs no other dataset, unlike :func:`plan`.
 
@@ -338,7 +338,9 @@ def plan_from_pilot(
         ``predictions`` (one per N) and ``curve`` (the fitted power law).
     """
     from .runner import open_store
-    from .scaling import _ci, fit_power_law, power_law_resamples, study_table
+    from .fits._common import _ci
+    from .fits.curves import fit_power_law, power_law_resamples
+    from .tables import study_table
 
     folder = Path(study)
     with open_store(folder.parent if folder.is_file() else folder) as store:

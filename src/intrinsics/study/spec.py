@@ -421,11 +421,3 @@ def expand_grid(spec: StudySpec) -> list[dict[str, Any]]:
                         }
                     )
     return runs
-
-
-def __getattr__(name: str):  # TEMPORARY during the split; removed once study/__init__ imports presets
-    if name in ("PRESETS", "preset_text", "write_preset"):
-        from . import presets
-
-        return getattr(presets, name)
-    raise AttributeError(name)

@@ -1,0 +1,99 @@
+"""Fits of a study's results against the method's laws (method.md §3-§5).
+
+Every fit returns a frozen result with its numbers, 95% bootstrap intervals, the number of points it
+rests on and a ``status``: ``"ok"``, or a plain reason such as ``"not enough runs"`` when the data cannot
+support the fit. A fit that cannot be made never returns a made-up interval.
+
+The input is a *table*: a list of dicts, one per finished run, with keys ``dataset``, ``domain``,
+``model``, ``N``, ``seed``, ``test_loss`` and, as available, ``d_data``, ``K_F``, ``d_repr`` and
+``robustness_drop`` (:func:`intrinsics.study.tables.study_table` builds it from a store).
+
+One module per kind of fit: :mod:`.lines` (straight lines, loss against d_data), :mod:`.curves`
+(learning-curve power laws), :mod:`.law` (the K_F-aware law), :mod:`.correlation` (robustness against
+K_F, d_repr against d_data); :func:`fit_study` runs them all on one table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...jsonio import to_jsonable
+from ._common import NOT_ENOUGH
+from .correlation import CorrelationFit, fit_correlation, fit_repr_vs_data, fit_robustness
+from .curves import PowerLawFit, fit_learning_curves, fit_power_law, power_law_resamples
+from .law import KFLaw, LawFit, fit_kf_law
+from .lines import LineFit, fit_line, fit_loss_vs_d_data
+
+__all__ = [
+    "LineFit",
+    "PowerLawFit",
+    "KFLaw",
+    "LawFit",
+    "CorrelationFit",
+    "StudyFits",
+    "fit_line",
+    "fit_loss_vs_d_data",
+    "fit_power_law",
+    "power_law_resamples",
+    "fit_learning_curves",
+    "fit_kf_law",
+    "fit_correlation",
+    "fit_robustness",
+    "fit_repr_vs_data",
+    "fit_study",
+    "NOT_ENOUGH",
+]
+
+
+@dataclass(frozen=True)
+class StudyFits:
+    """Every fit of a study (what ``fits.json`` holds)."""
+
+    loss_vs_d_data: dict[str, LineFit]
+    learning_curves: dict[str, PowerLawFit]
+    exponent_vs_inv_d: LineFit
+    kf_law: LawFit
+    robustness: dict[str, dict[str, CorrelationFit]]
+    repr_vs_data: dict[str, Any]
+    n_runs: int
+    n_datasets: int
+    datasets: list[dict[str, Any]] = field(default_factory=list)
+    kf_law_repr: LawFit | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        def conv(v: Any) -> Any:
+            if hasattr(v, "to_dict"):
+                return v.to_dict()
+            if isinstance(v, dict):
+                return {k: conv(w) for k, w in v.items()}
+            return to_jsonable(v)
+
+        return {k: conv(getattr(self, k)) for k in self.__dataclass_fields__}
+
+
+def fit_study(table: Sequence[Mapping[str, Any]], *, n_bootstrap: int = 1000, seed: int = 0,
+              datasets: list[dict[str, Any]] | None = None) -> StudyFits:
+    """All fits of :mod:`intrinsics.study.fits` on one study table."""
+    table = list(table)
+    curves = fit_learning_curves(table, n_bootstrap=max(50, n_bootstrap // 4), seed=seed)
+    ok_curves = [f for f in curves.values() if f.status == "ok" and not f.note and f.inv_d_data is not None]
+    exponent = fit_line(
+        [f.inv_d_data for f in ok_curves], [f.b for f in ok_curves], n_bootstrap=n_bootstrap, seed=seed,
+        x_name="1/d_data", y_name="fitted exponent b", label="learning-curve exponent vs 1/d_data",
+    )
+    metrics = sorted({k for r in table for k in r if k.startswith("robustness_drop")})
+    robustness = {m: fit_robustness(table, metric=m, n_bootstrap=n_bootstrap, seed=seed) for m in metrics}
+    return StudyFits(
+        loss_vs_d_data=fit_loss_vs_d_data(table, n_bootstrap=n_bootstrap, seed=seed),
+        learning_curves=curves,
+        exponent_vs_inv_d=exponent,
+        kf_law=fit_kf_law(table, n_bootstrap=n_bootstrap, seed=seed),
+        robustness=robustness,
+        repr_vs_data=fit_repr_vs_data(table, n_bootstrap=n_bootstrap, seed=seed),
+        n_runs=len(table),
+        n_datasets=len({r["dataset"] for r in table}),
+        datasets=list(datasets or []),
+        kf_law_repr=fit_kf_law(table, n_bootstrap=n_bootstrap, seed=seed, dimension="d_repr"),
+    )

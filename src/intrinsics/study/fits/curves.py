@@ -1,0 +1,220 @@
+"""Learning curves (method.md §3): the power law ``L(N) = a * N**(-b) + c`` per (dataset, model)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import optimize
+
+from ...jsonio import to_jsonable
+from ._common import NOT_ENOUGH, _bootstrap, _ci, _finite, _positive
+
+__all__ = ["PowerLawFit", "fit_power_law", "power_law_resamples", "fit_learning_curves"]
+
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """``L(N) = a * N**(-b) + c`` fitted robustly in log space, with the exponent compared to 1/d_data.
+
+    Attributes
+    ----------
+    a, b, c : float or None
+        Fitted parameters (``c`` is fixed at 0 when there are too few distinct N to identify it;
+        ``method`` says so).
+    b_ci95, a_ci95, c_ci95 : (float, float) or None
+        Bootstrap 95% intervals (over runs).
+    d_data, inv_d_data : float or None
+        The dataset's d_data and the law's predicted exponent 1/d_data.
+    b_times_d : float or None
+        ``b * d_data``: 1 under the covering law, about 4 under the regression scaling theory.
+    inv_d_in_ci : bool or None
+        Whether 1/d_data lies inside the interval of b.
+    """
+
+    label: str
+    a: float | None
+    b: float | None
+    c: float | None
+    a_ci95: tuple[float, float] | None
+    b_ci95: tuple[float, float] | None
+    c_ci95: tuple[float, float] | None
+    r2_log: float | None
+    n_points: int
+    n_N: int
+    method: str
+    status: str
+    d_data: float | None = None
+    inv_d_data: float | None = None
+    b_times_d: float | None = None
+    inv_d_in_ci: bool | None = None
+    n_bootstrap: int = 0
+    note: str = ""
+
+    def predict(self, N: float | np.ndarray) -> float | np.ndarray:
+        """Predicted test loss at ``N``."""
+        if self.a is None or self.b is None:
+            raise ValueError(f"power law {self.label!r} was not fitted ({self.status})")
+        return self.a * np.asarray(N, dtype=float) ** (-self.b) + (self.c or 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(asdict(self))
+
+
+_B_GRID = np.geomspace(0.005, 4.0, 80)
+
+
+def _varpro_init(logN: np.ndarray, L: np.ndarray, fit_c: bool) -> tuple[float, float, float]:
+    """For each b on a grid, (a, c) solve a non-negative linear least-squares problem; keep the b
+    whose log-space error is smallest. This gives the Huber refinement a start near the optimum."""
+    best = (math.inf, 1.0, 0.5, 0.0)
+    for b in _B_GRID:
+        basis = np.exp(-b * logN)
+        if fit_c:
+            coef, _ = optimize.nnls(np.column_stack([basis, np.ones_like(basis)]), L)
+            a, c = float(coef[0]), float(coef[1])
+        else:
+            a, c = float((basis @ L) / (basis @ basis)), 0.0
+        pred = a * basis + c
+        if a <= 0 or np.any(pred <= 0):
+            continue
+        err = float(((np.log(L) - np.log(pred)) ** 2).sum())
+        if err < best[0]:
+            best = (err, a, float(b), c)
+    return best[1], best[2], best[3]
+
+
+def _fit_power(logN: np.ndarray, L: np.ndarray, fit_c: bool, f_scale: float) -> tuple[float, float, float]:
+    a0, b0, c0 = _varpro_init(logN, L, fit_c)
+    logL = np.log(L)
+    cmax = float(L.max())
+
+    def resid(p: np.ndarray) -> np.ndarray:
+        c = p[2] if fit_c else 0.0
+        return logL - np.log(np.exp(p[0] - p[1] * logN) + c)
+
+    x0 = np.array([math.log(max(a0, 1e-12)), b0, min(max(c0, 0.0), cmax * 0.999)])
+    lb, ub = [-50.0, 0.0, 0.0], [50.0, 10.0, cmax if fit_c else 1.0]
+    if not fit_c:
+        x0[2] = 0.0
+    x0 = np.clip(x0, np.array(lb) + 1e-12, np.array(ub) - 1e-12)
+    sol = optimize.least_squares(resid, x0, bounds=(lb, ub), loss="huber", f_scale=f_scale, method="trf")
+    return float(math.exp(sol.x[0])), float(sol.x[1]), float(sol.x[2]) if fit_c else 0.0
+
+
+def fit_power_law(
+    N: Sequence[float],
+    L: Sequence[float],
+    *,
+    d_data: float | None = None,
+    fit_c: bool | None = None,
+    n_bootstrap: int = 300,
+    seed: int = 0,
+    f_scale: float = 0.1,
+    label: str = "",
+) -> PowerLawFit:
+    """Fit ``L = a * N**(-b) + c`` robustly (variable projection start, Huber loss on log residuals).
+
+    Parameters
+    ----------
+    N, L : sequences
+        Training sizes and test losses (one point per run; repeated N for seeds are welcome).
+    d_data : float, optional
+        The dataset's d_data; the result then compares b with 1/d_data.
+    fit_c : bool, optional
+        Fit the floor ``c``; by default only when there are at least 4 distinct N (with fewer, three
+        parameters are not identifiable and ``c`` is fixed at 0, which ``method`` reports).
+    n_bootstrap : int
+        Resamples (over runs) for the intervals.
+    f_scale : float
+        Huber threshold on log residuals (0.1 ≈ a 10% error counts as an outlier beyond it).
+
+    Returns
+    -------
+    PowerLawFit
+    """
+    Narr = np.asarray(N, dtype=float)
+    Larr = np.asarray(L, dtype=float)
+    ok = np.isfinite(Narr) & np.isfinite(Larr) & (Narr > 0) & (Larr > 0)
+    Narr, Larr = Narr[ok], Larr[ok]
+    n_N = int(np.unique(Narr).size)
+    inv_d = 1.0 / d_data if d_data and d_data > 0 else None
+    if fit_c is None:
+        fit_c = n_N >= 4
+    method = "a*N^-b + c, Huber in log space" if fit_c else "a*N^-b (c fixed at 0), Huber in log space"
+    base = dict(label=label, n_points=int(Narr.size), n_N=n_N, d_data=d_data, inv_d_data=inv_d, method=method)
+    need = 4 if fit_c else 2
+    if n_N < need or Narr.size < need + 1:
+        return PowerLawFit(a=None, b=None, c=None, a_ci95=None, b_ci95=None, c_ci95=None, r2_log=None,
+                           status=NOT_ENOUGH,
+                           note=f"{Narr.size} runs at {n_N} distinct N; this fit needs at least {need} "
+                                f"distinct N and {need + 1} runs",
+                           **base)
+    logN = np.log(Narr)
+    a, b, c = _fit_power(logN, Larr, fit_c, f_scale)
+    pred = a * Narr ** (-b) + c
+    logL = np.log(Larr)
+    sst = float(((logL - logL.mean()) ** 2).sum())
+    r2 = 1 - float(((logL - np.log(pred)) ** 2).sum()) / sst if sst > 0 else None
+
+    boots = power_law_resamples(Narr, Larr, fit_c=fit_c, n_bootstrap=n_bootstrap, seed=seed,
+                                min_distinct=need, f_scale=f_scale)
+    b_ci = _ci(boots[:, 1])
+    status = "ok" if b_ci is not None else "not enough runs for an interval"
+    note = ""
+    # The exponent is searched in [0, 10]; an estimate or interval at that edge means the runs do not
+    # pin b down (flat or non-monotone curves), so say so rather than report the bound as a finding.
+    if b <= 1e-6 or b >= 9.99:
+        status = "exponent not identified (at the search bound)"
+    if b_ci is not None and (b_ci[0] <= 1e-6 or b_ci[1] >= 9.99):
+        note = "the interval of b reaches the search bound [0, 10]: these runs do not pin the exponent down"
+    return PowerLawFit(
+        a=a, b=b, c=c if fit_c else 0.0,
+        a_ci95=_ci(boots[:, 0]), b_ci95=b_ci, c_ci95=_ci(boots[:, 2]) if fit_c else None,
+        r2_log=r2, status=status, n_bootstrap=n_bootstrap, note=note,
+        b_times_d=b * d_data if d_data else None,
+        inv_d_in_ci=(b_ci[0] <= inv_d <= b_ci[1]) if (b_ci is not None and inv_d is not None) else None,
+        **base,
+    )
+
+
+def power_law_resamples(
+    N: np.ndarray, L: np.ndarray, *, fit_c: bool, n_bootstrap: int, seed: int, min_distinct: int,
+    f_scale: float = 0.1,
+) -> np.ndarray:
+    """(n_bootstrap, 3) refits (a, b, c) of ``L = a·N^(−b) + c`` on runs resampled with replacement;
+    a resample with fewer than ``min_distinct`` distinct N is a row of NaN. ``N``, ``L`` are positive."""
+    N = np.asarray(N, dtype=float)
+    L = np.asarray(L, dtype=float)
+    logN = np.log(N)
+
+    def refit(idx: np.ndarray) -> tuple[float, float, float] | None:
+        if np.unique(N[idx]).size < min_distinct:
+            return None
+        return _fit_power(logN[idx], L[idx], fit_c, f_scale)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _bootstrap(refit, N.size, None, n_bootstrap, seed, 3)
+
+
+def fit_learning_curves(
+    table: Iterable[Mapping[str, Any]], *, n_bootstrap: int = 300, seed: int = 0
+) -> dict[str, PowerLawFit]:
+    """A power law L(N) per (dataset, model), pooling seeds; keyed ``"dataset/model"``."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in table:
+        if _positive(r.get("test_loss")):
+            groups.setdefault((r["dataset"], r["model"]), []).append(r)
+    out = {}
+    for (ds, model), rows in sorted(groups.items()):
+        d = rows[0].get("d_data")
+        out[f"{ds}/{model}"] = fit_power_law(
+            [r["N"] for r in rows], [r["test_loss"] for r in rows],
+            d_data=float(d) if _finite(d) else None, n_bootstrap=n_bootstrap, seed=seed, label=f"{ds}/{model}",
+        )
+    return out
