@@ -53,10 +53,21 @@ def claims(fits: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _pair(fits: dict[str, Any]) -> tuple[str, str]:
+    """(reference domain, sharp domain) the fits compare; the reference study's names by default."""
+    d = fits.get("domains") or {}
+    return d.get("reference") or "natural", d.get("sharp") or "medical"
+
+
 def _loss_grows_with_d_data(fits: dict[str, Any]) -> dict[str, Any]:
-    """Claim 1: log test loss grows with d_data, and faster in the medical domain."""
+    """Claim 1: log test loss grows with d_data, and faster in the sharper (medical) domain."""
     lines = fits.get("loss_vs_d_data", {})
+    ref, sharp = _pair(fits)
     parts, verdicts = [], []
+    if (fits.get("domains") or {}).get("rule"):
+        d = fits["domains"]
+        parts.append(f"domains compared: {sharp!r} against {ref!r} ({d['rule']})" if d.get("reference")
+                     else f"no domains compared: {d['rule']}")
     for dom, f in sorted(lines.items()):
         if f["slope"] is None or f["slope_ci95"] is None:
             parts.append(f"{dom}: {f['status']} ({f.get('note', '')})")
@@ -67,7 +78,7 @@ def _loss_grows_with_d_data(fits: dict[str, Any]) -> dict[str, Any]:
         parts.append(f"{dom}: slope {_fmt(f['slope'])} per unit d_data, 95% CI {_fmt(f['slope_ci95'])}, "
                      f"R² {_fmt(f['r2'], 2)}, {f['n_points']} runs on {f['n_x']} d_data values")
     steeper = "n/a"
-    nat, med = lines.get("natural"), lines.get("medical")
+    nat, med = lines.get(ref), lines.get(sharp)
     if nat and med and nat["slope_ci95"] and med["slope_ci95"]:
         if med["slope_ci95"][0] > nat["slope_ci95"][1]:
             steeper = "supported"
@@ -75,10 +86,10 @@ def _loss_grows_with_d_data(fits: dict[str, Any]) -> dict[str, Any]:
             steeper = "not supported"
         else:
             steeper = "inconclusive"
-        parts.append(f"medical steeper than natural: {steeper} (intervals "
+        parts.append(f"{sharp} steeper than {ref}: {steeper} (intervals "
                      f"{'overlap' if steeper == 'inconclusive' else 'do not overlap'})")
     return {
-        "claim": "Test loss grows with d_data (log L roughly linear in d_data), faster for medical images",
+        "claim": f"Test loss grows with d_data (log L roughly linear in d_data), faster for {sharp} images",
         "verdict": _combine(verdicts + ([steeper] if steeper != "n/a" else [])),
         "evidence": parts,
     }
@@ -88,8 +99,9 @@ def _loss_follows_kf_law(fits: dict[str, Any]) -> dict[str, Any]:
     """Claim 2: the K_F-aware law holds (positive beta_N and beta_K), and K_F explains the domain gap."""
     law = fits.get("kf_law", {})
     c, ci = law.get("coefficients") or {}, law.get("coefficients_ci95") or {}
+    ref, sharp = _pair(fits)
     title = ("Test loss follows the K_F-aware law log L ≈ −(log N)/d_data + log K_F, and K_F explains the "
-             "medical–natural gap")
+             f"{sharp}–{ref} gap")
     if c.get("beta_N") is None:
         return {"claim": title, "verdict": "not enough runs",
                 "evidence": [f"{law.get('status')}: {law.get('note', '')}"]}
@@ -101,7 +113,7 @@ def _loss_follows_kf_law(fits: dict[str, Any]) -> dict[str, Any]:
     sign_map = {1: "supported", 0: "inconclusive", -1: "not supported", None: "not enough runs"}
     v = [sign_map[_sign(ci.get("beta_N"))], sign_map[_sign(ci.get("beta_K"))]]
     if law.get("gap") is not None:
-        gap_evidence, gap_verdict = _kf_explains_gap(law)
+        gap_evidence, gap_verdict = _kf_explains_gap(law, ref, sharp)
         ev.extend(gap_evidence)
         v.append(gap_verdict)
     elif law.get("note"):
@@ -109,7 +121,7 @@ def _loss_follows_kf_law(fits: dict[str, Any]) -> dict[str, Any]:
     return {"claim": title, "verdict": _combine(v), "evidence": ev}
 
 
-def _kf_explains_gap(law: dict[str, Any]) -> tuple[list[str], str]:
+def _kf_explains_gap(law: dict[str, Any], ref: str, sharp: str) -> tuple[list[str], str]:
     """Claim 2's second part, for a law fitted with a domain gap: the evidence and the verdict."""
     ev = [f"domain gap in log loss at equal N and d_data: {_fmt(law['gap'])}, CI {_fmt(law.get('gap_ci95'))}"]
     gap_sign = _sign(law.get("gap_ci95"))
@@ -119,7 +131,7 @@ def _kf_explains_gap(law: dict[str, Any]) -> tuple[list[str], str]:
                   f"{_fmt(law.get('share_explained'))}, CI {_fmt(share_ci)}); left once K_F is in the "
                   f"model: {_fmt(law.get('gap_remaining'))}, CI {_fmt(law.get('gap_remaining_ci95'))}")
         return ev, "supported" if share_ci and share_ci[0] > 0 else "inconclusive"
-    ev.append("no medical–natural gap beyond N and d_data at this scale (its interval "
+    ev.append(f"no {sharp}–{ref} gap beyond N and d_data at this scale (its interval "
               f"{'contains 0' if gap_sign == 0 else 'is negative'}), so there is no gap for K_F to explain")
     return ev, "inconclusive" if gap_sign == 0 else "not supported"
 

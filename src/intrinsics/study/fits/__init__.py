@@ -15,12 +15,15 @@ K_F, d_repr against d_data); :func:`fit_study` runs them all on one table.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ...jsonio import to_jsonable
-from ._common import NOT_ENOUGH
+from ._common import NOT_ENOUGH, _positive
 from .correlation import CorrelationFit, fit_correlation, fit_repr_vs_data, fit_robustness
 from .curves import PowerLawFit, fit_learning_curves, fit_power_law, power_law_resamples
 from .law import KFLaw, LawFit, fit_kf_law
@@ -43,6 +46,7 @@ __all__ = [
     "fit_robustness",
     "fit_repr_vs_data",
     "fit_study",
+    "compared_domains",
     "NOT_ENOUGH",
 ]
 
@@ -61,6 +65,7 @@ class StudyFits:
     n_datasets: int
     datasets: list[dict[str, Any]] = field(default_factory=list)
     kf_law_repr: LawFit | None = None
+    domains: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         def conv(v: Any) -> Any:
@@ -73,10 +78,34 @@ class StudyFits:
         return {k: conv(getattr(self, k)) for k in self.__dataclass_fields__}
 
 
+def compared_domains(table: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Which two domains the fits compare, and why (``domain`` is a free name in a spec).
+
+    With exactly two domains: "natural" is the reference when present (the reference study's names),
+    otherwise the domain whose datasets have the lower mean log K_F; the other is the ``sharp`` domain,
+    the one the method predicts to learn worse. With one or more than two domains nothing is compared.
+    """
+    domains = sorted({str(r["domain"]) for r in table})
+    if len(domains) != 2:
+        return {"all": domains, "reference": None, "sharp": None,
+                "rule": f"the fits compare two domains; this study has {len(domains)} ({', '.join(domains)})"}
+    if "natural" in domains:
+        ref = "natural"
+        rule = "'natural' is the reference domain"
+    else:
+        kf = {d: [math.log(r["K_F"]) for r in table if r["domain"] == d and _positive(r.get("K_F"))] for d in domains}
+        ref = min(domains, key=lambda d: (np.mean(kf[d]) if kf[d] else math.inf, d))
+        rule = "the domain with the lower mean log K_F is the reference"
+    sharp = next(d for d in domains if d != ref)
+    return {"all": domains, "reference": ref, "sharp": sharp, "rule": rule}
+
+
 def fit_study(table: Sequence[Mapping[str, Any]], *, n_bootstrap: int = 1000, seed: int = 0,
               datasets: list[dict[str, Any]] | None = None) -> StudyFits:
     """All fits of :mod:`intrinsics.study.fits` on one study table."""
     table = list(table)
+    pair = compared_domains(table)
+    reference = pair["reference"] or "natural"
     curves = fit_learning_curves(table, n_bootstrap=max(50, n_bootstrap // 4), seed=seed)
     ok_curves = [f for f in curves.values() if f.status == "ok" and not f.note and f.inv_d_data is not None]
     exponent = fit_line(
@@ -89,11 +118,13 @@ def fit_study(table: Sequence[Mapping[str, Any]], *, n_bootstrap: int = 1000, se
         loss_vs_d_data=fit_loss_vs_d_data(table, n_bootstrap=n_bootstrap, seed=seed),
         learning_curves=curves,
         exponent_vs_inv_d=exponent,
-        kf_law=fit_kf_law(table, n_bootstrap=n_bootstrap, seed=seed),
+        kf_law=fit_kf_law(table, reference_domain=reference, n_bootstrap=n_bootstrap, seed=seed),
         robustness=robustness,
         repr_vs_data=fit_repr_vs_data(table, n_bootstrap=n_bootstrap, seed=seed),
         n_runs=len(table),
         n_datasets=len({r["dataset"] for r in table}),
         datasets=list(datasets or []),
-        kf_law_repr=fit_kf_law(table, n_bootstrap=n_bootstrap, seed=seed, dimension="d_repr"),
+        kf_law_repr=fit_kf_law(table, reference_domain=reference, n_bootstrap=n_bootstrap, seed=seed,
+                               dimension="d_repr"),
+        domains=pair,
     )
