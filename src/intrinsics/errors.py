@@ -46,11 +46,16 @@ class DuplicateWarning(IntrinsicsWarning):
 
 
 class SettingError(DataError):
-    """A setting has a value outside its valid range; ``setting`` names it, ``valid`` says what is allowed."""
+    """A setting has a value outside its valid range.
 
-    def __init__(self, setting: str, value: Any, problem: str) -> None:
-        self.setting, self.value = setting, value
-        super().__init__(f"{spell(setting, value)} {problem}")
+    ``setting`` names it, ``value`` is what was given, ``problem`` says what is allowed and ``hint``
+    (optional) how to fix it; a front end that names settings its own way (a study spec's TOML keys)
+    builds its message from these parts.
+    """
+
+    def __init__(self, setting: str, value: Any, problem: str, hint: str = "") -> None:
+        self.setting, self.value, self.problem, self.hint = setting, value, problem, hint
+        super().__init__(f"{spell(setting, value)} {problem}" + (f"; {hint}" if hint else ""))
 
 
 # -- how a message names a setting --------------------------------------------------------------------

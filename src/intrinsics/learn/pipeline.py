@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, SettingError
+from ..measure.dimension import ESTIMATORS
 from .attacks import evaluate_attack
 from .models import create_model
 from .representation import repr_dimension
@@ -34,16 +35,27 @@ __all__ = ["AttackSettings", "ReprSettings", "RunSettings", "RunResult", "split_
            "attack_rows"]
 
 
-def _eps_list(name: str, values: Sequence[float]) -> tuple[float, ...]:
-    out = tuple(float(v) for v in values)
-    if not all(0 <= v < 1 for v in out):
-        raise SettingError(name, list(values), "must list L-inf sizes on the [0, 1] scale, e.g. [0.00784] (2/255)")
-    return out
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _eps_list(name: str, values: Any) -> tuple[float, ...]:
+    if not isinstance(values, (list, tuple)) or not all(_number(e) and 0 <= e < 1 for e in values):
+        raise SettingError(name, values, "must be a list of L-inf sizes on the [0, 1] scale",
+                           f"e.g. {name} = [0.00784]  # 2/255")
+    return tuple(float(v) for v in values)
 
 
 @dataclass(frozen=True)
 class AttackSettings:
-    """Which attacks a run is evaluated under, on (at most ``max_images`` of) its test images."""
+    """Which attacks a run is evaluated under, on (at most ``max_images`` of) its test images.
+
+    Checked when made (a study spec's ``[attacks]`` block is checked by making one).
+    """
 
     fgsm_eps: tuple[float, ...] = ()
     pgd_eps: tuple[float, ...] = ()
@@ -54,10 +66,13 @@ class AttackSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "fgsm_eps", _eps_list("fgsm_eps", self.fgsm_eps))
         object.__setattr__(self, "pgd_eps", _eps_list("pgd_eps", self.pgd_eps))
-        if isinstance(self.pgd_steps, bool) or not isinstance(self.pgd_steps, int) or self.pgd_steps < 1:
-            raise SettingError("pgd_steps", self.pgd_steps, "must be a positive integer, e.g. 10")
-        if self.pgd_step_size is not None and not 0 < self.pgd_step_size < 1:
-            raise SettingError("pgd_step_size", self.pgd_step_size, "must lie in (0, 1) on the [0, 1] scale")
+        if not _positive_int(self.pgd_steps):
+            raise SettingError("pgd_steps", self.pgd_steps, "must be a positive integer", "e.g. pgd_steps = 10")
+        if self.pgd_step_size is not None and not (_number(self.pgd_step_size) and 0 < self.pgd_step_size < 1):
+            raise SettingError("pgd_step_size", self.pgd_step_size, "must be a number in (0, 1) on the [0, 1] scale",
+                               "leave it out for 2.5 * eps / pgd_steps")
+        if self.max_images is not None and not _positive_int(self.max_images):
+            raise SettingError("max_images", self.max_images, "must be a positive integer")
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,15 @@ class ReprSettings:
     estimator: str = "twonn"
     max_images: int | None = None
     n_bootstrap: int = 50
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.layers, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in self.layers):
+            raise SettingError("layers", self.layers, "must be a list of layer names", 'e.g. layers = ["penultimate"]')
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if self.estimator not in ESTIMATORS:
+            raise SettingError("estimator", self.estimator, "must be 'mle' or 'twonn'")
+        if self.max_images is not None and not _positive_int(self.max_images):
+            raise SettingError("max_images", self.max_images, "must be a positive integer")
 
 
 @dataclass(frozen=True)

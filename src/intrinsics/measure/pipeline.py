@@ -38,7 +38,7 @@ def _int_at_least(name: str, minimum: int, *, optional: bool = False):
         if v is None and optional:
             return None
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-            raise SettingError(name, v, f"must be an integer >= {minimum}" + (" or None" if optional else ""))
+            raise SettingError(name, v, f"must be an integer >= {minimum}" + (" (or left out)" if optional else ""))
         return int(v)
 
     return check
@@ -46,7 +46,7 @@ def _int_at_least(name: str, minimum: int, *, optional: bool = False):
 
 def _estimator(v: Any) -> str:
     if v not in ESTIMATORS:
-        raise SettingError("estimator", v, f"is unknown; pass one of {', '.join(ESTIMATORS)}")
+        raise SettingError("estimator", v, f"must be {' or '.join(map(repr, ESTIMATORS))}")
     return v
 
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, IntrinsicsError, python_spelling, use_spelling
+from ..errors import DataError, IntrinsicsError, SettingError, python_spelling, use_spelling
 
 __all__ = [
     "SpecError",
@@ -157,9 +157,7 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
     seeds = _int_list(raw, "seeds", where, minimum=0, default=[0])
     preprocessing = _parse_preprocessing(raw, where, datasets)
     training = _parse_training(raw, where)
-    measure = _block(raw, "measure", _MEASURE_DEFAULTS, where)
-    if measure["estimator"] not in ("mle", "twonn"):
-        raise SpecError(f"{where}: measure.estimator must be 'mle' or 'twonn', got {measure['estimator']!r}")
+    measure = _parse_measure(raw, where)
     attacks = _parse_attacks(raw, where)
     representation = _parse_representation(raw, where)
     _check_limits(datasets, N, training, where)
@@ -271,39 +269,37 @@ def _parse_training(raw: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _parse_attacks(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    from ..learn.pipeline import AttackSettings
+
     attacks = _block(raw, "attacks", _ATTACK_DEFAULTS, where, optional=_ATTACK_OPTIONAL)
-    for key in ("fgsm_eps", "pgd_eps"):
-        eps = attacks.get(key, [])
-        if not isinstance(eps, list) or not all(_number(e) and 0 <= e < 1 for e in eps):
-            raise SpecError(
-                f"{where}: attacks.{key} must be a list of L-inf sizes on the [0, 1] scale, got {eps!r}; "
-                f"e.g. {key} = [0.00784]  # 2/255"
-            )
-    steps = attacks.get("pgd_steps", 10)
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise SpecError(f"{where}: attacks.pgd_steps must be a positive integer, got {steps!r}; e.g. pgd_steps = 10")
-    step_size = attacks.get("pgd_step_size", 0.001)
-    if not _number(step_size) or not 0 < step_size < 1:
-        raise SpecError(
-            f"{where}: attacks.pgd_step_size must be a number in (0, 1) on the [0, 1] scale, got {step_size!r}; "
-            "leave it out for 2.5 * eps / pgd_steps"
-        )
+    _typed("attacks", where, AttackSettings, attacks)
     return attacks
 
 
 def _parse_representation(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    from ..learn.pipeline import ReprSettings
+
     representation = _block(raw, "representation", _REPR_DEFAULTS, where)
-    if representation["estimator"] not in ("mle", "twonn"):
-        raise SpecError(
-            f"{where}: representation.estimator must be 'mle' or 'twonn', got {representation['estimator']!r}"
-        )
-    layers = representation["layers"]
-    if not isinstance(layers, list) or not all(isinstance(x, str) and x.strip() for x in layers):
-        raise SpecError(
-            f"{where}: representation.layers must be a list of layer names, got {layers!r}; "
-            "e.g. layers = [\"penultimate\"]"
-        )
+    _typed("representation", where, ReprSettings, representation)
     return representation
+
+
+def _parse_measure(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    from ..measure.pipeline import MeasureSettings
+
+    measure = _block(raw, "measure", _MEASURE_DEFAULTS, where)
+    _typed("measure", where, MeasureSettings, measure)
+    return measure
+
+
+def _typed(block: str, where: str, settings_type: Any, values: dict[str, Any]) -> None:
+    """Check a spec block by making the typed settings it stands for: one set of checks, declared by
+    the settings type, with the message spelt in the spec's own terms (``block.key ..., got value``)."""
+    try:
+        settings_type(**values)
+    except SettingError as exc:
+        raise SpecError(f"{where}: {block}.{exc.setting} {exc.problem}, got {exc.value!r}"
+                        + (f"; {exc.hint}" if exc.hint else "")) from None
 
 
 def _check_limits(datasets: tuple[DatasetSpec, ...], N: list[int], training: dict[str, Any], where: str) -> None:
@@ -341,10 +337,6 @@ def _block(raw: dict[str, Any], name: str, defaults: dict[str, Any], where: str,
             f"{where}: {name} has unknown key(s) {sorted(bad)}; valid are {sorted(set(defaults) | set(optional))}"
         )
     return {**defaults, **block}
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _str_list(raw: dict[str, Any], key: str, where: str, default: list[str]) -> list[str]:
