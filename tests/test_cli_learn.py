@@ -67,3 +67,14 @@ def test_split_size_errors_name_the_flags(tmp_path, capsys):
     assert main([*args, "--n-train", "100"]) == 2  # the default 750 test images exceed the 357 of 3 vs 8
     err = capsys.readouterr().err.strip()
     assert "--n-test 750" in err and "--n-train 100" in err and "n_test" not in err and "\n" not in err
+
+
+def test_checkpoint_commands_keep_the_recorded_seed(tmp_path, capsys):
+    """A model trained with --seed 1 is attacked on its own test set without repeating --seed."""
+    assert main(["train", "builtin:digits", "--classes", "3,8", "--n-train", "60", "--n-test", "60", "--epochs", "1",
+                 "--seed", "1", "--out", str(tmp_path), "--quiet"]) == 0
+    ckpt = str(tmp_path / "smallcnn-N60-seed1.pt")
+    assert main(["attack", ckpt, "--eps", "0"]) == 0
+    assert main(["repr", ckpt, "--bootstrap", "5"]) == 0
+    assert main(["attack", ckpt, "--eps", "0", "--seed", "0"]) == 2  # another seed is another dataset: refused
+    assert "preprocessing differs" in capsys.readouterr().err

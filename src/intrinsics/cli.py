@@ -42,7 +42,8 @@ def _add_data_options(p: argparse.ArgumentParser, *, from_checkpoint: bool = Fal
                    "error (default) or skip with a counted warning")
     g.add_argument("--classes", type=_classes, help="keep these classes, relabelled 0.. in this order (e.g. 3,5)")
     g.add_argument("--limit", type=int, help="keep at most this many images (stratified, reproducible with --seed)")
-    g.add_argument("--seed", type=int, default=0, help="seed for every random choice: subsets, splits, weights (default 0)")
+    g.add_argument("--seed", type=int, default=None if from_checkpoint else 0,
+                   help="seed for every random choice: subsets, splits, weights, attack starts (default 0)")
     g.add_argument("--window", help="DICOM window: center,width or a preset (brain, lung, bone, ...)")
     g.add_argument("--axis", help="NIfTI slicing axis: 0/1/2 or sagittal/coronal/axial (default axial)")
     g.add_argument("--slices", metavar="START:STOP", help="NIfTI slice range along the axis")
@@ -280,7 +281,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     rec = run_attack(args.checkpoint, args.source, data_options=data_kwargs(args), attack=args.attack,
                      eps=args.eps, steps=args.steps, step_size=args.step_size,
-                     random_start=not args.no_random_start, seed=args.seed, batch_size=args.batch_size,
+                     random_start=not args.no_random_start, seed=args.seed or 0, batch_size=args.batch_size,
                      device=args.device)
     _write_json(args.json, rec)
     rows = [["clean", _fmt(rec["clean"]["accuracy"], 4), _fmt(rec["clean"]["loss"], 4), "", ""]]
@@ -296,7 +297,7 @@ def cmd_repr(args: argparse.Namespace) -> int:
 
     rec = run_repr(args.checkpoint, args.source, data_options=data_kwargs(args), layer=args.layer,
                    estimator=args.estimator, k=args.k, split=args.images, n_bootstrap=args.bootstrap,
-                   seed=args.seed, batch_size=args.batch_size, device=args.device)
+                   seed=args.seed or 0, batch_size=args.batch_size, device=args.device)
     _write_json(args.json, rec)
     d = rec["d_repr"]
     k = f" k={d['k']}" if d.get("k") else ""

@@ -12,10 +12,13 @@ from .folder import read_folder
 from .idx import read_idx
 from .imageset import ImageSet
 from .npz import MEDMNIST_LABELS, read_npz
+from .options import DataOptions, FileOptions
 from .preprocess import comparison_key, preprocess
 from .sources import load, read_source
 
 __all__ = [
+    "DataOptions",
+    "FileOptions",
     "ImageSet",
     "MEDMNIST_LABELS",
     "RawImages",
