@@ -26,11 +26,11 @@ def test_other_names_the_lower_kf_domain_is_the_reference():
     assert fits["domains"]["sharp"] == "xray" and fits["kf_law"]["reference_domain"] == "photo"
     c = claims(fits)
     assert c[0]["claim"].endswith("faster for xray images") and "xray–photo gap" in c[1]["claim"]
-    assert c[0]["evidence"][0].startswith("domains compared: 'xray' against 'photo'")
+    assert c[0]["evidence"][-1].startswith("domains compared: 'xray' against 'photo'")
 
 
 def test_three_domains_are_not_compared_and_say_so():
     pair = compared_domains(_rows([("a", 1.0), ("b", 2.0), ("c", 3.0)]))
     assert pair["reference"] is None and "this study has 3 (a, b, c)" in pair["rule"]
     c = claims(fit_study(_rows([("a", 1.0), ("b", 2.0), ("c", 3.0)]), n_bootstrap=30).to_dict())
-    assert c[0]["evidence"][0].startswith("no domains compared: the fits compare two domains")
+    assert c[0]["evidence"][-1].startswith("no domains compared: the fits compare two domains")

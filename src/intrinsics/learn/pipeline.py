@@ -6,8 +6,14 @@ settings they pass. The split is the same for both:
 - the test set is drawn first, class-balanced, with ``split_seed`` (a study's preprocessing seed; the
   ``train`` command's ``--seed``), and depends only on the labels, ``n_test`` and that seed: every run
   of a dataset is tested on the same images;
+- with ``n_val`` > 0, a validation set is drawn next from the rest, class-balanced, with its own fixed
+  seed (derived from ``split_seed``): the same for every run of a dataset, disjoint from train and test;
 - the training set of exactly ``N`` is drawn from the rest (the *pool*) with the run's ``seed``, so
   with equal seeds the command line and a study train on the same images.
+
+``loss_at`` says which test loss a run reports as ``test_loss``: ``"last"`` (the last epoch's, the
+reference protocol) or ``"best_val"`` (the test loss at the epoch of lowest validation loss — model
+selection that never looks at the test set). Both are always recorded (``test_loss_last``).
 
 Attack results have one shape everywhere (the store, ``intrinsics attack``, the fits):
 ``{"n": images attacked, "clean": {"accuracy", "loss"}, "fgsm": [rows], "pgd": [rows]}``, each row
@@ -31,8 +37,8 @@ from .representation import repr_dimension
 from .splits import make_split, relabel
 from .train import TrainConfig, TrainResult, train
 
-__all__ = ["AttackSettings", "ReprSettings", "RunSettings", "RunResult", "split_for_run", "run_configuration",
-           "attack_rows"]
+__all__ = ["AttackSettings", "ReprSettings", "RunSettings", "RunResult", "LOSS_AT", "split_for_run",
+           "run_configuration", "attack_rows"]
 
 
 def _number(v: Any) -> bool:
@@ -94,6 +100,9 @@ class ReprSettings:
             raise SettingError("max_images", self.max_images, "must be a positive integer")
 
 
+LOSS_AT = ("best_val", "last")
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """One configuration: a model trained on exactly ``N`` images of a dataset and tested on ``n_test``.
@@ -112,6 +121,16 @@ class RunSettings:
     attacks: AttackSettings = field(default_factory=AttackSettings)
     representation: ReprSettings = field(default_factory=ReprSettings)
     parity_head: bool = False
+    n_val: int = 0
+    loss_at: str = "last"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_val, bool) or not isinstance(self.n_val, int) or self.n_val < 0:
+            raise SettingError("n_val", self.n_val, "must be a non-negative integer (0: no validation set)")
+        if self.loss_at not in LOSS_AT:
+            raise SettingError("loss_at", self.loss_at, f"must be one of {', '.join(map(repr, LOSS_AT))}")
+        if self.loss_at == "best_val" and self.n_val == 0:
+            raise SettingError("loss_at", self.loss_at, "selects on a validation set; give it images (val_size)")
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,8 @@ class RunResult:
     classes: np.ndarray
     train_idx: np.ndarray
     test_idx: np.ndarray
+    val_idx: np.ndarray
+    loss_at: str
     attacks: dict[str, Any]
     d_repr: list[dict[str, Any]]
     timings: dict[str, Any]
@@ -132,13 +153,21 @@ class RunResult:
         """The fields a study stores for a finished run."""
         history = [dict(h) for h in self.train.history]
         last = history[-1] if history else {}
+        t = self.train
+        best_val = self.loss_at == "best_val"
         return {
-            "test_loss": self.train.test_loss,
-            "test_acc": self.train.test_accuracy,
+            "test_loss": t.test_loss_at_best_val if best_val else t.test_loss,
+            "test_acc": t.test_accuracy_at_best_val if best_val else t.test_accuracy,
+            "test_loss_last": last.get("test_loss"),
+            "test_acc_last": last.get("test_accuracy"),
+            "val_loss": t.best_val_loss,
+            "best_val_epoch": t.best_val_epoch,
+            "loss_at": self.loss_at,
             "train_loss": last.get("train_loss"),
             "train_acc": last.get("train_accuracy"),
             "curves": {k: [h.get(k) for h in history]
-                       for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
+                       for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+                       + (("val_loss", "val_accuracy") if t.n_val else ())},
             "attacks": self.attacks,
             "timings": self.timings,
             "d_repr": self.d_repr,
@@ -146,15 +175,22 @@ class RunResult:
 
 
 def split_for_run(labels: np.ndarray, N: int, n_test: int, *, seed: int, split_seed: int | None = None,
-                  balanced: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, test indices): the test set drawn with ``split_seed``, then N from the rest with ``seed``."""
+                  balanced: bool = True, n_val: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, test, validation indices): the test set drawn with ``split_seed``, the validation set
+    from the rest with a seed derived from it, then N from what is left with ``seed``."""
     split_seed = seed if split_seed is None else split_seed
-    # The test set depends only on (labels, n_test, split_seed); asking for N here checks both sizes
-    # against the dataset at once, so an error names both.
-    _, test_idx = make_split(labels, N, n_test, split_seed, balanced=balanced)
+    # The test set depends only on (labels, n_test, split_seed); asking for N (+ n_val) here checks
+    # the sizes against the dataset at once, so an error names them.
+    _, test_idx = make_split(labels, N + n_val, n_test, split_seed, balanced=balanced)
     pool = np.setdiff1d(np.arange(len(labels)), test_idx)
+    val_idx = np.empty(0, np.int64)
+    if n_val:
+        # Its own stream, fixed per dataset: every run of a dataset selects on the same images.
+        val_seed = int(np.random.SeedSequence([split_seed, 1]).generate_state(1)[0])
+        _, val_idx = make_split(labels, N, n_val, val_seed, pool=pool, balanced=balanced)
+        pool = np.setdiff1d(pool, val_idx)
     train_idx, _ = make_split(labels, N, 0, seed, pool=pool, balanced=balanced)
-    return train_idx, test_idx
+    return train_idx, test_idx, val_idx
 
 
 def attack_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
@@ -177,8 +213,8 @@ def run_configuration(data: Any, settings: RunSettings) -> RunResult:
             f"{data.provenance.get('source')!r} has a single class ({classes.tolist()}); "
             "training needs at least two (check the classes option)"
         )
-    train_idx, test_idx = split_for_run(labels, s.N, s.n_test, seed=s.seed, split_seed=s.split_seed,
-                                        balanced=s.balanced)
+    train_idx, test_idx, val_idx = split_for_run(labels, s.N, s.n_test, seed=s.seed, split_seed=s.split_seed,
+                                                 balanced=s.balanced, n_val=s.n_val)
     t_split = time.perf_counter() - t0
     C, H, W = data.shape
     with torch.random.fork_rng(devices=[]):
@@ -186,7 +222,8 @@ def run_configuration(data: Any, settings: RunSettings) -> RunResult:
         net = create_model(s.model, C, 1000 if s.parity_head else len(classes), image_size=(H, W))
     x_tr, y_tr = data.images[train_idx], labels[train_idx]
     x_te, y_te = data.images[test_idx], labels[test_idx]
-    result = train(net, (x_tr, y_tr), (x_te, y_te) if len(test_idx) else None, s.train)
+    val = (data.images[val_idx], labels[val_idx]) if len(val_idx) else None
+    result = train(net, (x_tr, y_tr), (x_te, y_te) if len(test_idx) else None, s.train, val_set=val)
     t_train = time.perf_counter() - t0 - t_split
 
     t1 = time.perf_counter()
@@ -218,4 +255,5 @@ def run_configuration(data: Any, settings: RunSettings) -> RunResult:
     timings = {"load_s": round(t_split, 3), "train_s": round(t_train, 3), "attack_s": round(t_attack, 3),
                "repr_s": round(t_repr, 3), "images_per_s": result.images_per_s, "device": result.device}
     return RunResult(model=net, train=result, labels=labels, classes=classes, train_idx=train_idx,
-                     test_idx=test_idx, attacks=attacks, d_repr=d_repr, timings=timings)
+                     test_idx=test_idx, val_idx=val_idx, loss_at=s.loss_at, attacks=attacks, d_repr=d_repr,
+                     timings=timings)

@@ -56,6 +56,7 @@ def run_train(
     device: str = "auto",
     parity_head: bool = False,
     quiet: bool = True,
+    n_val: int = 0,
 ) -> dict[str, Any]:
     """Split, train, evaluate and save a checkpoint; the ``intrinsics train`` command.
 
@@ -80,6 +81,9 @@ def run_train(
         Class-balanced split (default).
     parity_head : bool
         Keep a 1000-logit head like the reference study's torchvision models.
+    n_val : int
+        Validation images (fixed by ``seed``, disjoint from training and test): the report then also
+        gives ``best_val_epoch``, ``val_loss`` and the test metrics at that epoch.
     quiet : bool
         No progress bar.
 
@@ -96,7 +100,7 @@ def run_train(
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          keep=keep, seed=seed, device=device, quiet=quiet)
     run = run_configuration(ds, RunSettings(model=model, N=n_train, n_test=n_test, seed=seed, balanced=balanced,
-                                            train=config, parity_head=parity_head))
+                                            train=config, parity_head=parity_head, n_val=n_val))
     net, result, labels, classes = run.model, run.train, run.labels, run.classes
     train_idx, test_idx = run.train_idx, run.test_idx
 
@@ -117,6 +121,10 @@ def run_train(
         "epoch_kept": result.epoch_kept,
         "best_epoch": result.best_epoch,
         "best_test_loss": result.best_test_loss,
+        "best_val_epoch": result.best_val_epoch,
+        "val_loss": result.best_val_loss,
+        "test_loss_at_best_val": result.test_loss_at_best_val,
+        "test_accuracy_at_best_val": result.test_accuracy_at_best_val,
         "model": net.spec(),
         "train": {k: result.config[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "seed", "optimizer")}
         | {"device": result.device, "amp": result.amp, "loss": "cross-entropy"},
@@ -127,6 +135,7 @@ def run_train(
             "seed": int(seed),
             "n_train": len(train_idx),
             "n_test": len(test_idx),
+            "n_val": len(run.val_idx),
             "balanced": bool(balanced),
             "train_class_counts": np.bincount(labels[train_idx], minlength=len(classes)).tolist(),
             "test_class_counts": np.bincount(labels[test_idx], minlength=len(classes)).tolist(),

@@ -112,10 +112,15 @@ class TrainResult:
         1-based epoch whose weights the model now has.
     best_epoch, best_test_loss : int or None, float or None
         Epoch with the lowest test loss and that loss, whichever weights were kept.
+    best_val_epoch, best_val_loss : int or None, float or None
+        With a validation set: the epoch with the lowest validation loss, and that loss.
+    test_loss_at_best_val, test_accuracy_at_best_val : float or None
+        The test metrics at ``best_val_epoch``: model selection that never looks at the test set.
     history : tuple of dict
         Per epoch: ``epoch``, ``train_loss``, ``train_accuracy`` (running averages in train mode),
-        ``test_loss``, ``test_accuracy``, ``seconds``.
-    n_train, n_test : int
+        ``test_loss``, ``test_accuracy``, ``seconds`` (and ``val_loss``, ``val_accuracy`` with a
+        validation set).
+    n_train, n_test, n_val : int
         Set sizes.
     wall_s : float
         Whole run, evaluation included.
@@ -145,6 +150,11 @@ class TrainResult:
     device: str
     amp: str | None
     model: str | None = None
+    n_val: int = 0
+    best_val_epoch: int | None = None
+    best_val_loss: float | None = None
+    test_loss_at_best_val: float | None = None
+    test_accuracy_at_best_val: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,6 +265,8 @@ def train(
     train_set: ImageSet | tuple[Any, Any],
     test_set: ImageSet | tuple[Any, Any] | None = None,
     config: TrainConfig | None = None,
+    *,
+    val_set: ImageSet | tuple[Any, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``train_set`` and evaluate it on ``test_set`` after every epoch.
 
@@ -267,6 +279,10 @@ def train(
         Labelled images, (N, C, H, W). ``test_set`` may be None (no test metrics, ``keep="last"``).
     config : TrainConfig, optional
         Defaults to the reference recipe (Adam, weight decay 1e-4, cross-entropy, 100 epochs).
+    val_set : ImageSet or (images, labels), optional
+        Evaluated after every epoch too; the result then gives the test metrics at the epoch of the
+        lowest validation loss (disjoint from both sets: a selection that never sees the test set).
+        Evaluation does not change training, so the weights and history are those of a run without it.
 
     Returns
     -------
@@ -284,12 +300,15 @@ def train(
     _check_config(cfg, test_set)
     dev = resolve_device(cfg.device)
     x_tr, y_tr, x_te, y_te = _checked_tensors(model, train_set, test_set)
+    x_va, y_va = _eval_tensors(model, x_tr, val_set, "val_set")
     if cfg.normalize and isinstance(model, ImageClassifier):
         flat = x_tr.transpose(0, 1).reshape(x_tr.shape[1], -1).double()
         model.set_normalization(flat.mean(1).tolist(), flat.std(1).tolist())
     amp = _amp_dtype(dev, cfg.amp)
     x_tr, y_tr, x_te, y_te = _to_device(model, dev, cfg, x_tr, y_tr, x_te, y_te)
-    history, best, clock = _run_epochs(model, cfg, dev, amp, x_tr, y_tr, x_te, y_te)
+    if x_va is not None:
+        x_va, y_va = _to_device(model, dev, cfg, x_va, y_va, None, None)[:2]
+    history, best, best_val, clock = _run_epochs(model, cfg, dev, amp, x_tr, y_tr, x_te, y_te, x_va, y_va)
 
     epoch_kept = int(cfg.epochs)
     if cfg.keep == "best" and best.state is not None:
@@ -315,6 +334,11 @@ def train(
         amp=None if amp is None else str(amp).replace("torch.", ""),
         model=getattr(model, "name", None),
         config=asdict(cfg),
+        n_val=0 if x_va is None else len(x_va),
+        best_val_epoch=best_val.epoch,
+        best_val_loss=best_val.loss if best_val.epoch is not None else None,
+        test_loss_at_best_val=history[best_val.epoch - 1]["test_loss"] if best_val.epoch else None,
+        test_accuracy_at_best_val=history[best_val.epoch - 1]["test_accuracy"] if best_val.epoch else None,
     )
 
 
@@ -341,23 +365,8 @@ def _checked_tensors(
     x_tr, y_tr = as_tensors(train_set, "train_set")
     if len(x_tr) < 2:
         raise DataError(f"train_set has {len(x_tr)} image(s); training needs at least 2")
-    x_te = y_te = None
-    if test_set is not None:
-        x_te, y_te = as_tensors(test_set, "test_set")
-        if len(x_te) == 0:
-            raise DataError("test_set is empty; give at least one test image or test_set=None")
-        if x_te.shape[1:] != x_tr.shape[1:]:
-            raise DataError(
-                f"test images are {tuple(x_te.shape[1:])} but training images {tuple(x_tr.shape[1:])}; "
-                "preprocess both the same way"
-            )
-    n_out = _num_outputs(model)
-    top = int(max(y_tr.max(), y_te.max() if y_te is not None else 0))
-    if n_out is not None and top >= n_out:
-        raise DataError(
-            f"label {top} needs at least {top + 1} outputs but the model has num_classes={n_out}; "
-            "build it with more classes or relabel to 0..K-1"
-        )
+    x_te, y_te = _eval_tensors(model, x_tr, test_set, "test_set", check_labels=False)
+    _check_labels(model, y_tr, y_te)
     in_chans = getattr(model, "in_chans", None)
     if in_chans is not None and x_tr.shape[1] != in_chans:
         raise DataError(
@@ -365,6 +374,36 @@ def _checked_tensors(
             "build the model with the data's channel count"
         )
     return x_tr, y_tr, x_te, y_te
+
+
+def _eval_tensors(
+    model: nn.Module, x_tr: torch.Tensor, data: ImageSet | tuple[Any, Any] | None, name: str,
+    check_labels: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """An evaluation set (test or validation) as CPU tensors, checked against the training images."""
+    if data is None:
+        return None, None
+    x, y = as_tensors(data, name)
+    if len(x) == 0:
+        raise DataError(f"{name} is empty; give at least one {name[:-4]} image or {name}=None")
+    if x.shape[1:] != x_tr.shape[1:]:
+        raise DataError(
+            f"{name[:-4]} images are {tuple(x.shape[1:])} but training images {tuple(x_tr.shape[1:])}; "
+            "preprocess both the same way"
+        )
+    if check_labels:
+        _check_labels(model, y)
+    return x, y
+
+
+def _check_labels(model: nn.Module, *labels: torch.Tensor | None) -> None:
+    n_out = _num_outputs(model)
+    top = int(max(int(y.max()) for y in labels if y is not None))
+    if n_out is not None and top >= n_out:
+        raise DataError(
+            f"label {top} needs at least {top + 1} outputs but the model has num_classes={n_out}; "
+            "build it with more classes or relabel to 0..K-1"
+        )
 
 
 def _to_device(
@@ -384,7 +423,8 @@ def _to_device(
 
 @dataclass
 class _Best:
-    """The epoch with the lowest test loss so far, and a copy of its weights when they are to be kept."""
+    """The epoch with the lowest (test or validation) loss so far, and a copy of its weights when they
+    are to be kept."""
 
     keep_weights: bool
     loss: float = math.inf
@@ -419,13 +459,16 @@ class _StepClock:
 def _run_epochs(
     model: nn.Module, cfg: TrainConfig, dev: torch.device, amp: torch.dtype | None,
     x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor | None, y_te: torch.Tensor | None,
-) -> tuple[list[dict[str, Any]], _Best, _StepClock]:
-    """Train for ``cfg.epochs`` epochs, evaluating after each; the history, the best epoch, the step times."""
+    x_va: torch.Tensor | None = None, y_va: torch.Tensor | None = None,
+) -> tuple[list[dict[str, Any]], _Best, _Best, _StepClock]:
+    """Train for ``cfg.epochs`` epochs, evaluating after each; the history, the best epochs by test and
+    by validation loss, the step times."""
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     clock = _StepClock(dev, per_step=dev.type == "cpu" or cfg.profile)
     history: list[dict[str, Any]] = []
     best = _Best(keep_weights=cfg.keep == "best")
+    best_val = _Best(keep_weights=False)
     n = len(x_tr)
     bounds = _batches(n, int(cfg.batch_size))
 
@@ -452,11 +495,14 @@ def _run_epochs(
                 rec["test_loss"], rec["test_accuracy"] = _evaluate_on_device(
                     model, x_te, y_te, cfg.eval_batch_size, amp)
                 best.update(model, epoch, rec["test_loss"])
+            if x_va is not None:
+                rec["val_loss"], rec["val_accuracy"] = _evaluate_on_device(model, x_va, y_va, cfg.eval_batch_size, amp)
+                best_val.update(model, epoch, rec["val_loss"])
             rec["seconds"] = time.perf_counter() - t_epoch
             history.append(rec)
             bar.set_postfix(loss=f"{rec['train_loss']:.3f}",
                             test_loss=("-" if rec["test_loss"] is None else f"{rec['test_loss']:.3f}"))
-    return history, best, clock
+    return history, best, best_val, clock
 
 
 def _train_epoch(

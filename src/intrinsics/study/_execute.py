@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, IntrinsicsError
-from .spec import DatasetSpec, StudySpec
+from .spec import DatasetSpec, StudySpec, selection
 
 __all__ = ["load_dataset", "split_dataset", "measure_pool", "measure_dataset", "train_run", "clear_cache"]
 
@@ -87,11 +87,12 @@ def check_datasets(spec: StudySpec) -> None:
             problems.append(f"dataset {ds.name!r} ({ds.source}): {exc}")
             continue
         n_max = max(ds.N or spec.N)
-        if n_max > len(pool):
+        n_val = selection(spec.training)[0]
+        if n_max + n_val > len(pool):
             problems.append(
                 f"dataset {ds.name!r} has {len(pool)} images left after its {len(test_idx)} test images, fewer "
-                f"than its largest N = {n_max}; give it smaller sizes (N = [...] in its [[datasets]] block), "
-                "a smaller test_size, or more images"
+                f"than its largest N = {n_max}" + (f" plus {n_val} validation images" if n_val else "")
+                + "; give it smaller sizes (N = [...] in its [[datasets]] block), a smaller test_size, or more images"
             )
     if problems:
         raise SpecError("the spec cannot run, nothing was written: " + "; ".join(problems))
@@ -174,8 +175,10 @@ def run_settings(run: dict[str, Any]) -> Any:
 
     cfg = run["config"]
     tr, att, rep = cfg["training"], cfg["attacks"], cfg["representation"]
+    n_val, loss_at = selection(tr)
     return RunSettings(
         model=run["model"], N=run["N"], n_test=cfg.get("test_size", tr["test_size"]), seed=run["seed"],
+        n_val=n_val, loss_at=loss_at,
         split_seed=int(cfg["preprocessing"].get("seed") or 0),
         train=TrainConfig(epochs=tr["epochs"], batch_size=tr["batch_size"], lr=tr["lr"],
                           weight_decay=tr["weight_decay"], optimizer=tr.get("optimizer", "adam"), seed=run["seed"],
@@ -196,12 +199,12 @@ def train_run(run: dict[str, Any], store: Any) -> dict[str, Any]:
     data = load_dataset(run["config"])
     t_load = time.perf_counter() - t0
     settings = run_settings(run)
-    n_pool = len(data) - settings.n_test
+    n_pool = len(data) - settings.n_test - settings.n_val
     if run["N"] > n_pool:
         raise DataError(
             f"N={run['N']} is more than the {n_pool} images of {run['dataset']!r} left after its "
-            f"{settings.n_test} test images; give this dataset smaller sizes (N = [...] in its [[datasets]] "
-            "block), a smaller test_size, or more images"
+            f"{settings.n_test} test (and {settings.n_val} validation) images; give this dataset smaller sizes "
+            "(N = [...] in its [[datasets]] block), a smaller test_size, or more images"
         )
     result = run_configuration(data, settings)
     record = result.record()

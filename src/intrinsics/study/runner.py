@@ -424,7 +424,31 @@ def study_status(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
-def export_study(out_dir: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Export a study's runs and measurements to CSV (and Parquet when pyarrow is installed)."""
+def export_study(out_dir: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None, *,
+                 parquet: bool | None = None) -> list[Path]:
+    """Export a study for pandas: ``runs_wide`` (one row per finished run with its losses, d_data, K_F,
+    d_repr and robustness), and the long ``runs`` and ``measurements`` tables, as CSV and Parquet.
+
+    Parameters
+    ----------
+    out_dir : path
+        The study folder.
+    dest : path, optional
+        Where to write; default ``out_dir/export``.
+    parquet : bool, optional
+        As :meth:`Store.export <intrinsics.study.store.Store.export>`: False writes CSV only.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Examples
+    --------
+    >>> import pandas as pd                                          # doctest: +SKIP
+    >>> export_study("runs/my_study")                                # doctest: +SKIP
+    >>> runs = pd.read_parquet("runs/my_study/export/runs_wide.parquet")  # doctest: +SKIP
+    """
     with open_store(out_dir) as store:
-        return store.export(Path(dest) if dest is not None else Path(out_dir) / "export")
+        return store.export(Path(dest) if dest is not None else Path(out_dir) / "export", parquet=parquet,
+                            wide=True)

@@ -107,6 +107,9 @@ _MEASURE_DEFAULTS: dict[str, Any] = {
 _ATTACK_DEFAULTS: dict[str, Any] = {"fgsm_eps": [2 / 255], "max_images": 500}
 # PGD keys have no defaults here, so specs without them keep their digest and run keys; a run
 # without pgd_step_size uses pgd()'s 2.5 * eps / steps, without pgd_steps 10 steps.
+# Validation-based selection: absent from a spec, the run is the reference protocol's (last epoch) and
+# the spec keeps its digest and run keys.
+_TRAINING_OPTIONAL = ("val_size", "loss_at")
 _ATTACK_OPTIONAL = ("pgd_eps", "pgd_steps", "pgd_step_size")
 _REPR_DEFAULTS: dict[str, Any] = {"layers": ["penultimate"], "estimator": "twonn", "max_images": 1000}
 _PREPROCESSING_KEYS = {"size", "channels", "intensity", "seed"}
@@ -255,7 +258,7 @@ def _parse_preprocessing(raw: dict[str, Any], where: str, datasets: tuple[Datase
 def _parse_training(raw: dict[str, Any], where: str) -> dict[str, Any]:
     from ..learn.train import OPTIMIZERS
 
-    training = _block(raw, "training", _TRAINING_DEFAULTS, where)
+    training = _block(raw, "training", _TRAINING_DEFAULTS, where, optional=_TRAINING_OPTIONAL)
     for k in ("epochs", "batch_size", "test_size"):
         if not isinstance(training[k], int) or training[k] <= 0:
             raise SpecError(f"{where}: training.{k} must be a positive integer, got {training[k]!r}")
@@ -265,7 +268,22 @@ def _parse_training(raw: dict[str, Any], where: str) -> dict[str, Any]:
     if training["optimizer"] not in OPTIMIZERS:
         raise SpecError(f"{where}: training.optimizer must be one of {', '.join(OPTIMIZERS)}, "
                         f"got {training['optimizer']!r}")
+    from ..learn.pipeline import RunSettings
+
+    n_val, loss_at = selection(training)
+    try:
+        RunSettings(model="smallcnn", N=1, n_test=1, n_val=n_val, loss_at=loss_at)  # its checks, declared once
+    except SettingError as exc:
+        key = {"n_val": "val_size"}.get(exc.setting, exc.setting)
+        raise SpecError(f"{where}: training.{key} {exc.problem}, got {exc.value!r}") from None
     return training
+
+
+def selection(training: dict[str, Any]) -> tuple[int, str]:
+    """(validation images, which test loss a run reports) of a ``[training]`` block: ``loss_at``
+    defaults to "best_val" when there is a validation set (``val_size`` > 0), else "last"."""
+    n_val = training.get("val_size", 0)
+    return n_val, training.get("loss_at") or ("best_val" if n_val else "last")
 
 
 def _parse_attacks(raw: dict[str, Any], where: str) -> dict[str, Any]:

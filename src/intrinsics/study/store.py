@@ -70,6 +70,11 @@ CREATE TABLE IF NOT EXISTS runs (
     curves        TEXT,
     test_loss     REAL,
     test_acc      REAL,
+    test_loss_last REAL,
+    test_acc_last REAL,
+    val_loss      REAL,
+    best_val_epoch INTEGER,
+    loss_at       TEXT,
     train_loss    REAL,
     train_acc     REAL,
     attacks       TEXT,
@@ -86,6 +91,11 @@ _RESULT_COLUMNS = {
     "curves": True,
     "test_loss": False,
     "test_acc": False,
+    "test_loss_last": False,
+    "test_acc_last": False,
+    "val_loss": False,
+    "best_val_epoch": False,
+    "loss_at": False,
     "train_loss": False,
     "train_acc": False,
     "attacks": True,
@@ -142,19 +152,31 @@ def worker_alive(pid: int | None, pid_start: str | None, host: str | None) -> bo
 
 # Version 1 (before the one run pipeline) stored attack results as {"fgsm": {"<eps>":
 # {"accuracy" or "acc", ...}}}; version 2 stores the one attack shape of intrinsics.learn.pipeline,
-# {"fgsm": [{"eps", "accuracy", "loss", "accuracy_drop", "loss_increase"}, ...]}.
-SCHEMA_VERSION = 2
+# {"fgsm": [{"eps", "accuracy", "loss", "accuracy_drop", "loss_increase"}, ...]}. Version 3 adds the
+# columns of validation-based selection (test_loss_last, test_acc_last, val_loss, best_val_epoch,
+# loss_at); runs finished before it reported the last epoch's loss, and say so.
+SCHEMA_VERSION = 3
+_V3_COLUMNS = {"test_loss_last": "REAL", "test_acc_last": "REAL", "val_loss": "REAL", "best_val_epoch": "INTEGER",
+               "loss_at": "TEXT"}
 
 
 def _migrate(cur: sqlite3.Cursor) -> None:
     """Bring an older store to :data:`SCHEMA_VERSION` inside the opening transaction (idempotent)."""
     row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if row is not None and int(json.loads(row["value"])) >= SCHEMA_VERSION:
+    version = 1 if row is None else int(json.loads(row["value"]))
+    if version >= SCHEMA_VERSION:
         return
-    rows = cur.execute("SELECT run_key, attacks, test_acc, test_loss FROM runs WHERE attacks IS NOT NULL").fetchall()
-    for r in rows:
-        attacks = one_attack_shape(json.loads(r["attacks"]), r["test_acc"], r["test_loss"])
-        cur.execute("UPDATE runs SET attacks = ? WHERE run_key = ?", (_dumps(attacks), r["run_key"]))
+    if version < 2:
+        rows = cur.execute("SELECT run_key, attacks, test_acc, test_loss FROM runs WHERE attacks IS NOT NULL").fetchall()
+        for r in rows:
+            attacks = one_attack_shape(json.loads(r["attacks"]), r["test_acc"], r["test_loss"])
+            cur.execute("UPDATE runs SET attacks = ? WHERE run_key = ?", (_dumps(attacks), r["run_key"]))
+    have = {c["name"] for c in cur.execute("PRAGMA table_info(runs)").fetchall()}
+    for name, kind in _V3_COLUMNS.items():
+        if name not in have:
+            cur.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    cur.execute("UPDATE runs SET test_loss_last = test_loss, test_acc_last = test_acc, loss_at = 'last' "
+                "WHERE status = 'done' AND loss_at IS NULL")
     cur.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (_dumps(SCHEMA_VERSION),))
 
 
@@ -492,35 +514,54 @@ class Store:
 
     # -- export -----------------------------------------------------------------------------------
 
-    def export(self, out_dir: str | os.PathLike[str], *, parquet: bool | None = None) -> list[Path]:
-        """Write ``runs.csv`` and ``measurements.csv`` (and ``.parquet`` if pyarrow is installed).
+    def export(self, out_dir: str | os.PathLike[str], *, parquet: bool | None = None,
+               wide: bool = False) -> list[Path]:
+        """Write ``runs.csv`` and ``measurements.csv`` (and ``.parquet`` of each); returns the paths.
 
         Nested fields (config, curves, attacks, timings, details) are written as JSON text; the
         attack results and config are also flattened into columns so pandas users can filter on
         them directly.
+
+        Parameters
+        ----------
+        out_dir : path
+            Folder to write into (created if needed).
+        parquet : bool, optional
+            Also write Parquet (pyarrow). Default: when pyarrow can be imported; True: required
+            (error if it cannot); False: CSV only.
+        wide : bool
+            Also write ``runs_wide.csv`` / ``.parquet``: one row per finished run with its losses,
+            accuracies, d_data, K_F (with intervals), d_repr and robustness
+            (:func:`intrinsics.study.tables.wide_table`). ``study export`` writes it.
         """
+        if parquet is not False:
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                if parquet:
+                    raise DataError(
+                        "Parquet export needs pyarrow; run 'pip install pyarrow' or export CSV only"
+                    ) from None
+                parquet = False
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        tables = {"runs": _flatten_runs(self.runs()), "measurements": _flatten_measurements(self)}
-        written = []
-        for name, rows in tables.items():
-            path = out_dir / f"{name}.csv"
-            _write_csv(path, rows)
-            written.append(path)
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            if parquet:
-                raise DataError("Parquet export needs pyarrow; run 'pip install pyarrow' or export CSV only") from None
-            parquet = False
-        else:
-            parquet = parquet is None or parquet
-        if parquet:
-            import pandas as pd
+        tables: dict[str, tuple[list[dict[str, Any]], Mapping[str, str]]] = {
+            "runs": (_flatten_runs(self.runs()), {}),
+            "measurements": (_flatten_measurements(self), {}),
+        }
+        if wide:
+            from .tables import WIDE_COLUMNS, wide_table  # the join lives beside the fits that read it
 
-            for name, rows in tables.items():
+            tables["runs_wide"] = (wide_table(self), WIDE_COLUMNS)
+        written = []
+        for name, (rows, types) in tables.items():
+            path = out_dir / f"{name}.csv"
+            _write_csv(path, rows, list(types))
+            written.append(path)
+        if parquet is not False:
+            for name, (rows, types) in tables.items():
                 path = out_dir / f"{name}.parquet"
-                pd.DataFrame(rows).to_parquet(path, index=False)
+                _write_parquet(path, rows, types)
                 written.append(path)
         return written
 
@@ -543,10 +584,19 @@ def _flatten_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _flat_items(obj: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """``(dotted.name, value)`` of every scalar in nested dicts; rows of the one attack shape
+    (lists of ``{"eps", ...}``) are keyed by their ε: ``attack.fgsm.0.03.accuracy``. Other lists are
+    left to the JSON column."""
     if isinstance(obj, dict):
         for k, v in obj.items():
             yield from _flat_items(v, f"{prefix}.{k}")
-    elif not isinstance(obj, list):
+    elif isinstance(obj, list):
+        if obj and all(isinstance(v, dict) and "eps" in v for v in obj):
+            for v in obj:
+                eps = v["eps"]
+                key = repr(float(eps)) if isinstance(eps, (int, float)) else str(eps)
+                yield from _flat_items({k: x for k, x in v.items() if k != "eps"}, f"{prefix}.{key}")
+    else:
         yield prefix, obj
 
 
@@ -559,13 +609,37 @@ def _flatten_measurements(store: Store) -> list[dict[str, Any]]:
     return out
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    fields: list[str] = []
-    for r in rows:
-        for k in r:
-            if k not in fields:
-                fields.append(k)
+def _fields(rows: list[dict[str, Any]], first: Iterable[str] = ()) -> list[str]:
+    """Column names: ``first`` in order, then every other key in the order the rows first use it."""
+    return list(dict.fromkeys([*first, *(k for r in rows for k in r)]))
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], first: Iterable[str] = ()) -> None:
+    """Rows as CSV; a missing or None value is an empty cell (what pandas reads as NaN)."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer = csv.DictWriter(fh, fieldnames=_fields(rows, first))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _write_parquet(path: Path, rows: list[dict[str, Any]], types: Mapping[str, str]) -> None:
+    """Rows as Parquet, columns typed by ``types`` (pyarrow type names) or inferred.
+
+    A column given a type keeps it even when every value is missing (an all-empty ``val_loss`` reads
+    as float NaN, not as an untyped column); an inferred column that mixes kinds (a config value that
+    is a number in one run and text in another) is written as text, as the CSV has it.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {}
+    for name in _fields(rows, types):
+        values = [r.get(name) for r in rows]
+        if name in types:
+            columns[name] = pa.array(values, type=pa.type_for_alias(types[name]))
+            continue
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            columns[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    pq.write_table(pa.table(columns), path)

@@ -64,10 +64,6 @@ def _loss_grows_with_d_data(fits: dict[str, Any]) -> dict[str, Any]:
     lines = fits.get("loss_vs_d_data", {})
     ref, sharp = _pair(fits)
     parts, verdicts = [], []
-    if (fits.get("domains") or {}).get("rule"):
-        d = fits["domains"]
-        parts.append(f"domains compared: {sharp!r} against {ref!r} ({d['rule']})" if d.get("reference")
-                     else f"no domains compared: {d['rule']}")
     for dom, f in sorted(lines.items()):
         if f["slope"] is None or f["slope_ci95"] is None:
             parts.append(f"{dom}: {f['status']} ({f.get('note', '')})")
@@ -88,6 +84,10 @@ def _loss_grows_with_d_data(fits: dict[str, Any]) -> dict[str, Any]:
             steeper = "inconclusive"
         parts.append(f"{sharp} steeper than {ref}: {steeper} (intervals "
                      f"{'overlap' if steeper == 'inconclusive' else 'do not overlap'})")
+    if (fits.get("domains") or {}).get("rule"):
+        d = fits["domains"]
+        parts.append(f"domains compared: {sharp!r} against {ref!r} ({d['rule']})" if d.get("reference")
+                     else f"no domains compared: {d['rule']}")
     return {
         "claim": f"Test loss grows with d_data (log L roughly linear in d_data), faster for {sharp} images",
         "verdict": _combine(verdicts + ([steeper] if steeper != "n/a" else [])),
