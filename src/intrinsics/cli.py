@@ -76,7 +76,7 @@ _FLAGS = {
     "unmatched": "--unmatched", "window": "--window", "axis": "--axis", "slices": "--slices",
     "skip_empty": "--skip-empty", "volume": "--volume", "size": "--size", "channels": "--channels",
     "intensity": "--intensity", "value_range": "--value-range", "classes": "--classes", "limit": "--limit",
-    "seed": "--seed", "n_train": "--n-train", "n_test": "--n-test",
+    "seed": "--seed", "n_train": "--n-train", "n_test": "--n-test", "n_val": "--n-val",
 }
 
 
@@ -264,7 +264,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     n_test=args.n_test, epochs=args.epochs, seed=args.seed, out=args.out,
                     batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, keep=args.keep,
                     balanced=not args.unbalanced, device=args.device, parity_head=args.parity_head,
-                    quiet=args.quiet)
+                    quiet=args.quiet, n_val=args.n_val)
     _write_json(args.json, rec)
     if not args.quiet:
         t = rec["timing"]
@@ -272,6 +272,9 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{rec['train']['epochs']} epochs ({rec['kept']} epoch kept)")
         print(f"test loss {_fmt(rec['test_loss'], 4)}  test accuracy {_fmt(rec['test_accuracy'], 4)}  "
               f"{t['images_per_s']:.0f} images/s  {_fmt(t['wall_s'], 3)} s")
+        if rec["best_val_epoch"]:
+            print(f"at the best validation epoch ({rec['best_val_epoch']}): test loss "
+                  f"{_fmt(rec['test_loss_at_best_val'], 4)}  test accuracy {_fmt(rec['test_accuracy_at_best_val'], 4)}")
         print(f"checkpoint: {rec['checkpoint']}")
     return 0
 
@@ -379,20 +382,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
         rec = plan(args.study, d_data=args.d_data, K_F=args.kf, source=args.source, N=args.n,
                    target_loss=args.target_loss, rank=args.rank, source_options=options)
     _write_json(args.json, rec)
+    from .study.plan import format_count
+    from .study.plan import format_count_interval as count_ci
+
     header = ["dataset", "d_data", "K_F", "N", "predicted test loss", "95% interval", "N for target", "95% interval"]
 
     def rows(preds: list[dict[str, Any]]) -> list[list[str]]:
-        return [[str(p.get("dataset", "")), _fmt(p.get("d_data")), _fmt(p.get("K_F")), _fmt(p.get("N")),
-                 _fmt(p.get("loss")), _fmt_ci(p.get("loss_ci95")), _fmt(p.get("N_needed")),
-                 _fmt_ci(p.get("N_needed_ci95"))] for p in preds]
+        return [[str(p.get("dataset", "")), _fmt(p.get("d_data")), _fmt(p.get("K_F")), format_count(p.get("N")),
+                 _fmt(p.get("loss")), _fmt_ci(p.get("loss_ci95")), format_count(p.get("N_needed")),
+                 count_ci(p.get("N_needed_ci95"))] for p in preds]
 
     preds, ranking = rec.get("predictions", []), rec.get("ranking", [])
     if preds:
         print(_table(rows(preds), header))
     if ranking:
-        print(("\n" if preds else "") + f"ranked by predicted test loss at N = {_fmt(ranking[0].get('N'))}, "
+        print(("\n" if preds else "") + f"ranked by predicted test loss at N = {format_count(ranking[0].get('N'))}, "
               "hardest first:")
         print(_table(rows(ranking), header))
+    if rec.get("fit"):
+        print(rec["fit"]["summary"])
+    advice: dict[tuple[str, str], list[str]] = {}
+    for p in preds:
+        if p.get("advice"):
+            advice.setdefault((str(p.get("dataset")), p["advice"]), []).append(format_count(p.get("N")))
+    for (name, text), Ns in advice.items():
+        print(f"{name} at N = {', '.join(Ns)}: {text}")
     notes = []
     for p in preds + ranking:
         notes += [f"{p.get('dataset')}: extrapolating, {e}" for e in p.get("extrapolation") or []]
@@ -468,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
     p.add_argument("--n-train", type=int, required=True, metavar="N", help="training images (exact, class-balanced)")
     p.add_argument("--n-test", type=int, default=750, metavar="M", help="test images, disjoint (default 750)")
+    p.add_argument("--n-val", type=int, default=0, metavar="V",
+                   help="validation images, disjoint from both: also report the test loss at the best validation epoch")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, help="default: the reference recipe's for the model")
     p.add_argument("--lr", type=float, help="default: the reference recipe of the model")
@@ -521,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("dir")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_study_status)
-    q = ssub.add_parser("export", help="export runs and measurements to CSV (and Parquet when pyarrow is present)")
+    q = ssub.add_parser("export", help="export runs (one wide row per finished run), runs and measurements to CSV and Parquet")
     q.add_argument("dir")
     q.add_argument("--to", metavar="DEST")
     q.set_defaults(func=cmd_study_export)
@@ -543,7 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=_classes, metavar="A,B", help="the --source's task, e.g. 3,5")
     p.add_argument("--limit", type=int, help="measure at most this many images of the --source")
     p.add_argument("--window", help="DICOM window of the --source (center,width or a preset)")
-    p.add_argument("--n", type=float, nargs="+", metavar="N", help="training sizes to predict at")
+    p.add_argument("--n", type=float, nargs="+", metavar="N",
+                   help="training sizes to predict at, in whole images (1000 or 1e3)")
     p.add_argument("--target-loss", type=float)
     p.add_argument("--rank", action="store_true", help="rank the study's datasets (and this one) by difficulty")
     p.add_argument("--json", metavar="FILE")

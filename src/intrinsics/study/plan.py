@@ -6,6 +6,12 @@ loss at N from its measured d_data and K_F, and inverts to the N needed for a ta
 come from the fit's bootstrap covariance (parametric draws of the coefficients); the loss interval
 also includes the scatter of single runs around the law. A prediction outside the range of d_data,
 K_F or N the study covered says so; a target the fitted law cannot reach is reported as such.
+
+Every count of images is a whole number (``N``, ``N_needed`` and its interval, rounded up: the N that
+reaches the target), every answer names the R² and residual spread of the fit it rests on, and an
+interval wider than :data:`PIN_RATIO` (10×) is said to be not pinned down, with the pilot that would pin
+it (:func:`plan_from_pilot`). :func:`plan_backtest` checks the planning machinery on a study's own runs:
+each dataset's largest N is held out and predicted from the rest.
 """
 
 from __future__ import annotations
@@ -22,9 +28,132 @@ import numpy as np
 from ..errors import EstimationError, IntrinsicsError
 from ..jsonio import to_jsonable
 
-__all__ = ["Prediction", "load_fits", "predict", "rank_datasets", "plan"]
+__all__ = [
+    "Prediction",
+    "BacktestCase",
+    "PlanBacktest",
+    "PIN_RATIO",
+    "BACKTEST_TARGETS",
+    "load_fits",
+    "predict",
+    "rank_datasets",
+    "plan",
+    "plan_from_pilot",
+    "plan_backtest",
+    "interval_ratio",
+    "format_count",
+    "format_count_interval",
+]
 
 _DRAWS = 4000
+
+#: A 95% interval whose upper bound exceeds its lower bound by more than this factor does not pin the
+#: answer down: the plan says so in words and suggests a pilot.
+PIN_RATIO = 10.0
+
+#: What a trustworthy plan should reach on a study's own runs (the backtest's targets).
+BACKTEST_TARGETS = {"median_abs_log_error": 0.4, "coverage": 0.8}
+
+
+def _whole_N(N: float) -> int:
+    """``N`` as the whole number of images it must be (1e3 and 1000.0 are 1000; 500.5 is refused)."""
+    if not (isinstance(N, (int, float)) and math.isfinite(N) and N >= 1):
+        raise EstimationError(f"N={N!r} must be at least 1")
+    if N != int(N):
+        raise EstimationError(f"N={N!r} is not a whole number of images; give e.g. {math.ceil(N)}")
+    return int(N)
+
+
+def _count(n: float | None) -> int | None:
+    """A training size as whole images, rounded up: the smallest N that reaches the target.
+
+    The tolerance keeps a size that is whole up to float error (``exp(log 1000)`` = 1000.0000000001)
+    from being pushed to the next image. Rounding up is monotone, so rounded quantiles of N_needed are
+    the quantiles of the rounded N_needed.
+    """
+    if n is None or not math.isfinite(n):
+        return None
+    return max(1, math.ceil(n - 1e-9 * max(1.0, n)))
+
+
+def format_count(n: int | None) -> str:
+    """A count of images as printed: the whole number, or its order of magnitude beyond 10⁹."""
+    if n is None:
+        return "—"
+    return str(n) if n < 10**9 else f"~10^{round(math.log10(n))}"
+
+
+def format_count_interval(ci: Sequence[int | None] | None) -> str:
+    """A 95% interval of a count of images as printed; a missing bound is unbounded."""
+    if not ci:
+        return "—"
+    return "[" + ", ".join("unbounded" if b is None else format_count(b) for b in ci) + "]"
+
+
+def interval_ratio(ci: Sequence[float | None] | None) -> float | None:
+    """``hi / lo`` of a 95% interval of a positive quantity: ``inf`` when a bound is missing
+    (unbounded) or not positive, None when there is no interval at all."""
+    if not ci:
+        return None
+    lo, hi = ci
+    if lo is None or hi is None or not lo > 0 or not math.isfinite(hi):
+        return math.inf
+    return float(hi) / float(lo)
+
+
+def _spans(r: float) -> str:
+    if not math.isfinite(r):
+        return "is unbounded"
+    return f"spans {r:.0f}×" if r < 1e6 else f"spans ~10^{round(math.log10(r))}×"
+
+
+def _pilot_sizes(anchor: float | None, n_max: float) -> list[int]:
+    """Four training sizes for a pilot of a dataset's own learning curve.
+
+    Doubling sizes sit evenly in log N, where a power law is straight; four distinct N are what
+    :func:`plan_from_pilot` needs to fit the curve's floor ``c`` (two seeds each give it the runs it
+    asks for). They end at the N in question (the N asked for, or the N_needed point estimate), but at
+    most twice the study's largest N: a pilot should cost about one more step of the study, and beyond
+    that the pilot's own curve extrapolates better than the cross-dataset law does.
+    """
+    cap = 2.0 * n_max
+    top = cap if anchor is None or not math.isfinite(anchor) else min(anchor, cap)
+    top = max(top, 8.0)
+    return sorted({_count(top / 2**k) for k in (3, 2, 1, 0)})
+
+
+def _assess(
+    intervals: Sequence[tuple[str, Sequence[float | None] | None, float | None]],
+    n_max: float,
+    *,
+    who: str = "study",
+) -> dict[str, Any]:
+    """Whether the intervals pin the answer down, and what to run when they do not.
+
+    ``intervals``: (what, 95% interval, the N it is about) per answer. Returns the widest
+    ``interval_ratio``, ``pinned_down``, the suggested ``pilot_N`` and the ``advice`` in words
+    (empty when pinned down).
+    """
+    ratios = [(what, interval_ratio(ci), anchor) for what, ci, anchor in intervals if ci]
+    if not ratios:
+        return {"interval_ratio": None, "pinned_down": None, "pilot_N": None, "advice": ""}
+    widest = max(r for _, r, _ in ratios)
+    wide = [(what, r, anchor) for what, r, anchor in ratios if r > PIN_RATIO]
+    if not wide:
+        return {"interval_ratio": widest, "pinned_down": True, "pilot_N": None, "advice": ""}
+    spans = "; ".join(f"the {what} interval {_spans(r)}" for what, r, _ in wide)
+    if who == "pilot":
+        # The pilot's own curve is too loose: more N beyond its largest, doubling, extend it toward
+        # the answer (more seeds at the same N would only narrow the scatter, not the extrapolation).
+        sizes = [_count(2 * n_max), _count(4 * n_max)]
+        advice = (f"the pilot does not pin this down ({spans}); extend the pilot to "
+                  f"N = {', '.join(map(str, sizes))} (2 seeds each)")
+    else:
+        anchors = [a for _, _, a in wide if a is not None and math.isfinite(a)]
+        sizes = _pilot_sizes(max(anchors) if anchors else None, n_max)
+        advice = (f"the study does not pin this down ({spans}); run a pilot at "
+                  f"N = {', '.join(map(str, sizes))} (2 seeds each) and plan from it with --pilot")
+    return {"interval_ratio": widest, "pinned_down": False, "pilot_N": sizes, "advice": advice}
 
 
 @dataclass(frozen=True)
@@ -33,31 +162,53 @@ class Prediction:
 
     Attributes
     ----------
+    N : int or None
+        The training size asked for, in whole images.
     loss, loss_ci95 : float, (float, float)
         Predicted test loss at ``N`` and its 95% interval for one run (coefficient uncertainty plus the
         runs' scatter around the law).
-    N_needed, N_needed_ci95 : float or None, (float or None, float or None) or None
-        Training size at which the fitted mean loss reaches ``target_loss``; an interval bound is None
-        when more than 2.5% of the coefficient draws never reach the target (unbounded).
+    N_needed, N_needed_ci95 : int or None, (int or None, int or None) or None
+        Training size, in whole images rounded up, at which the fitted mean loss reaches
+        ``target_loss``; an interval bound is None when more than 2.5% of the coefficient draws never
+        reach the target (unbounded).
     reachable : float or None
         Share of coefficient draws under which the target is reachable at all.
     extrapolation : tuple of str
         Which inputs lie outside the range the study covered.
+    fit_r2, fit_residual_sd : float or None
+        R² of the fit the prediction rests on (the study's K_F law) and the residual standard deviation
+        of its runs in log loss: how far single runs scatter around it.
+    interval_ratio : float or None
+        hi / lo of the widest 95% interval given (of ``loss`` or of ``N_needed``); ``inf`` when one is
+        unbounded (written ``"inf"`` in JSON, as :mod:`intrinsics.jsonio` writes infinities).
+    pinned_down : bool or None
+        Whether every interval spans at most :data:`PIN_RATIO` (10×); None without an interval.
+    pilot_N : tuple of int or None
+        When not pinned down: the training sizes of a pilot of this dataset that would pin it
+        (:func:`plan_from_pilot` reads its learning curve).
+    advice : str
+        The same in words ("the study does not pin this down (...); run a pilot at N = ..."), or "".
     """
 
     dataset: str
     d_data: float
     K_F: float
-    N: float | None
+    N: int | None
     loss: float | None
     loss_ci95: tuple[float, float] | None
     target_loss: float | None
-    N_needed: float | None
-    N_needed_ci95: tuple[float | None, float | None] | None
+    N_needed: int | None
+    N_needed_ci95: tuple[int | None, int | None] | None
     reachable: float | None
     extrapolation: tuple[str, ...]
     basis: str
     note: str = ""
+    fit_r2: float | None = None
+    fit_residual_sd: float | None = None
+    interval_ratio: float | None = None
+    pinned_down: bool | None = None
+    pilot_N: tuple[int, ...] | None = None
+    advice: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(asdict(self))
@@ -104,8 +255,8 @@ def _check_inputs(d_data: float, K_F: float, N: float | None, target: float | No
         raise EstimationError(f"d_data={d_data!r} must be a positive number (measure it with 'intrinsics measure')")
     if not (isinstance(K_F, (int, float)) and K_F > 0 and math.isfinite(K_F)):
         raise EstimationError(f"K_F={K_F!r} must be a positive number (measure it with 'intrinsics measure')")
-    if N is not None and not N >= 1:
-        raise EstimationError(f"N={N!r} must be at least 1")
+    if N is not None:
+        _whole_N(N)
     if target is not None and not target > 0:
         raise EstimationError(f"target loss {target!r} must be positive, e.g. 0.2")
 
@@ -128,10 +279,10 @@ def predict(
         :func:`load_fits` input (a study folder, ``fits.json`` or the dict).
     d_data, K_F : float
         The dataset's measurements, under the study's preprocessing (K_F scales with it).
-    N : float, optional
-        Training size to predict the loss at.
+    N : int, optional
+        Training size to predict the loss at (a whole number of images).
     target_loss : float, optional
-        Test loss to reach; gives ``N_needed``.
+        Test loss to reach; gives ``N_needed`` (rounded up to whole images).
     dataset : str
         Name to carry in the result.
     seed : int
@@ -140,10 +291,13 @@ def predict(
     Returns
     -------
     Prediction
+        With the fit's R² and residual spread, and whether its intervals pin the answer down
+        (``pinned_down``; when not, ``advice`` names a pilot that would).
     """
     from .fits import KFLaw
 
     _check_inputs(d_data, K_F, N, target_loss)
+    N = None if N is None else _whole_N(N)
     fits = load_fits(fits)
     law = _law(fits)
     fitted = KFLaw.from_dict(law)
@@ -155,7 +309,8 @@ def predict(
     for key, value in (("d_data", d_data), ("K_F", K_F), ("N", N)):
         lo_hi = (law.get("ranges") or {}).get(key)
         if value is not None and lo_hi and not (lo_hi[0] * 0.999 <= value <= lo_hi[1] * 1.001):
-            extrap.append(f"{key}={value:.4g} outside the study's [{lo_hi[0]:.4g}, {lo_hi[1]:.4g}]")
+            shown = [format_count(_count(v)) if key == "N" else f"{v:.4g}" for v in (value, *lo_hi)]
+            extrap.append(f"{key}={shown[0]} outside the study's [{shown[1]}, {shown[2]}]")
     loss = loss_ci = None
     if N is not None:
         mean = fitted.predict_log_loss(N, d_data, K_F)
@@ -170,21 +325,27 @@ def predict(
         logn_draws = draws.log_N_needed(target_loss, d_data, K_F)
         reach = float(np.isfinite(logn_draws).mean())
         if math.isfinite(point) and point < 700:
-            n_needed = float(math.exp(point))
+            n_needed = _count(math.exp(point))
         else:
             note = "the fitted law does not reach this target (loss does not fall with N in the fit)"
         q_lo, q_hi = np.percentile(np.where(np.isfinite(logn_draws), logn_draws, 1e300), [2.5, 97.5])
         n_ci = (
-            float(math.exp(q_lo)) if q_lo < 700 else None,
-            float(math.exp(q_hi)) if q_hi < 700 else None,
+            _count(math.exp(q_lo)) if q_lo < 700 else None,
+            _count(math.exp(q_hi)) if q_hi < 700 else None,
         )
         if n_ci[1] is None:
             note = (note + "; " if note else "") + "upper bound unbounded: under some plausible fits the target is never reached"
+    n_max = ((law.get("ranges") or {}).get("N") or [1000, 1000])[1]
+    pin = _assess([("predicted-loss", loss_ci, N),
+                   ("N-for-target", n_ci, None if n_needed is None else n_needed)], n_max)
     return Prediction(
-        dataset=dataset, d_data=float(d_data), K_F=float(K_F), N=None if N is None else float(N),
+        dataset=dataset, d_data=float(d_data), K_F=float(K_F), N=N,
         loss=loss, loss_ci95=loss_ci, target_loss=target_loss, N_needed=n_needed, N_needed_ci95=n_ci,
         reachable=reach, extrapolation=tuple(extrap),
         basis=f"K_F-aware law: {KFLaw.formula}", note=note,
+        fit_r2=law.get("r2"), fit_residual_sd=law.get("residual_sd"),
+        interval_ratio=pin["interval_ratio"], pinned_down=pin["pinned_down"],
+        pilot_N=None if pin["pilot_N"] is None else tuple(pin["pilot_N"]), advice=pin["advice"],
     )
 
 
@@ -192,7 +353,7 @@ def rank_datasets(
     fits: Mapping[str, Any] | str | os.PathLike[str],
     candidates: Sequence[Mapping[str, Any]],
     *,
-    N: float = 1000,
+    N: int = 1000,
     target_loss: float | None = None,
 ) -> list[Prediction]:
     """Rank candidate datasets by predicted difficulty (highest predicted test loss at ``N`` first).
@@ -232,8 +393,8 @@ def plan(
         study's shared preprocessing.
     source : str, optional
         A dataset source (``intrinsics.data.load``) to measure.
-    N : float or list of float, optional
-        Training sizes to predict at (default: the study's largest N and twice it).
+    N : int or list of int, optional
+        Training sizes to predict at, in whole images (default: the study's largest N and twice it).
     target_loss : float, optional
         Predict the N needed for this test loss.
     rank : bool
@@ -245,7 +406,11 @@ def plan(
     Returns
     -------
     dict
-        ``predictions`` (one per N), ``ranking`` (if asked), ``law`` (the coefficients used).
+        ``predictions`` (one :class:`Prediction` record per N: counts of images as whole numbers, the
+        fit's ``fit_r2`` and ``fit_residual_sd``, ``interval_ratio``, ``pinned_down`` and, when not
+        pinned down, ``pilot_N`` and ``advice``), ``ranking`` (if asked), ``law`` (the coefficients
+        used, with ``r2`` and ``residual_sd``) and ``fit`` (the fit behind the answer: ``basis``,
+        ``r2``, ``residual_sd``, ``n_points`` and a one-line ``summary``).
     """
     fits = load_fits(study)
     law = _law(fits)
@@ -260,11 +425,14 @@ def plan(
                 "give the dataset's d_data and K_F (--d-data, --kf) or a --source to measure; "
                 "or --rank to rank the study's datasets"
             )
-    n_max = (law.get("ranges") or {}).get("N", [1000, 1000])[1]
-    Ns = [n_max, 2 * n_max] if N is None else ([N] if isinstance(N, (int, float)) else list(N))
+    n_max = _whole_N(math.ceil(((law.get("ranges") or {}).get("N") or [1000, 1000])[1]))
+    Ns = [n_max, 2 * n_max] if N is None else [_whole_N(n) for n in ([N] if isinstance(N, (int, float)) else N)]
     out: dict[str, Any] = {"law": {"coefficients": law["coefficients"],
                                    "coefficients_ci95": law["coefficients_ci95"],
-                                   "ranges": law.get("ranges")}}
+                                   "ranges": law.get("ranges"),
+                                   "r2": law.get("r2"), "residual_sd": law.get("residual_sd")},
+                           "fit": _fit_summary("the study's K_F-aware law", law.get("r2"), law.get("residual_sd"),
+                                               law.get("n_points"), law.get("n_datasets"))}
     if measured is not None:
         out["measured"] = measured
     if d_data is not None and K_F is not None:
@@ -277,6 +445,19 @@ def plan(
             cands.append({"name": name, "d_data": d_data, "K_F": K_F})
         out["ranking"] = [p.to_dict() for p in rank_datasets(fits, cands, N=Ns[0], target_loss=target_loss)]
     return out
+
+
+def _fit_summary(basis: str, r2: float | None, sd: float | None, n_points: int | None,
+                 n_datasets: int | None = None) -> dict[str, Any]:
+    """The fit an answer rests on, and the line that names its R² and spread."""
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3g}"
+
+    runs = "" if n_points is None else f" over {n_points} runs" + (
+        "" if n_datasets is None else f" on {n_datasets} datasets")
+    summary = (f"fit used: {basis}{runs}; R² = {num(r2)}, residual sd {num(sd)} in log loss "
+               f"(single runs scatter about ×{num(None if sd is None else math.exp(sd))} around it)")
+    return {"basis": basis, "r2": r2, "residual_sd": sd, "n_points": n_points, "summary": summary}
 
 
 def _measure_source(study: Any, source: str, options: Mapping[str, Any]) -> tuple[float, float, dict[str, Any]]:
@@ -335,7 +516,10 @@ def plan_from_pilot(
     Returns
     -------
     dict
-        ``predictions`` (one per N) and ``curve`` (the fitted power law).
+        ``predictions`` (one per N, with the fields of a :class:`Prediction` record: counts of images
+        as whole numbers, ``fit_r2`` and ``fit_residual_sd`` of the pilot curve, ``interval_ratio``,
+        ``pinned_down``, ``pilot_N`` and ``advice``), ``curve`` (the fitted power law) and ``fit``
+        (as for :func:`plan`: the pilot curve's R² and residual spread in log loss).
     """
     from .runner import open_store
     from .fits._common import _ci
@@ -372,7 +556,13 @@ def plan_from_pilot(
     if curve.a is None:
         raise EstimationError(f"the learning curve of {chosen[0]!r} could not be fitted ({curve.status})")
     n_max = float(Nr.max())
-    Ns = [n_max, 2 * n_max] if N is None else ([float(N)] if isinstance(N, (int, float)) else [float(n) for n in N])
+    Ns = ([_whole_N(math.ceil(n_max)), _whole_N(math.ceil(2 * n_max))] if N is None
+          else [_whole_N(n) for n in ([N] if isinstance(N, (int, float)) else N)])
+    # The curve's spread as the K_F law states its own: residual sd of log L, per degree of freedom.
+    n_par = 3 if fit_c else 2
+    resid = np.log(Lr) - np.log(np.maximum(curve.predict(Nr), 1e-300))
+    curve_sd = float(math.sqrt((resid ** 2).sum() / max(1, len(rows) - n_par)))
+    fit = _fit_summary(f"the pilot's learning curve of {chosen[0]}", curve.r2_log, curve_sd, len(rows))
 
     def needed(a: float, b: float, c: float) -> float:
         """N with a·N^(−b) + c = target (≥ 1), in log space; inf when the curve never gets there."""
@@ -396,15 +586,19 @@ def plan_from_pilot(
         loss_b = B[:, 0] * n ** (-B[:, 1]) + B[:, 2] if len(B) else np.zeros(0)
         need_b = np.array([needed(*p) for p in B]) if target_loss is not None else np.zeros(0)
         need_ci = None
-        if need_b.size >= 20:  # unreachable resamples count as N = inf: the bound is then unbounded
-            need_ci = [float(np.percentile(need_b, 2.5, method="lower")),
-                       float(np.percentile(need_b, 97.5, method="higher"))]
+        if need_b.size >= 20:  # unreachable resamples count as N = inf: the bound is then unbounded (None)
+            need_ci = [_count(float(np.percentile(need_b, 2.5, method="lower"))),
+                       _count(float(np.percentile(need_b, 97.5, method="higher")))]
         need = needed(a, b, c) if target_loss is not None else None
-        extrap = [] if Nr.min() <= n <= n_max else [f"N={n:g} outside the pilot's [{Nr.min():g}, {n_max:g}]"]
+        loss_ci = interval(loss_b)
+        need_n = None if need is None or not math.isfinite(need) else _count(need)
+        pin = _assess([("predicted-loss", loss_ci, n), ("N-for-target", need_ci, need_n)], n_max, who="pilot")
+        span = f"[{format_count(_count(Nr.min()))}, {format_count(_count(n_max))}]"
+        extrap = [] if Nr.min() <= n <= n_max else [f"N={format_count(n)} outside the pilot's {span}"]
         preds.append({
-            "dataset": chosen[0], "N": n, "loss": float(a * n ** (-b) + c), "loss_ci95": interval(loss_b),
+            "dataset": chosen[0], "N": n, "loss": float(a * n ** (-b) + c), "loss_ci95": loss_ci,
             "target_loss": target_loss,
-            "N_needed": None if need is None or not math.isfinite(need) else need,
+            "N_needed": need_n,
             "N_needed_ci95": need_ci,
             "reachable": None if need is None else math.isfinite(need),
             "extrapolation": extrap,
@@ -414,5 +608,210 @@ def plan_from_pilot(
                 "" if len(B) >= 20 else f"only {len(B)} usable resamples: no interval",
                 "" if need is None or math.isfinite(need) else
                 f"the fitted curve does not reach loss {target_loss:g} (its floor c is {c:.3g})") if x),
+            "fit_r2": curve.r2_log, "fit_residual_sd": curve_sd, **pin,
         })
-    return {"predictions": preds, "curve": curve.to_dict(), "n_bootstrap": len(B)}
+    return {"predictions": preds, "curve": curve.to_dict(), "fit": fit, "n_bootstrap": len(B)}
+
+
+# -- Backtest: the plan checked on the study's own runs ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BacktestCase:
+    """One dataset of a backtest: its runs at its largest N, held out and predicted from the rest.
+
+    Attributes
+    ----------
+    N, n_runs : int
+        The held-out training size (the dataset's largest) and how many runs (seeds) it has there.
+    observed : float or None
+        Mean test loss of those runs.
+    predicted, predicted_ci95 : float or None, (float, float) or None
+        What :func:`predict` says at ``N`` from the K_F law fitted without them, and its 95% interval
+        (for one run: coefficient uncertainty plus the runs' scatter, so for a mean over seeds it is
+        on the generous side; ``runs_covered`` is the like-for-like check).
+    log_error, abs_log_error : float or None
+        ``log(predicted / observed)`` and its size.
+    covered : bool or None
+        Whether the interval contains ``observed``.
+    runs_covered : float or None
+        Share of the held-out single runs inside the interval.
+    fit_r2, fit_residual_sd, n_fit_runs :
+        The held-in fit: its R², residual sd in log loss and number of runs.
+    """
+
+    dataset: str
+    domain: str | None
+    N: int
+    n_runs: int
+    observed: float | None
+    predicted: float | None
+    predicted_ci95: tuple[float, float] | None
+    log_error: float | None
+    abs_log_error: float | None
+    covered: bool | None
+    runs_covered: float | None
+    fit_r2: float | None
+    fit_residual_sd: float | None
+    n_fit_runs: int
+    extrapolation: tuple[str, ...]
+    status: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class PlanBacktest:
+    """How well planning predicts a study's own runs (``fits.json`` ``plan_backtest``).
+
+    Attributes
+    ----------
+    cases : tuple of BacktestCase
+        One per dataset, in name order.
+    median_abs_log_error : float or None
+        Median over predicted datasets of |log(predicted / observed)|: 0.4 is a factor of 1.5.
+    coverage : float or None
+        Share of predicted datasets whose observed mean loss lies inside the 95% interval.
+    run_coverage : float or None
+        Share of held-out single runs inside their dataset's interval (what a one-run interval claims).
+    targets, meets_targets :
+        :data:`BACKTEST_TARGETS` and whether both are reached (None without predictions).
+    """
+
+    cases: tuple[BacktestCase, ...]
+    n_datasets: int
+    n_predicted: int
+    median_abs_log_error: float | None
+    coverage: float | None
+    run_coverage: float | None
+    targets: dict[str, float]
+    meets_targets: bool | None
+    status: str
+    basis: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(asdict(self))
+
+
+def plan_backtest(
+    table: Sequence[Mapping[str, Any]],
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    reference_domain: str | None = None,
+) -> PlanBacktest:
+    """Check planning on a study's own runs: predict each dataset's largest N from everything else.
+
+    For each dataset, the K_F-aware law (:func:`~intrinsics.study.fits.fit_kf_law`) is fitted on every
+    run except that dataset's runs at its largest N, and :func:`predict` (the machinery of ``plan``)
+    predicts the loss there from the dataset's d_data and K_F. The prediction is compared with the
+    mean loss over the held-out seeds.
+
+    Parameters
+    ----------
+    table : list of dict
+        A study table (:func:`intrinsics.study.tables.study_table`).
+    n_bootstrap, seed :
+        For each held-in fit (its coefficient covariance gives the interval) and the draws of
+        :func:`predict`.
+    reference_domain : str, optional
+        As the study's fits use it (default: :func:`~intrinsics.study.fits.compared_domains`'s choice).
+        It does not change the law's coefficients.
+
+    Returns
+    -------
+    PlanBacktest
+
+    Examples
+    --------
+    >>> from intrinsics.study.runner import open_store          # doctest: +SKIP
+    >>> from intrinsics.study.tables import study_table          # doctest: +SKIP
+    >>> with open_store("runs/my_study") as store:               # doctest: +SKIP
+    ...     table, _ = study_table(store)
+    >>> plan_backtest(table).median_abs_log_error                 # doctest: +SKIP
+    0.21
+    """
+    from .fits import KFLaw, compared_domains, fit_kf_law
+    from .fits._common import NOT_ENOUGH, _positive
+
+    table = list(table)
+    if reference_domain is None:
+        reference_domain = (compared_domains(table)["reference"] if table else None) or "natural"
+    usable = [r for r in table if _positive(r.get("test_loss")) and _positive(r.get("N"))]
+    cases = []
+    for ds in sorted({str(r["dataset"]) for r in table}):
+        mine = [r for r in usable if r["dataset"] == ds]
+        first = next(r for r in table if r["dataset"] == ds)
+        base: dict[str, Any] = {
+            "dataset": ds, "domain": first.get("domain"), "observed": None, "predicted": None,
+            "predicted_ci95": None, "log_error": None, "abs_log_error": None, "covered": None,
+            "runs_covered": None, "fit_r2": None, "fit_residual_sd": None, "n_fit_runs": 0, "extrapolation": (),
+        }
+        if not mine:
+            cases.append(BacktestCase(N=0, n_runs=0, status="no runs with a positive test loss", **base))
+            continue
+        n_top = max(float(r["N"]) for r in mine)
+        held = [r for r in mine if float(r["N"]) == n_top]
+        losses = np.array([float(r["test_loss"]) for r in held])
+        base.update(observed=float(losses.mean()))
+        d, kf = first.get("d_data"), first.get("K_F")
+        if not (_positive(d) and _positive(kf)):
+            cases.append(BacktestCase(N=_count(n_top), n_runs=len(held),
+                                      status="no d_data or K_F measured: the law cannot predict it", **base))
+            continue
+        rest = [r for r in table if not (r["dataset"] == ds and _positive(r.get("N")) and float(r["N"]) == n_top)]
+        fit = fit_kf_law(rest, reference_domain=reference_domain, n_bootstrap=n_bootstrap, seed=seed)
+        base.update(fit_r2=fit.r2, fit_residual_sd=fit.residual_sd, n_fit_runs=fit.n_points)
+        if fit.coefficients.get("beta_N") is None or fit.coefficients_cov is None:
+            cases.append(BacktestCase(N=_count(n_top), n_runs=len(held), status=f"law not fitted without these "
+                                      f"runs ({fit.status})", note=fit.note, **base))
+            continue
+        p = predict({"kf_law": fit.to_dict()}, float(d), float(kf), N=_count(n_top), dataset=ds, seed=seed)
+        lo, hi = p.loss_ci95
+        err = math.log(p.loss / base["observed"])
+        cases.append(BacktestCase(
+            N=p.N, n_runs=len(held), **{**base, "predicted": p.loss, "predicted_ci95": p.loss_ci95,
+                                        "log_error": err, "abs_log_error": abs(err),
+                                        "covered": bool(lo <= base["observed"] <= hi),
+                                        "runs_covered": float(((losses >= lo) & (losses <= hi)).mean()),
+                                        "extrapolation": p.extrapolation},
+            status="ok",
+        ))
+    done = [c for c in cases if c.status == "ok"]
+    basis = (f"each dataset's runs at its largest N held out; the K_F-aware law ({KFLaw.formula}) fitted on "
+             "the rest predicts them through plan's own predict()")
+    if not done:
+        return PlanBacktest(cases=tuple(cases), n_datasets=len(cases), n_predicted=0, median_abs_log_error=None,
+                            coverage=None, run_coverage=None, targets=dict(BACKTEST_TARGETS), meets_targets=None,
+                            status=NOT_ENOUGH, basis=basis,
+                            note=("no dataset could be predicted: " + "; ".join(dict.fromkeys(c.status for c in cases))
+                                  if cases else "no finished runs"))
+    med = float(np.median([c.abs_log_error for c in done]))
+    cov = float(np.mean([c.covered for c in done]))
+    n_held = sum(c.n_runs for c in done)
+    run_cov = float(sum(c.runs_covered * c.n_runs for c in done) / n_held)
+    meets = med <= BACKTEST_TARGETS["median_abs_log_error"] and cov >= BACKTEST_TARGETS["coverage"]
+    notes = []
+    if not meets:
+        # Say why with the numbers: the law's own scatter bounds how close a single prediction can be.
+        sd = float(np.median([c.fit_residual_sd for c in done]))
+        r2 = [c.fit_r2 for c in done if c.fit_r2 is not None]
+        worst = sorted(done, key=lambda c: -c.abs_log_error)[:3]
+        notes.append(
+            f"targets missed: median |log error| {med:.3g} (target ≤ {BACKTEST_TARGETS['median_abs_log_error']:g}), "
+            f"coverage {cov:.0%} (target ≥ {BACKTEST_TARGETS['coverage']:.0%}); the held-in fits leave a residual "
+            f"sd of {sd:.3g} in log loss" + (f" (R² {np.median(r2):.3g})" if r2 else "")
+            + ": the law itself misses single runs by about that much; largest errors: "
+            + ", ".join(f"{c.dataset} {c.log_error:+.2f}" for c in worst))
+    if len(done) < 5:
+        notes.append(f"only {len(done)} datasets predicted: the coverage share is coarse")
+    skipped = [c for c in cases if c.status != "ok"]
+    if skipped:
+        notes.append("not predicted: " + ", ".join(f"{c.dataset} ({c.status})" for c in skipped))
+    return PlanBacktest(cases=tuple(cases), n_datasets=len(cases), n_predicted=len(done),
+                        median_abs_log_error=med, coverage=cov, run_coverage=run_cov,
+                        targets=dict(BACKTEST_TARGETS), meets_targets=bool(meets), status="ok", basis=basis,
+                        note="; ".join(notes))

@@ -21,6 +21,7 @@ from typing import Any
 from ..jsonio import write_json
 from .figures import render_figures
 from .fits import fit_study
+from .plan import plan_backtest
 from .runner import open_store
 from .tables import study_table
 from .verdicts import _fmt, claims
@@ -37,6 +38,9 @@ def compute_fits(out_dir: str | os.PathLike[str], *, n_bootstrap: int = 1000, se
         code = store.get_meta("code_version")
     fits = fit_study(table, n_bootstrap=n_bootstrap, seed=seed, datasets=datasets).to_dict()
     fits["claims"] = claims(fits)
+    # The plan checked on the same table: each dataset's largest N predicted from the other runs.
+    fits["plan_backtest"] = plan_backtest(table, n_bootstrap=n_bootstrap, seed=seed,
+                                          reference_domain=fits["domains"].get("reference")).to_dict()
     fits["meta"] = {
         "study": spec.get("name"),
         "preprocessing": spec.get("preprocessing"),
@@ -144,6 +148,29 @@ def write_report(
         for name, b64 in figs.items()
     )
     pre = meta.get("preprocessing") or {}
+    bt = fits.get("plan_backtest") or {}
+    bt_rows = "\n".join(
+        f"<tr><td>{_esc(c['dataset'])}</td><td>{_esc(c.get('domain'))}</td><td>{_esc(c['N'])}</td>"
+        f"<td>{_esc(c['n_runs'])}</td><td>{_fmt(c.get('observed'))}</td><td>{_fmt(c.get('predicted'))}</td>"
+        f"<td>{_fmt(c.get('predicted_ci95'))}</td><td>{_fmt(c.get('abs_log_error'))}</td>"
+        f"<td>{'n/a' if c.get('covered') is None else ('yes' if c['covered'] else 'no')}</td>"
+        f"<td>{_esc(c['status'])}</td></tr>"
+        for c in bt.get("cases") or []
+    )
+    targets = bt.get("targets") or {}
+    bt_html = (
+        f"<p>Median |log error| <b>{_fmt(bt.get('median_abs_log_error'))}</b> "
+        f"(target ≤ {_fmt(targets.get('median_abs_log_error'))}); the 95% interval covered the observed mean for "
+        f"<b>{_fmt(None if bt.get('coverage') is None else round(100 * bt['coverage']))}%</b> of "
+        f"{_esc(bt.get('n_predicted', 0))} datasets (target ≥ {_fmt(round(100 * targets.get('coverage', 0)))}%) "
+        f"and {_fmt(None if bt.get('run_coverage') is None else round(100 * bt['run_coverage']))}% of single runs. "
+        f"Targets {'met' if bt.get('meets_targets') else 'not met' if bt.get('meets_targets') is False else 'n/a'}."
+        + (f"<br><span class='small'>{_esc(bt['note'])}</span>" if bt.get("note") else "") + "</p>"
+        "<table><tr><th>dataset</th><th>domain</th><th>held-out N</th><th>runs</th><th>observed mean loss</th>"
+        "<th>predicted</th><th>95% interval</th><th>|log error|</th><th>covered</th><th>status</th></tr>"
+        f"{bt_rows}</table><p class='small'>{_esc(bt.get('basis', 'not computed'))}. The interval is the one "
+        "<code>intrinsics plan</code> gives for a single run.</p>"
+    )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>intrinsics study report: {_esc(meta.get('study'))}</title>
 <style>{_CSS}</style></head><body>
@@ -171,6 +198,8 @@ of a small study many claims are honestly inconclusive.</p>
 <p class="small">The covering law predicts b ≈ 1/d_data (b·d_data ≈ 1); scaling theory for regression
 suggests ≈ 4/d_data. Exponent vs 1/d_data across datasets: slope {_fmt(fits['exponent_vs_inv_d'].get('slope'))},
 CI {_fmt(fits['exponent_vs_inv_d'].get('slope_ci95'))} ({_esc(fits['exponent_vs_inv_d'].get('status'))}).</p>
+<h2>Backtest of the plan: each dataset's largest N, predicted from the other runs</h2>
+{bt_html}
 </body></html>
 """
     path = out / "report.html"
