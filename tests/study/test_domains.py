@@ -34,3 +34,4 @@ def test_three_domains_are_not_compared_and_say_so():
     assert pair["reference"] is None and "this study has 3 (a, b, c)" in pair["rule"]
     c = claims(fit_study(_rows([("a", 1.0), ("b", 2.0), ("c", 3.0)]), n_bootstrap=30).to_dict())
     assert c[0]["evidence"][-1].startswith("no domains compared: the fits compare two domains")
+

@@ -47,6 +47,13 @@ def headline(fits: dict[str, Any]) -> list[str]:
         lines.append(f"[{c['verdict']}] {c['claim']}")
         for e in c["evidence"][:2]:
             lines.append(f"    {e}")
+    rising = sorted(k for k, v in (fits.get("curve_checks") or {}).items() if v.get("rises_with_N"))
+    lines.append(f"test loss: {fits.get('loss_metric', 'last')}; learning curves rising with N beyond their "
+                 f"spread: {', '.join(rising) if rising else 'none'}")
+    bt = fits.get("plan_backtest") or {}
+    if bt.get("median_abs_log_error") is not None:
+        lines.append(f"plan backtest: median |log error| {bt['median_abs_log_error']:.3g}, interval coverage "
+                     f"{100 * (bt.get('coverage') or 0):.0f}% over {bt.get('n_predicted')} datasets")
     return lines
 
 

@@ -171,6 +171,13 @@ def write_report(
         f"{bt_rows}</table><p class='small'>{_esc(bt.get('basis', 'not computed'))}. The interval is the one "
         "<code>intrinsics plan</code> gives for a single run.</p>"
     )
+    rising = {k: v for k, v in (fits.get("curve_checks") or {}).items() if v.get("rises_with_N")}
+    rise_html = ("<p>Every learning curve is non-increasing in N within its spread (seed spread and "
+                 "epoch-to-epoch swing).</p>") if not rising else (
+        "<p><b>Learning curves that rise with N beyond their spread</b> (their fits are not to be trusted):</p><ul>"
+        + "".join(f"<li>{_esc(k)}: " + "; ".join(
+            f"N {_fmt(r['from_N'])} → {_fmt(r['to_N'])}: mean test loss +{_fmt(r['rise'])} (spread {_fmt(r['spread'])})"
+            for r in v["rises"]) + "</li>" for k, v in rising.items()) + "</ul>")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>intrinsics study report: {_esc(meta.get('study'))}</title>
 <style>{_CSS}</style></head><body>
@@ -178,7 +185,9 @@ def write_report(
 <p class="small">{runs.get('done', 0)} of {runs.get('total', 0)} runs done ({runs.get('failed', 0)} failed) on
 {fits.get('n_datasets', 0)} datasets; shared preprocessing <code>{_esc(json.dumps(pre))}</code> (K_F values are
 only comparable under it); {meta.get('n_bootstrap')} bootstrap resamples; code {_esc(meta.get('code_version'))};
-generated {_esc(meta.get('generated'))}. Every number on this page is in <code>fits.json</code>.</p>
+generated {_esc(meta.get('generated'))}. Test loss: <b>{_esc(fits.get('loss_metric', 'last'))}</b>
+("best_val": at each run's epoch of lowest validation loss; "last": the last epoch's). Every number on this page
+is in <code>fits.json</code>.</p>
 <h2>The method's claims on this study</h2>
 <p class="small">Verdicts come from 95% intervals: "supported" when the interval lies on the predicted side,
 "inconclusive" when it contains no effect, "not enough runs" when the data cannot support a fit. At the scale
@@ -192,6 +201,7 @@ of a small study many claims are honestly inconclusive.</p>
 {_dataset_rows(out, datasets)}
 </table>
 <h2>Learning curves: L(N) = a·N<sup>−b</sup> + c</h2>
+{rise_html}
 <table><tr><th>dataset/model</th><th>b</th><th>95% CI</th><th>1/d_data</th><th>b·d_data</th><th>method</th><th>status</th></tr>
 {_curve_rows(fits)}
 </table>

@@ -25,7 +25,7 @@ import numpy as np
 from ...jsonio import to_jsonable
 from ._common import NOT_ENOUGH, _positive
 from .correlation import CorrelationFit, fit_correlation, fit_repr_vs_data, fit_robustness
-from .curves import PowerLawFit, fit_learning_curves, fit_power_law, power_law_resamples
+from .curves import PowerLawFit, check_learning_curves, fit_learning_curves, fit_power_law, power_law_resamples
 from .law import KFLaw, LawFit, fit_kf_law
 from .lines import LineFit, fit_line, fit_loss_vs_d_data
 
@@ -46,6 +46,7 @@ __all__ = [
     "fit_robustness",
     "fit_repr_vs_data",
     "fit_study",
+    "check_learning_curves",
     "compared_domains",
     "NOT_ENOUGH",
 ]
@@ -66,6 +67,8 @@ class StudyFits:
     datasets: list[dict[str, Any]] = field(default_factory=list)
     kf_law_repr: LawFit | None = None
     domains: dict[str, Any] = field(default_factory=dict)
+    curve_checks: dict[str, Any] = field(default_factory=dict)
+    loss_metric: str = "last"
 
     def to_dict(self) -> dict[str, Any]:
         def conv(v: Any) -> Any:
@@ -127,4 +130,13 @@ def fit_study(table: Sequence[Mapping[str, Any]], *, n_bootstrap: int = 1000, se
         kf_law_repr=fit_kf_law(table, reference_domain=reference, n_bootstrap=n_bootstrap, seed=seed,
                                dimension="d_repr"),
         domains=pair,
+        curve_checks=check_learning_curves(table),
+        loss_metric=_loss_metric(table),
     )
+
+
+def _loss_metric(table: Sequence[Mapping[str, Any]]) -> str:
+    """Which test loss the fits use: the runs' ``loss_at`` ("best_val" or "last"; runs stored before
+    validation-based selection are "last"), or "mixed: ..." when the runs differ."""
+    metrics = sorted({r.get("loss_at") or "last" for r in table}) or ["last"]
+    return metrics[0] if len(metrics) == 1 else "mixed: " + ", ".join(metrics)

@@ -218,3 +218,41 @@ def fit_learning_curves(
             d_data=float(d) if _finite(d) else None, n_bootstrap=n_bootstrap, seed=seed, label=f"{ds}/{model}",
         )
     return out
+
+
+# Epochs at the end of training over which a run's epoch-to-epoch swing is measured.
+SWING_EPOCHS = 5
+
+
+def check_learning_curves(table: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per (dataset, model): every N's mean test loss, its seed spread and its epoch-to-epoch swing,
+    and whether the curve rises with N beyond them.
+
+    ``seed_sd`` is the standard deviation of the runs' test loss over seeds; ``swing`` the mean over
+    runs of the standard deviation of the test loss over its last :data:`SWING_EPOCHS` epochs (how much
+    the loss moves from epoch to epoch at the end of training). A rise from one N to the next counts
+    when the mean grows by more than the two cells' spreads together (each the larger of seed_sd and
+    swing): a learning curve should not rise with N, and one that does is reported by name.
+    """
+    cells: dict[str, dict[float, list[Mapping[str, Any]]]] = {}
+    for r in table:
+        if _positive(r.get("test_loss")) and _positive(r.get("N")):
+            cells.setdefault(f"{r['dataset']}/{r['model']}", {}).setdefault(float(r["N"]), []).append(r)
+    out: dict[str, dict[str, Any]] = {}
+    for key, by_n in sorted(cells.items()):
+        rows = []
+        for n, runs in sorted(by_n.items()):
+            losses = np.array([float(r["test_loss"]) for r in runs])
+            swings = [float(np.std(c[-SWING_EPOCHS:])) for c in
+                      (((r.get("curves") or {}).get("test_loss") or []) for r in runs)
+                      if len([v for v in c if v is not None]) >= 2 and all(v is not None for v in c[-SWING_EPOCHS:])]
+            rows.append({"N": n, "n_runs": len(runs), "mean": float(losses.mean()),
+                         "seed_sd": float(losses.std(ddof=1)) if len(losses) > 1 else None,
+                         "swing": float(np.mean(swings)) if swings else None})
+        rises = []
+        for a, b in zip(rows, rows[1:]):
+            spread = sum(max(c["seed_sd"] or 0.0, c["swing"] or 0.0) for c in (a, b))
+            if b["mean"] - a["mean"] > spread:
+                rises.append({"from_N": a["N"], "to_N": b["N"], "rise": b["mean"] - a["mean"], "spread": spread})
+        out[key] = {"cells": rows, "rises": rises, "rises_with_N": bool(rises)}
+    return out
