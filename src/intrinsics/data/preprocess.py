@@ -22,6 +22,7 @@ from ..errors import DataError, IntrinsicsWarning, Placeholder, spell
 from ..jsonio import to_jsonable
 from ._raw import RawImages
 from .imageset import ImageSet
+from .options import INTENSITY_MODES, DataOptions
 
 __all__ = [
     "INTENSITY_MODES",
@@ -31,7 +32,6 @@ __all__ = [
     "preprocess",
 ]
 
-INTENSITY_MODES = ("unit", "per_image_max", "minmax")
 # ITU-R BT.601 luma, the weights PIL uses for RGB -> "L", so a PNG converted by PIL or by us agrees.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 RESIZE_METHOD = "bilinear, antialias=True (torch.nn.functional.interpolate), stretched to size"
@@ -81,66 +81,6 @@ def comparison_key(preprocessing: dict[str, Any], reader: dict[str, Any] | None 
     key = {k: preprocessing.get(k) for k in COMPARISON_KEYS if k != "pixel_scale"}
     key["pixel_scale"] = pixel_scale(preprocessing, reader)
     return key
-
-
-# ----------------------------------------------------------------------------------------------------
-# option checking
-
-
-def _check_size(size: Any) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    value = size
-    if isinstance(value, str):
-        parts = value.lower().replace("x", ",").split(",")
-        try:
-            value = tuple(int(p) for p in parts if p.strip())
-        except ValueError:
-            raise DataError(f"size={size!r} is not a size; pass an int like 64 or a pair (H, W)") from None
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (int(value), int(value))
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) not in (1, 2)
-        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
-    ):
-        raise DataError(f"size={size!r} is not a size; pass an int like 64 or a pair (H, W)")
-    if len(value) == 1:
-        value = (value[0], value[0])
-    h, w = int(value[0]), int(value[1])
-    if h < 1 or w < 1:
-        raise DataError(f"size={size!r} must be positive; pass e.g. size=64")
-    return h, w
-
-
-def _check_options(
-    size: Any, channels: Any, intensity: Any, value_range: Any, limit: Any, seed: Any
-) -> tuple[tuple[int, int] | None, int | None, tuple[float, float] | None]:
-    target = _check_size(size)
-    if channels is not None:
-        if isinstance(channels, str) and channels.strip().isdigit():
-            channels = int(channels)
-        if channels not in (1, 3) or isinstance(channels, bool):
-            raise DataError(f"channels={channels!r} is not supported; pass 1 (grey), 3 (RGB) or None (keep)")
-        channels = int(channels)
-    if intensity not in INTENSITY_MODES:
-        raise DataError(f"intensity={intensity!r} is unknown; pass one of {', '.join(INTENSITY_MODES)}")
-    vr = None
-    if value_range is not None:
-        if isinstance(value_range, str):  # "0,255" from a command line
-            value_range = value_range.split(",")
-        try:
-            lo, hi = (float(v) for v in value_range)
-        except (TypeError, ValueError):
-            raise DataError(f"value_range={value_range!r} is not a pair; pass (low, high), e.g. (0, 255)") from None
-        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-            raise DataError(f"value_range={value_range!r} must be finite with low < high, e.g. (0, 255)")
-        vr = (lo, hi)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
-        raise DataError(f"limit={limit!r} must be a positive int (the number of images to keep) or None")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise DataError(f"seed={seed!r} must be an int")
-    return target, channels, vr
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -665,7 +605,10 @@ def preprocess(
     >>> preprocess(raw, size=2).images.shape
     (2, 1, 2, 2)
     """
-    target_size, target_channels, arg_range = _check_options(size, channels, intensity, value_range, limit, seed)
+    # The same checks as load()'s, declared once in DataOptions (classes are parsed below, against the names).
+    opts = DataOptions(size=size, channels=channels, intensity=intensity, value_range=value_range, limit=limit,
+                       seed=seed)
+    target_size, target_channels, arg_range = opts.size, opts.channels, opts.value_range
     n_read = len(raw.images)
     images, origins, codes, names, selected = _select(raw, classes, limit, seed, source)
     groups = _group_by_layout(images, origins)
