@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from intrinsics.data import load
-from intrinsics.errors import SettingError
+from intrinsics.errors import DataError, SettingError
 from intrinsics.learn import TrainConfig
 from intrinsics.learn.pipeline import RunSettings, run_configuration, split_for_run
 
@@ -50,3 +50,20 @@ def test_best_val_needs_a_validation_set():
         RunSettings(model="smallcnn", N=10, n_test=10, loss_at="best_val")
     with pytest.raises(SettingError, match="loss_at='best' must be one of 'best_val', 'last'"):
         RunSettings(model="smallcnn", N=10, n_test=10, n_val=5, loss_at="best")
+
+
+def test_best_val_keeps_that_epochs_weights_for_attacks_and_d_repr():
+    from intrinsics.learn.train import evaluate
+
+    ds = load("builtin:digits", classes=(3, 8))
+    s = RunSettings(model="smallcnn", N=80, n_test=80, seed=1, n_val=60, loss_at="best_val",
+                    train=TrainConfig(epochs=6, batch_size=16, seed=1, device="cpu"))
+    run = run_configuration(ds, s)
+    assert run.train.kept == "best_val" and run.train.epoch_kept == run.train.best_val_epoch
+    ev = evaluate(run.model, (ds.images[run.test_idx], run.labels[run.test_idx]), device="cpu")
+    assert ev["loss"] == pytest.approx(run.record()["test_loss"], rel=1e-6)
+    with pytest.raises(DataError, match="keep=.best_val. selects on the validation loss"):
+        from intrinsics.learn import create_model, train
+
+        train(create_model("smallcnn", 1, 2), (ds.images[:20], run.labels[:20]), None,
+              TrainConfig(epochs=1, keep="best_val"))

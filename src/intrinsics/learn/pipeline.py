@@ -13,7 +13,8 @@ settings they pass. The split is the same for both:
 
 ``loss_at`` says which test loss a run reports as ``test_loss``: ``"last"`` (the last epoch's, the
 reference protocol) or ``"best_val"`` (the test loss at the epoch of lowest validation loss — model
-selection that never looks at the test set). Both are always recorded (``test_loss_last``).
+selection that never looks at the test set; the model then keeps that epoch's weights, which the
+attacks, d_repr and a saved checkpoint use). Both losses are always recorded (``test_loss_last``).
 
 Attack results have one shape everywhere (the store, ``intrinsics attack``, the fits):
 ``{"n": images attacked, "clean": {"accuracy", "loss"}, "fgsm": [rows], "pgd": [rows]}``, each row
@@ -23,7 +24,7 @@ Attack results have one shape everywhere (the store, ``intrinsics attack``, the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -223,7 +224,10 @@ def run_configuration(data: Any, settings: RunSettings) -> RunResult:
     x_tr, y_tr = data.images[train_idx], labels[train_idx]
     x_te, y_te = data.images[test_idx], labels[test_idx]
     val = (data.images[val_idx], labels[val_idx]) if len(val_idx) else None
-    result = train(net, (x_tr, y_tr), (x_te, y_te) if len(test_idx) else None, s.train, val_set=val)
+    # With best_val the model keeps that epoch's weights, so attacks and d_repr see the model whose test
+    # loss is reported.
+    config = replace(s.train, keep="best_val") if s.loss_at == "best_val" else s.train
+    result = train(net, (x_tr, y_tr), (x_te, y_te) if len(test_idx) else None, config, val_set=val)
     t_train = time.perf_counter() - t0 - t_split
 
     t1 = time.perf_counter()

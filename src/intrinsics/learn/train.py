@@ -51,10 +51,10 @@ class TrainConfig:
         Weight decay: L2 added to the gradient for Adam and SGD, decoupled for AdamW.
     optimizer : {"adam", "sgd", "adamw"}
         The reference study's Adam (default); SGD with Nesterov momentum 0.9; or AdamW.
-    keep : {"last", "best"}
-        Which weights the model ends with: the last epoch's (the reference study's checkpoint) or
+    keep : {"last", "best", "best_val"}
+        Which weights the model ends with: the last epoch's (the reference study's checkpoint),
         those of the epoch with the lowest test loss (which selects on the test set; say so when
-        reporting it).
+        reporting it), or those of the epoch with the lowest validation loss (needs a ``val_set``).
     seed : int
         Seeds weight-independent randomness: batch order and dropout.
     device : str
@@ -311,9 +311,12 @@ def train(
     history, best, best_val, clock = _run_epochs(model, cfg, dev, amp, x_tr, y_tr, x_te, y_te, x_va, y_va)
 
     epoch_kept = int(cfg.epochs)
-    if cfg.keep == "best" and best.state is not None:
-        model.load_state_dict(best.state)
-        epoch_kept = int(best.epoch)
+    if cfg.keep == "best_val" and x_va is None:
+        raise DataError("keep='best_val' selects on the validation loss, so it needs a val_set; use keep='last'")
+    chosen = best_val if cfg.keep == "best_val" else best
+    if cfg.keep != "last" and chosen.state is not None:
+        model.load_state_dict(chosen.state)
+        epoch_kept = int(chosen.epoch)
     model.eval()
     kept_rec = history[epoch_kept - 1]
     n = len(x_tr)
@@ -346,8 +349,8 @@ def _check_config(cfg: TrainConfig, test_set: Any) -> None:
     """Reject a resolved config that cannot train, before any data is touched."""
     if cfg.optimizer not in OPTIMIZERS:
         raise DataError(f"optimizer={cfg.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
-    if cfg.keep not in ("last", "best"):
-        raise DataError(f"keep={cfg.keep!r} must be 'last' or 'best'")
+    if cfg.keep not in ("last", "best", "best_val"):
+        raise DataError(f"keep={cfg.keep!r} must be 'last', 'best' or 'best_val'")
     if int(cfg.epochs) < 1:
         raise DataError(f"epochs={cfg.epochs!r} must be at least 1")
     if int(cfg.batch_size) < 1:
@@ -468,7 +471,7 @@ def _run_epochs(
     clock = _StepClock(dev, per_step=dev.type == "cpu" or cfg.profile)
     history: list[dict[str, Any]] = []
     best = _Best(keep_weights=cfg.keep == "best")
-    best_val = _Best(keep_weights=False)
+    best_val = _Best(keep_weights=cfg.keep == "best_val")
     n = len(x_tr)
     bounds = _batches(n, int(cfg.batch_size))
 
