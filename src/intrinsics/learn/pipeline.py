@@ -254,7 +254,8 @@ def run_configuration(data: Any, settings: RunSettings) -> RunResult:
                              seed=s.seed, device=result.device)
         d_repr.append({"layer": layer, "layer_resolved": est.layer, "value": est.value,
                        "ci95": None if est.ci95 is None else list(est.ci95), "estimator": est.estimator,
-                       "n_samples": est.n_samples, "n_features": est.n_features, "warnings": list(est.warnings)})
+                       "n_samples": est.n_samples, "n_features": est.n_features, "warnings": list(est.warnings),
+                       "by_estimator": est.by_estimator})
     t_repr = time.perf_counter() - t2
     timings = {"load_s": round(t_split, 3), "train_s": round(t_train, 3), "attack_s": round(t_attack, 3),
                "repr_s": round(t_repr, 3), "images_per_s": result.images_per_s, "device": result.device}

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..data import ImageSet
 from ..errors import EstimationError
-from ..measure import intrinsic_dimension
+from ..measure.dimension import by_estimator, intrinsic_dimension, shared_graph
 from ..jsonio import to_jsonable
 from .models import PENULTIMATE, ImageClassifier, model_family
 from .train import resolve_device
@@ -132,6 +132,9 @@ class ReprEstimate:
     warnings : tuple of str
     estimate : dict
         The full :class:`~intrinsics.measure.Estimate` record.
+    by_estimator : dict
+        The value by each estimator (``mle`` with ``k``, ``twonn``), from one neighbour graph, so d_repr
+        can be compared with d_data by the same estimator; None where one could not be computed.
     """
 
     value: float
@@ -144,6 +147,7 @@ class ReprEstimate:
     n_features: int
     warnings: tuple[str, ...] = ()
     estimate: dict[str, Any] = field(default_factory=dict)
+    by_estimator: dict[str, float | None] = field(default_factory=dict)
 
     def __float__(self) -> float:
         return float(self.value)
@@ -185,7 +189,8 @@ def repr_dimension(
     ReprEstimate
     """
     acts, name = layer_activations(model, images, layer, batch_size=batch_size, device=device)
-    est = intrinsic_dimension(acts, estimator, k, n_bootstrap=n_bootstrap, seed=seed)
+    graph = shared_graph(acts, estimator, k)  # one graph serves both estimators
+    est = intrinsic_dimension(graph, estimator, k, n_bootstrap=n_bootstrap, seed=seed)
     return ReprEstimate(
         value=float(est.value),
         ci95=None if est.ci95 is None else tuple(float(v) for v in est.ci95),  # type: ignore[arg-type]
@@ -197,4 +202,6 @@ def repr_dimension(
         n_features=int(acts.shape[1]),
         warnings=tuple(est.warnings),
         estimate=est.to_dict(),
+        by_estimator=by_estimator(graph, k, est),
     )
+

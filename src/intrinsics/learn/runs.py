@@ -285,4 +285,5 @@ def run_repr(
         "model": ckpt.model_spec,
         "dataset": ds.describe(),
         "estimate": res.estimate,
+        "by_estimator": res.by_estimator,
     })

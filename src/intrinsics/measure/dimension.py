@@ -17,7 +17,7 @@ from ._validate import check_seed, is_int_at_least, preprocessing_of
 from .neighbors import NeighborGraph, kneighbors
 from .results import Estimate, KSweep
 
-__all__ = ["MLE", "TwoNN", "k_sweep", "intrinsic_dimension", "ESTIMATORS"]
+__all__ = ["MLE", "TwoNN", "k_sweep", "intrinsic_dimension", "by_estimator", "shared_graph", "ESTIMATORS"]
 
 _NORMALIZERS = ("k-2", "k-1")
 # Two neighbour distances closer than this (relative) count as tied: float32 rounding of the input
@@ -335,3 +335,31 @@ def intrinsic_dimension(
     else:
         est = TwoNN(n_bootstrap=n_bootstrap, seed=seed, **params)
     return est.fit(X).estimate_
+
+
+def by_estimator(graph: Any, k: int, est: Estimate) -> dict[str, float | None]:
+    """The estimate ``est`` and the other estimator's value on the same neighbour graph (None when the
+    other cannot be computed, e.g. TwoNN on tied distances): d_data and d_repr are compared by one
+    estimator, whichever the settings chose."""
+    out: dict[str, float | None] = {est.estimator: float(est.value)}
+    for other in ESTIMATORS:
+        if other not in out:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the primary estimate already carries the warnings
+                    out[other] = float(intrinsic_dimension(graph, other, k, n_bootstrap=0).value)
+            except EstimationError:
+                out[other] = None
+    return out
+
+
+def shared_graph(X: Any, estimator: str, k: int, k_max: int | None = None) -> NeighborGraph:
+    """One neighbour graph for ``estimator`` and, where the data allow it, for the other one too
+    (``k_max`` neighbours, default ``k``). TwoNN needs only two: with too few samples for ``k``, it
+    gets a graph of two and :func:`by_estimator` reports the MLE as None."""
+    try:
+        return kneighbors(X, k_max or k)
+    except EstimationError:
+        if estimator == "mle":
+            raise
+        return kneighbors(X, 2)

@@ -23,8 +23,7 @@ import numpy as np
 from ..data.preprocess import COMPARISON_KEYS, comparison_key
 from ..errors import EstimationError, Placeholder, SettingError, spell
 from ..jsonio import to_jsonable
-from .dimension import ESTIMATORS, intrinsic_dimension, k_sweep
-from .neighbors import kneighbors
+from .dimension import ESTIMATORS, by_estimator, intrinsic_dimension, k_sweep, shared_graph
 from .results import Estimate, KSweep, SharpnessEstimate
 from .sharpness import label_sharpness
 
@@ -140,6 +139,9 @@ class DatasetMeasurement:
         The dataset indices measured; ``closest_pairs`` in :meth:`to_dict` are given in them.
     settings : MeasureSettings
     warnings : tuple of str
+    d_data_by_estimator : dict
+        d_data by each estimator (MLE with k, TwoNN) from the same neighbour graph, to compare with
+        d_repr by the same estimator.
     """
 
     dataset: dict[str, Any]
@@ -150,11 +152,13 @@ class DatasetMeasurement:
     index: np.ndarray
     settings: MeasureSettings
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    d_data_by_estimator: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self, version: str | None = None) -> dict[str, Any]:
         """The ``intrinsics measure --json`` record (see the README's table)."""
         d_block = self.d_data.to_dict()
         d_block["k"] = self.settings.k if self.settings.estimator == "mle" else None
+        d_block["by_estimator"] = dict(self.d_data_by_estimator)
         if self.k_sweep is not None:
             d_block["k_sweep"] = self.k_sweep.to_dict()
         kf_block = None
@@ -209,8 +213,10 @@ def measure_dataset(
     labels = None if ds.labels is None else np.asarray(ds.labels)[idx]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        graph = kneighbors(X, max(s.k, max(K_SWEEP)) if s.k_sweep else (s.k if s.estimator == "mle" else 2))
+        # k neighbours for either estimator, so the other one's value comes from the same graph
+        graph = shared_graph(X, s.estimator, s.k, max(s.k, max(K_SWEEP)) if s.k_sweep else None)
         d = intrinsic_dimension(graph, s.estimator, s.k, n_bootstrap=s.n_bootstrap, seed=s.seed)
+        d_by = by_estimator(graph, s.k, d)
         sweep = k_sweep(graph, K_SWEEP) if s.k_sweep else None
         kf = None
         if labels is not None and len(np.unique(labels)) > 1:
@@ -224,7 +230,7 @@ def measure_dataset(
                      f"labels; if {spell('classes')} was given, it kept only one)")
     return DatasetMeasurement(
         dataset=ds.describe(), d_data=d, K_F=kf, k_sweep=sweep, measured_on=measured_on, index=idx,
-        settings=s, warnings=tuple(dict.fromkeys(notes)),
+        settings=s, warnings=tuple(dict.fromkeys(notes)), d_data_by_estimator=d_by,
     )
 
 

@@ -28,6 +28,7 @@ WIDE_COLUMNS: dict[str, str] = {
     "d_data": "float64", "d_data_ci_lo": "float64", "d_data_ci_hi": "float64",
     "K_F": "float64", "K_F_ci_lo": "float64", "K_F_ci_hi": "float64",
     "d_repr": "float64",
+    "d_data_mle": "float64", "d_data_twonn": "float64", "d_repr_mle": "float64", "d_repr_twonn": "float64",
     "fgsm_eps": "float64", "robustness_drop": "float64", "robustness_drop_loss": "float64",
 }
 
@@ -46,10 +47,12 @@ def study_table(store: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
     """
     meas: dict[tuple[str, str], dict[str, Any]] = {}
     d_repr: dict[str, float] = {}
+    d_repr_by: dict[str, dict[str, Any]] = {}
     for m in store.measurements():
         if m["quantity"] == "d_repr":
             key = m["details"].get("run_key") or m["run_key"].split("#")[0]
             d_repr.setdefault(key, m["value"])
+            d_repr_by.setdefault(key, m["details"].get("by_estimator") or {})
         else:
             meas[(m["dataset"], m["quantity"])] = m
     table = []
@@ -61,6 +64,10 @@ def study_table(store: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         row["d_data"] = dd["value"] if dd else None
         row["K_F"] = kf["value"] if kf else None
         row["d_repr"] = d_repr.get(r["run_key"])
+        # Both by the same estimator, for each estimator (measured from one neighbour graph each).
+        for est in ("mle", "twonn"):
+            row[f"d_data_{est}"] = ((dd or {}).get("details") or {}).get("by_estimator", {}).get(est)
+            row[f"d_repr_{est}"] = d_repr_by.get(r["run_key"], {}).get(est)
         fgsm = (r.get("attacks") or {}).get("fgsm") or []
         if fgsm:  # the smallest ε: rows in the one attack shape (intrinsics.learn.pipeline)
             att = min(fgsm, key=lambda a: a["eps"])
