@@ -11,6 +11,7 @@ pool; each run draws a class-balanced training set of exactly N from the pool wi
 from __future__ import annotations
 
 import json
+import sys
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -71,14 +72,23 @@ def split_dataset(images_set: Any, test_size: int, split_seed: int) -> tuple[np.
     return labels, test_idx, pool
 
 
-def check_datasets(spec: StudySpec) -> None:
+def progress_over(items: list[Any], desc: str, progress: bool) -> Any:
+    """``items`` with a progress bar (on stderr) when there is more than one and ``progress`` is on."""
+    if not progress or len(items) < 2:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="dataset", file=sys.stderr, leave=False)
+
+
+def check_datasets(spec: StudySpec, *, progress: bool = False) -> None:
     """Load every dataset of a spec (kept for the measurements) and check that it can serve the grid:
     readable, labelled with the classes asked for, and large enough for its largest N plus its test
     set. All problems are reported together; run before anything is written to the output folder."""
     from .spec import SpecError
 
     problems = []
-    for ds in spec.datasets:
+    for ds in progress_over(list(spec.datasets), "loading datasets", progress):
         test_size = ds.test_size or spec.training["test_size"]
         try:
             data = load_dataset(_dataset_config(ds, spec))

@@ -98,6 +98,9 @@ def run_demo(
     if workers is None:
         workers = 1 if quick else max(1, min(4, os.cpu_count() or 1))
     result = run_study(spec, out, workers=workers, threads=1, progress=progress)
+    if progress:  # fitting with its bootstrap takes tens of seconds; say so rather than sit silent
+        print(f"fitting the laws ({n_bootstrap or (300 if quick else 1000)} bootstrap resamples) and writing "
+              "the report ...", file=sys.stderr, flush=True)
     report = write_report(out, n_bootstrap=n_bootstrap or (300 if quick else 1000))
     import json
 

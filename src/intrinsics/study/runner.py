@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IntrinsicsError
+from ._execute import check_datasets, progress_over
 from .spec import StudySpec, expand_grid, load_spec
 from .store import STORE_NAME, Store
 
@@ -183,11 +184,10 @@ def run_study(
     if not isinstance(spec, StudySpec):
         spec = load_spec(spec)
     if measure_fn == DEFAULT_MEASURE_FN or run_fn == DEFAULT_RUN_FN:
-        from ._execute import check_datasets
 
         # What the default steps need of each dataset, checked before anything is written (custom
         # steps own their data).
-        check_datasets(spec)
+        check_datasets(spec, progress=progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _FolderLock(out_dir), Store(out_dir) as store:
@@ -210,9 +210,10 @@ def run_study(
         if measure_fn is not None:
             _set_threads(n_threads * workers)
             fn = _resolve(measure_fn)
-            for ds in spec.datasets:
-                if store.measurement(ds.name, "d_data") is None or store.measurement(ds.name, "K_F") is None:
-                    fn(ds, spec, store, out_dir)
+            todo = [ds for ds in spec.datasets
+                    if store.measurement(ds.name, "d_data") is None or store.measurement(ds.name, "K_F") is None]
+            for ds in progress_over(todo, "measuring datasets", progress):
+                fn(ds, spec, store, out_dir)
         keys = [r["run_key"] for r in grid]
         if workers == 1:
             _set_threads(n_threads)
