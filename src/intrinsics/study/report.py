@@ -1,8 +1,11 @@
-"""The study report: ``fits.json`` (every fitted number), figures (PNG + SVG) and one self-contained HTML page.
+"""The study report: ``fits.json`` (every fitted number), figures (300-dpi PNG, SVG, PDF) and one
+self-contained HTML page.
 
-The page opens with the method's claims, each with its numbers, intervals and a plain verdict
-(``supported``, ``not supported``, ``inconclusive`` or ``not enough runs``), then the figures and a
-table of every dataset's d_data and K_F with the closest differently-labelled image pairs.
+The page opens with the method's claims, each with the law's prediction, its numbers, intervals and a
+verdict from magnitudes (``consistent``, ``same sign, other magnitude``, ``opposite``,
+``inconclusive``, ``not enough runs``; the rules are on the page), then the figures with captions, a
+table of every dataset's d_data and K_F with the closest differently-labelled image pairs, the learning
+curves and their checks, and the plan's backtest.
 
 Verdicts come from :mod:`intrinsics.study.verdicts` and figures from :mod:`intrinsics.study.figures`;
 this module computes the fits, writes ``fits.json`` and lays out the page.
@@ -19,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ..jsonio import write_json
-from .figures import render_figures
+from .figures import figure_captions, render_figures
 from .fits import fit_study
 from .plan import plan_backtest
 from .runner import open_store
 from .tables import study_table
-from .verdicts import _fmt, claims
+from .verdicts import _fmt, claims, verdict_rules
 
 __all__ = ["compute_fits", "write_fits", "write_report"]
 
@@ -66,9 +69,13 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 .claim{border-left:5px solid #999;padding:.4em .8em;margin:.8em 0;background:#fafafa}
-.claim.supported{border-color:#2a9d2a}.claim.notsupported,.claim.mixed{border-color:#d62728}
-.claim.inconclusive,.claim.partlysupported{border-color:#e8a33c}.claim.notenoughruns{border-color:#999}
 .verdict{font-weight:bold;text-transform:uppercase;font-size:.85em}
+.claim.consistent{border-color:#2a9d2a}.claim.consistent .verdict,.verdict-name.consistent{color:#2a9d2a}
+.claim.samesign\\,othermagnitude{border-color:#e8a33c}.claim.samesign\\,othermagnitude .verdict,.verdict-name.samesign\\,othermagnitude{color:#b87a14}
+.claim.opposite{border-color:#d62728}.claim.opposite .verdict,.verdict-name.opposite{color:#d62728}
+.claim.inconclusive{border-color:#8c8c8c}.claim.inconclusive .verdict,.verdict-name.inconclusive{color:#6b6b6b}
+.claim.notenoughruns{border-color:#7f9cc0}.claim.notenoughruns .verdict,.verdict-name.notenoughruns{color:#5a7aa3}
+.verdict-name{font-weight:bold}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:1em}
 .figs img{width:100%;border:1px solid #eee}
 table{border-collapse:collapse;font-size:.85em;width:100%}th,td{border:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}
@@ -142,10 +149,13 @@ def write_report(
         f'<b>{_esc(c["claim"])}</b><ul>' + "".join(f"<li>{_esc(e)}</li>" for e in c["evidence"]) + "</ul></div>"
         for c in fits["claims"]
     )
+    captions = figure_captions(table, datasets, fits, out_dir=out)
     fig_html = "\n".join(
-        f'<figure><img alt="{name}" src="data:image/png;base64,{b64}"><figcaption class="small">'
-        f'{name} (also figures/{name}.png and .svg)</figcaption></figure>'
-        for name, b64 in figs.items()
+        f'<figure id="fig-{name}"><img alt="{name}" src="data:image/png;base64,{b64}"><figcaption class="small">'
+        f'<b>Figure {i}.</b> {_esc(captions.get(name, name))} <span class="figfiles">Files: '
+        + ", ".join(f'<a href="figures/{name}.{ext}">{ext.upper()}</a>' for ext in ("png", "svg", "pdf"))
+        + " (PNG at 300 dpi).</span></figcaption></figure>"
+        for i, (name, b64) in enumerate(figs.items(), start=1)
     )
     pre = meta.get("preprocessing") or {}
     bt = fits.get("plan_backtest") or {}
@@ -189,9 +199,7 @@ generated {_esc(meta.get('generated'))}. Test loss: <b>{_esc(fits.get('loss_metr
 ("best_val": at each run's epoch of lowest validation loss; "last": the last epoch's). Every number on this page
 is in <code>fits.json</code>.</p>
 <h2>The method's claims on this study</h2>
-<p class="small">Verdicts come from 95% intervals: "supported" when the interval lies on the predicted side,
-"inconclusive" when it contains no effect, "not enough runs" when the data cannot support a fit. At the scale
-of a small study many claims are honestly inconclusive.</p>
+{verdict_rules('html')}
 {claim_html}
 <h2>Figures</h2>
 <div class="figs">{fig_html}</div>

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -57,11 +57,18 @@ def fit_correlation(
     x_name: str = "x",
     y_name: str = "y",
     level: str = "runs",
+    n_controls: int = 0,
 ) -> CorrelationFit:
-    """Pearson r (Fisher-z and bootstrap CIs) and Spearman ρ (bootstrap CI), both with p-values."""
+    """Pearson r (Fisher-z and bootstrap CIs) and Spearman ρ (bootstrap CI), both with p-values.
+
+    ``n_controls`` is the number of variables already regressed out of ``x`` and ``y`` (e.g. one per
+    domain but one, for values centred on their domain's mean): a partial correlation loses that many
+    degrees of freedom, so its p-values use ``n - 2 - n_controls`` and its Fisher-z interval
+    ``1 / sqrt(n - 3 - n_controls)``.
+    """
     x, y, g = _finite_points(x, y, groups)
     base = dict(x=x_name, y=y_name, level=level, n_points=int(x.size))
-    if x.size < min_points or np.unique(x).size < 3 or np.unique(y).size < 2:
+    if x.size < min_points + n_controls or np.unique(x).size < 3 or np.unique(y).size < 2:
         return CorrelationFit(pearson_r=None, pearson_p=None, pearson_ci95=None, pearson_boot_ci95=None,
                               spearman_r=None, spearman_p=None, spearman_boot_ci95=None,
                               status=NOT_ENOUGH if level == "runs" else "not enough datasets",
@@ -73,9 +80,11 @@ def fit_correlation(
         pr, pp = stats.pearsonr(x, y)
         sr, sp = stats.spearmanr(x, y)
         pr, pp, sr, sp = float(pr), float(pp), float(sr), float(sp)
+        if n_controls:
+            pp, sp = _partial_p(pr, x.size - 2 - n_controls), _partial_p(sr, x.size - 2 - n_controls)
         fisher = None
-        if x.size > 3 and abs(pr) < 1:
-            z, se = math.atanh(pr), 1 / math.sqrt(x.size - 3)
+        if x.size > 3 + n_controls and abs(pr) < 1:
+            z, se = math.atanh(pr), 1 / math.sqrt(x.size - 3 - n_controls)
             fisher = (math.tanh(z - 1.96 * se), math.tanh(z + 1.96 * se))
 
         def correlations(idx: np.ndarray) -> tuple[float, float] | None:
@@ -97,35 +106,97 @@ def fit_correlation(
     )
 
 
+def _partial_p(r: float, dof: int) -> float:
+    """Two-sided p-value of a correlation ``r`` with ``dof`` residual degrees of freedom (t test)."""
+    if dof < 1 or not math.isfinite(r):
+        return math.nan
+    if abs(r) >= 1:
+        return 0.0
+    t = r * math.sqrt(dof / (1 - r * r))
+    return float(2 * stats.t.sf(abs(t), dof))
+
+
 def fit_robustness(
     table: Iterable[Mapping[str, Any]],
     *,
     metric: str = "robustness_drop",
     n_bootstrap: int = 1000,
     seed: int = 0,
-) -> dict[str, CorrelationFit]:
-    """Correlation of the adversarial robustness drop with K_F, over runs and over datasets.
+) -> dict[str, Any]:
+    """Correlation of the adversarial robustness drop with K_F: across all runs and datasets, and within
+    each domain.
+
+    Across domains the correlation can come from the domain split alone (one domain sharper *and* more
+    vulnerable, with no relation inside either); the within-domain fits tell that apart.
 
     Returns
     -------
-    dict with keys ``"runs"`` (each run a point) and ``"datasets"`` (each dataset's mean drop).
+    dict
+        ``"runs"`` (each run a point) and ``"datasets"`` (each dataset's mean drop), over all domains;
+        ``"within_domain"``: per domain, ``{"runs": ..., "datasets": ...}`` over its own runs and
+        datasets (present when the runs name a domain); ``"pooled_within_domain"``: the dataset-level
+        correlation once each domain's mean K_F and mean drop are subtracted (a partial correlation
+        given the domain; ``status`` says why not when the runs have fewer than two domains).
     """
     rows = [r for r in table if _finite(r.get(metric)) and _positive(r.get("K_F"))]
+    out: dict[str, Any] = _levels(rows, metric, n_bootstrap, seed)
+    domains = sorted({str(r["domain"]) for r in rows if r.get("domain") is not None})
+    if not domains:
+        return out
+    out["within_domain"] = {
+        dom: _levels([r for r in rows if str(r.get("domain")) == dom], metric, n_bootstrap, seed)
+        for dom in domains
+    }
+    out["pooled_within_domain"] = _pooled_within(rows, metric, domains, n_bootstrap, seed)
+    return out
+
+
+def _dataset_means(rows: list[Mapping[str, Any]], metric: str) -> dict[str, tuple[float, float, str]]:
+    """Per dataset: (K_F, mean of ``metric`` over its runs, domain)."""
+    per_ds: dict[str, list[float]] = {}
+    kf: dict[str, tuple[float, str]] = {}
+    for r in rows:
+        per_ds.setdefault(r["dataset"], []).append(float(r[metric]))
+        kf[r["dataset"]] = (float(r["K_F"]), str(r.get("domain")))
+    return {d: (kf[d][0], float(np.mean(per_ds[d])), kf[d][1]) for d in sorted(per_ds)}
+
+
+def _levels(rows: list[Mapping[str, Any]], metric: str, n_bootstrap: int, seed: int) -> dict[str, CorrelationFit]:
+    """The correlation over ``rows``' runs (bootstrap over datasets) and over their datasets' means."""
     runs = fit_correlation(
         [r["K_F"] for r in rows], [r[metric] for r in rows], groups=[r["dataset"] for r in rows],
         n_bootstrap=n_bootstrap, seed=seed, x_name="K_F", y_name=metric, level="runs",
     )
-    per_ds: dict[str, list[float]] = {}
-    kf: dict[str, float] = {}
-    for r in rows:
-        per_ds.setdefault(r["dataset"], []).append(float(r[metric]))
-        kf[r["dataset"]] = float(r["K_F"])
-    names = sorted(per_ds)
+    means = _dataset_means(rows, metric)
     datasets = fit_correlation(
-        [kf[d] for d in names], [float(np.mean(per_ds[d])) for d in names],
+        [v[0] for v in means.values()], [v[1] for v in means.values()],
         n_bootstrap=n_bootstrap, seed=seed, x_name="K_F", y_name=f"mean {metric}", level="datasets",
     )
     return {"runs": runs, "datasets": datasets}
+
+
+def _pooled_within(
+    rows: list[Mapping[str, Any]], metric: str, domains: list[str], n_bootstrap: int, seed: int
+) -> CorrelationFit:
+    """Dataset-level correlation of K_F and mean drop, each centred on its domain's mean over datasets."""
+    means = _dataset_means(rows, metric)
+    x, y = [], []
+    for dom in domains:
+        sub = [v for v in means.values() if v[2] == dom]
+        if len(sub) < 2:  # a domain of one dataset has no within-domain variation to contribute
+            continue
+        mk, md = np.mean([v[0] for v in sub]), np.mean([v[1] for v in sub])
+        x.extend(v[0] - mk for v in sub)
+        y.extend(v[1] - md for v in sub)
+    used = sum(1 for dom in domains if sum(v[2] == dom for v in means.values()) >= 2)
+    fit = fit_correlation(x, y, n_bootstrap=n_bootstrap, seed=seed, x_name="K_F - domain mean",
+                          y_name=f"mean {metric} - domain mean", level="datasets",
+                          n_controls=max(0, used - 1))
+    if len(domains) < 2:
+        return replace(fit, note="one domain: the within-domain correlation is the correlation over datasets")
+    return replace(fit, note=(f"{len(x)} datasets in {used} domains with at least two datasets, each centred "
+                              "on its domain's mean K_F and mean drop (a correlation given the domain); "
+                              + (fit.note or "")).rstrip("; "))
 
 
 def fit_repr_vs_data(
