@@ -30,3 +30,18 @@ def test_d_repr_by_both_estimators_and_mle_absent_when_too_few_images():
     assert many.by_estimator["twonn"] == many.value and many.by_estimator["mle"] is not None
     few = repr_dimension(net, ds.images[:12], n_bootstrap=0, k=20, device="cpu")
     assert few.by_estimator == {"twonn": few.value, "mle": None}  # 12 images cannot give 20 neighbours
+
+
+def test_the_d_repr_bound_is_also_reported_by_one_estimator():
+    from intrinsics.study.fits import fit_study
+    from intrinsics.study.verdicts import claims
+
+    rows = [{"dataset": f"d{i % 3}", "domain": "natural", "model": "m", "N": 100 * (1 + i % 2), "seed": i,
+             "test_loss": 0.5, "d_data": 10.0, "K_F": 1.0 + i % 3, "d_repr": 8.0,
+             "d_data_mle": 10.0, "d_repr_mle": 8.0 if i % 4 else 12.0, "d_data_twonn": 9.0, "d_repr_twonn": 7.0}
+            for i in range(12)]
+    fits = fit_study(rows, n_bootstrap=20).to_dict()
+    same = fits["repr_vs_data"]["same_estimator"]
+    assert same["mle"]["n_runs"] == 12 and same["mle"]["share_below"] == 9 / 12 and same["twonn"]["share_below"] == 1
+    (c,) = [c for c in claims(fits) if c["claim"].startswith("d_data is")]
+    assert any(e.startswith("by the same estimator (mle for both): d_repr < d_data in 75% of 12 runs") for e in c["evidence"])

@@ -494,4 +494,9 @@ def _d_data_bounds_d_repr(fits: dict[str, Any]) -> dict[str, Any]:
     if share is not None:
         ev.append(part.sentence() + " (Clopper–Pearson; runs of one dataset are not independent, so read it "
                                     "as optimistic)")
+    for est, same in sorted((rep.get("same_estimator") or {}).items()):
+        if same.get("share_below") is not None:  # reported, not part of the verdict: a check on the estimators
+            ev.append(f"by the same estimator ({est} for both): d_repr < d_data in "
+                      f"{_fmt(100 * same['share_below'], 3)}% of {same['n_runs']} runs, 95% CI "
+                      f"{_fmt([100 * v for v in same['share_below_ci95']], 3)}%")
     return {"claim": "d_data is an approximate upper bound of d_repr", "evidence": ev, "_parts": [part]}

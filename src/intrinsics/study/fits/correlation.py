@@ -204,12 +204,22 @@ def fit_repr_vs_data(
 ) -> dict[str, Any]:
     """d_repr against d_data: a line (bootstrap over datasets), the correlation, and how often
     d_repr < d_data (the method expects d_data to act as an approximate upper bound)."""
+    table = list(table)
     rows = [r for r in table if _finite(r.get("d_repr")) and _finite(r.get("d_data"))]
     x = [r["d_data"] for r in rows]
     y = [r["d_repr"] for r in rows]
     groups = [r["dataset"] for r in rows]
     below = sum(1 for a, b in zip(x, y) if b < a)
+    same = {}  # the bound checked with one estimator for both (the settings may mix MLE d_data, TwoNN d_repr)
+    for est in ("mle", "twonn"):
+        pairs = [(r[f"d_data_{est}"], r[f"d_repr_{est}"]) for r in table
+                 if _finite(r.get(f"d_data_{est}")) and _finite(r.get(f"d_repr_{est}"))]
+        n_below = sum(1 for a, b in pairs if b < a)
+        same[est] = {"n_runs": len(pairs), "share_below": n_below / len(pairs) if pairs else None,
+                     "share_below_ci95": (tuple(float(v) for v in stats.binomtest(n_below, len(pairs)).proportion_ci(0.95))
+                                          if pairs else None)}
     return {
+        "same_estimator": same,
         "line": fit_line(x, y, groups=groups, n_bootstrap=n_bootstrap, seed=seed, x_name="d_data",
                          y_name="d_repr", label="all"),
         "correlation": fit_correlation(x, y, groups=groups, n_bootstrap=n_bootstrap, seed=seed,
