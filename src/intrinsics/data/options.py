@@ -192,7 +192,8 @@ def _slices(v: Any) -> Any:
         raise SettingError("slices", v, "must hold two integers (start, stop), e.g. (20, 80)") from None
 
 
-def _flag(name: str) -> Callable[[Any], bool]:
+def flag_check(name: str) -> Callable[[Any], bool]:
+    """The check of a true/false setting (shared by every typed settings object)."""
     def check(v: Any) -> bool:
         if not isinstance(v, (bool, np.bool_)):
             raise SettingError(name, v, "must be true or false")
@@ -234,7 +235,7 @@ SETTINGS: dict[str, _Setting] = {
     "window": _Setting(None, _window, _FILES, "DICOM/NIfTI window: center,width or a preset (brain, lung, ...)"),
     "axis": _Setting(None, _axis, _FILES, "NIfTI slicing axis: 0/1/2 or sagittal/coronal/axial (default axial)"),
     "slices": _Setting(None, _slices, _FILES, "NIfTI slice range START:STOP along the axis"),
-    "skip_empty": _Setting(False, _flag("skip_empty"), _FILES, "NIfTI: drop constant (empty) slices"),
+    "skip_empty": _Setting(False, flag_check("skip_empty"), _FILES, "NIfTI: drop constant (empty) slices"),
     "volume": _Setting(None, _volume, _FILES, "NIfTI: index of the volume in a 4-D file"),
     "size": _Setting(None, _size, _ALL, "resize to S×S or H×W"),
     "channels": _Setting(None, _channels, _ALL, "convert to 1 or 3 channels"),

@@ -297,7 +297,7 @@ def train(
     """
     t_start = time.perf_counter()
     cfg = (config or TrainConfig()).resolved(getattr(model, "name", None))
-    _check_config(cfg, test_set)
+    _check_config(cfg, test_set, val_set)
     dev = resolve_device(cfg.device)
     x_tr, y_tr, x_te, y_te = _checked_tensors(model, train_set, test_set)
     x_va, y_va = _eval_tensors(model, x_tr, val_set, "val_set")
@@ -311,8 +311,6 @@ def train(
     history, best, best_val, clock = _run_epochs(model, cfg, dev, amp, x_tr, y_tr, x_te, y_te, x_va, y_va)
 
     epoch_kept = int(cfg.epochs)
-    if cfg.keep == "best_val" and x_va is None:
-        raise DataError("keep='best_val' selects on the validation loss, so it needs a val_set; use keep='last'")
     chosen = best_val if cfg.keep == "best_val" else best
     if cfg.keep != "last" and chosen.state is not None:
         model.load_state_dict(chosen.state)
@@ -345,7 +343,7 @@ def train(
     )
 
 
-def _check_config(cfg: TrainConfig, test_set: Any) -> None:
+def _check_config(cfg: TrainConfig, test_set: Any, val_set: Any = None) -> None:
     """Reject a resolved config that cannot train, before any data is touched."""
     if cfg.optimizer not in OPTIMIZERS:
         raise DataError(f"optimizer={cfg.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
@@ -359,6 +357,8 @@ def _check_config(cfg: TrainConfig, test_set: Any) -> None:
         raise DataError(f"lr={cfg.lr!r} must be a positive number, e.g. 1e-3")
     if test_set is None and cfg.keep == "best":
         raise DataError("keep='best' selects on the test loss, so it needs a test set; use keep='last'")
+    if val_set is None and cfg.keep == "best_val":
+        raise DataError("keep='best_val' selects on the validation loss, so it needs a val_set; use keep='last'")
 
 
 def _checked_tensors(

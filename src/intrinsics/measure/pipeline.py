@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from ..data.options import flag_check
 from ..data.preprocess import COMPARISON_KEYS, comparison_key
 from ..errors import EstimationError, Placeholder, SettingError, spell
 from ..jsonio import to_jsonable
+from ._validate import is_int_at_least
 from .dimension import ESTIMATORS, by_estimator, intrinsic_dimension, k_sweep, shared_graph
 from .results import Estimate, KSweep, SharpnessEstimate
 from .sharpness import label_sharpness
@@ -36,7 +38,7 @@ def _int_at_least(name: str, minimum: int, *, optional: bool = False):
     def check(v: Any) -> Any:
         if v is None and optional:
             return None
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        if not is_int_at_least(v, minimum):
             raise SettingError(name, v, f"must be an integer >= {minimum}" + (" (or left out)" if optional else ""))
         return int(v)
 
@@ -49,15 +51,6 @@ def _estimator(v: Any) -> str:
     return v
 
 
-def _flag(name: str):
-    def check(v: Any) -> bool:
-        if not isinstance(v, (bool, np.bool_)):
-            raise SettingError(name, v, "must be true or false")
-        return bool(v)
-
-    return check
-
-
 # Each setting's check, declared once.
 _CHECKS = {
     "estimator": _estimator,
@@ -65,8 +58,8 @@ _CHECKS = {
     "kf_samples": _int_at_least("kf_samples", 2),
     "n_bootstrap": _int_at_least("n_bootstrap", 0),
     "max_samples": _int_at_least("max_samples", 3, optional=True),
-    "exact": _flag("exact"),
-    "k_sweep": _flag("k_sweep"),
+    "exact": flag_check("exact"),
+    "k_sweep": flag_check("k_sweep"),
     "seed": _int_at_least("seed", 0),
 }
 
