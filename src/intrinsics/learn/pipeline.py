@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, SettingError
+from ..measure._validate import is_int_at_least
 from ..measure.dimension import ESTIMATORS
 from .attacks import evaluate_attack
 from .models import create_model
@@ -44,10 +45,6 @@ __all__ = ["AttackSettings", "ReprSettings", "RunSettings", "RunResult", "LOSS_A
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _positive_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
 def _eps_list(name: str, values: Any) -> tuple[float, ...]:
@@ -73,12 +70,12 @@ class AttackSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "fgsm_eps", _eps_list("fgsm_eps", self.fgsm_eps))
         object.__setattr__(self, "pgd_eps", _eps_list("pgd_eps", self.pgd_eps))
-        if not _positive_int(self.pgd_steps):
+        if not is_int_at_least(self.pgd_steps, 1):
             raise SettingError("pgd_steps", self.pgd_steps, "must be a positive integer", "e.g. pgd_steps = 10")
         if self.pgd_step_size is not None and not (_number(self.pgd_step_size) and 0 < self.pgd_step_size < 1):
             raise SettingError("pgd_step_size", self.pgd_step_size, "must be a number in (0, 1) on the [0, 1] scale",
                                "leave it out for 2.5 * eps / pgd_steps")
-        if self.max_images is not None and not _positive_int(self.max_images):
+        if self.max_images is not None and not is_int_at_least(self.max_images, 1):
             raise SettingError("max_images", self.max_images, "must be a positive integer")
 
 
@@ -97,7 +94,7 @@ class ReprSettings:
         object.__setattr__(self, "layers", tuple(self.layers))
         if self.estimator not in ESTIMATORS:
             raise SettingError("estimator", self.estimator, "must be 'mle' or 'twonn'")
-        if self.max_images is not None and not _positive_int(self.max_images):
+        if self.max_images is not None and not is_int_at_least(self.max_images, 1):
             raise SettingError("max_images", self.max_images, "must be a positive integer")
 
 
