@@ -30,12 +30,12 @@ def test_quick_demo_leaves_report_store_and_fits(quick_demo):
     for name in ("report.html", "study.sqlite", "fits.json"):
         assert (out / name).exists()
     assert f"report: {(out / 'report.html').resolve()}" in printed
-    assert result["runs"]["done"] == result["runs"]["total"] == 18 and result["runs"]["failed"] == 0
+    assert result["runs"]["done"] == result["runs"]["total"] == 21 and result["runs"]["failed"] == 0
     status = study_status(out)
-    assert (status["total"], status["done"], status["failed"], status["running"]) == (18, 18, 0, 0)
+    assert (status["total"], status["done"], status["failed"], status["running"]) == (21, 21, 0, 0)
     # The headline names every claim with a verdict.
     verdicts = re.findall(r"^\[([a-z ,]+)\] ", printed, flags=re.M)
-    assert len(verdicts) == 4
+    assert len(verdicts) == 5
     assert set(verdicts) <= set(VERDICTS)
 
 
@@ -46,13 +46,19 @@ def test_quick_demo_measurements_are_sane(quick_demo):
         kf = {m["dataset"]: m for m in store.measurements("K_F")}
         runs = store.runs()
         d_repr = store.measurements("d_repr")
-    assert set(dd) == set(kf) == {"mnist-3v8", "mnist-1v7", "digits-4v9", "lesion-c0.6", "lesion-c0.3",
-                                  "lesion-c0.15"}
+    lesions = {f"lesion-b{b}-c{c}" for b in (1, 6) for c in ("0.15", "0.3")}
+    assert set(dd) == set(kf) == {"mnist-3v8", "mnist-1v7", "digits-4v9"} | lesions
     for m in dd.values():
         assert 1 < m["value"] < 30 and m["ci_lo"] <= m["value"] <= m["ci_hi"]
         assert m["details"]["preprocessing"]["size"] == [16, 16] or m["details"]["preprocessing"]["size"] == 16
-    # Fainter lesions have sharper labels: K_F rises as the contrast falls.
-    assert kf["lesion-c0.6"]["value"] < kf["lesion-c0.3"]["value"] < kf["lesion-c0.15"]["value"]
+    # The factorial design: contrast sets K_F (fainter lesions, sharper labels; the same K_F to ±10% at
+    # either number of background factors), the background factors set d_data (at either contrast).
+    for b in (1, 6):
+        assert kf[f"lesion-b{b}-c0.3"]["value"] < kf[f"lesion-b{b}-c0.15"]["value"]
+    for c in ("0.15", "0.3"):
+        k1, k6 = kf[f"lesion-b1-c{c}"]["value"], kf[f"lesion-b6-c{c}"]["value"]
+        assert abs(k1 / k6 - 1) < 0.1
+        assert dd[f"lesion-b6-c{c}"]["value"] - dd[f"lesion-b1-c{c}"]["value"] > 3
     assert all(kf[d]["details"]["M"] == 250 for d in kf)  # one M for every dataset: comparable K_F
     assert all((out / p["image"]).exists() for m in kf.values() for p in m["details"]["closest_pair_images"])
     for r in runs:
@@ -73,9 +79,14 @@ def test_quick_demo_fits_json_has_every_fit(quick_demo):
     assert set(fits) >= {"loss_vs_d_data", "learning_curves", "exponent_vs_inv_d", "kf_law", "robustness",
                          "repr_vs_data", "datasets", "claims", "meta"}
     assert set(fits["loss_vs_d_data"]) == {"natural", "medical"}
-    assert len(fits["learning_curves"]) == 6 and len(fits["datasets"]) == 6
+    assert len(fits["learning_curves"]) == 7 and len(fits["datasets"]) == 7
+    # The lesion sets make two K_F levels whose d_data spans more than 3 units each.
+    med = fits["kf_levels"]["by_domain"]["medical"]
+    assert med["status"] == "ok" and [len(lv["datasets"]) for lv in med["levels"]] == [2, 2]
+    assert all(lv["d_data_spread"] > 3 for lv in med["levels"])
+    assert med["comparison"]["kf_ratio"] > 1.5
     page = (out / "report.html").read_text()
-    assert "lesion-c0.15" in page and page.count("data:image/png;base64,") >= 6 + 6
+    assert "lesion-b1-c0.15" in page and page.count("data:image/png;base64,") >= 6 + 6
 
 
 def test_rerunning_the_demo_resumes_instead_of_retraining(quick_demo):
@@ -83,7 +94,7 @@ def test_rerunning_the_demo_resumes_instead_of_retraining(quick_demo):
     with Store(out) as store:
         before = {r["run_key"]: r["finished"] for r in store.runs()}
     result = run_demo(out, quick=True, progress=False, stream=io.StringIO(), n_bootstrap=50)
-    assert result["runs"]["new_runs"] == 0 and result["runs"]["done"] == 18
+    assert result["runs"]["new_runs"] == 0 and result["runs"]["done"] == 21
     with Store(out) as store:
         assert {r["run_key"]: r["finished"] for r in store.runs()} == before
 
@@ -107,11 +118,11 @@ def test_plan_measures_a_new_source_under_the_study_preprocessing(quick_demo):
     res = plan(out, source="synthetic:lesion?n=300&contrast=0.3&size=32&seed=1", N=[100, 200], rank=True)
     measured = res["measured"]
     assert measured["preprocessing"]["channels"] == 1 and 16 in (measured["preprocessing"]["size"] or [16])
-    kf_study = {d["dataset"]: d["K_F"] for d in fits["datasets"]}["lesion-c0.3"]
+    kf_study = {d["dataset"]: d["K_F"] for d in fits["datasets"]}["lesion-b6-c0.3"]
     # A new draw from the same generator, prepared the same way, has a K_F of the same size.
     assert 0.5 * kf_study < measured["K_F"]["value"] < 2 * kf_study
     assert [p["N"] for p in res["predictions"]] == [100.0, 200.0]
-    assert len(res["ranking"]) == 7
+    assert len(res["ranking"]) == 8
 
 
 # --- the same demo folder through the command line -------------------------------------------------

@@ -120,7 +120,7 @@ def test_claims_say_not_enough_runs_for_a_tiny_study(tmp_path):
     table = [{"dataset": "a", "domain": "natural", "model": "m", "N": 10, "seed": 0, "test_loss": 0.5,
               "d_data": 5.0, "K_F": 1.0, "robustness_drop": 0.1}]
     verdicts = [c["verdict"] for c in claims(fit_study(table, n_bootstrap=50).to_dict())]
-    assert verdicts == ["not enough runs"] * 4
+    assert verdicts == ["not enough runs"] * 5
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

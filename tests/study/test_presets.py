@@ -18,13 +18,15 @@ from intrinsics.study.spec import SpecError, expand_grid, load_spec, parse_spec
 # tied to them: a preset that parses to anything else would rerun a user's whole study.
 # preset: (digest, number of runs, first run key, last run key, sha1 of the run keys joined by "\n")
 CONTRACT = {
-    # The two demo presets changed on purpose when they gained validation-based selection
-    # (val_size = 60, loss_at = "best_val"; issue "Trustworthy studies"); 8a5a1e2 gave a2bb4b94b3 and
-    # ab7bf880bd. The reference preset keeps the reference protocol (last epoch) and its digest.
-    "demo-quick": ("2c3992c437", 18, "mnist-3v8/smallcnn/N=50/seed=0/e2de211aa8",
-                   "lesion-c0.15/smallcnn/N=200/seed=0/caa5caea84", "887c758cf4ed401e"),
-    "demo": ("b6e340611b", 68, "mnist-3v8/smallcnn/N=100/seed=0/d155828c53",
-             "lesion-c0.08/smallcnn/N=600/seed=1/4d817d602d", "c91f58a173052de1"),
+    # The two demo presets changed on purpose twice (issue "Trustworthy studies"): when they gained
+    # validation-based selection (val_size = 60, loss_at = "best_val"; 8a5a1e2 gave a2bb4b94b3 and
+    # ab7bf880bd), and when the contrast-only lesion sets became a factorial design (contrast x background
+    # factors) and the full demo went to three seeds (a02a99b gave 2c3992c437 and b6e340611b). The
+    # reference preset keeps the reference protocol (last epoch) and its digest.
+    "demo-quick": ("294b19c492", 21, "mnist-3v8/smallcnn/N=50/seed=0/e2de211aa8",
+                   "lesion-b6-c0.3/smallcnn/N=200/seed=0/ed90ed4b23", "3ef157194c72dbd3"),
+    "demo": ("cf7d190d38", 126, "mnist-3v8/smallcnn/N=100/seed=0/d155828c53",
+             "lesion-b6-c0.3/smallcnn/N=600/seed=2/b242581dfd", "023228ff1ce7bd98"),
     "reference": ("3891090b88", 540, "brats/resnet18/N=500/seed=1337/e04378b33b",
                   "mnist-1v7/vgg19/N=1750/seed=1337/eb1e79f49d", "035da4cf8430cdce"),
 }

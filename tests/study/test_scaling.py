@@ -260,4 +260,21 @@ def test_power_law_says_when_the_exponent_is_not_identified():
     Ns = np.repeat([100, 200, 400, 800], 3)
     L = 0.3 * np.exp(rng.normal(0, 0.3, Ns.size))  # no trend in N at all
     fit = fit_power_law(Ns, L, n_bootstrap=100)
+    # Without a floor b may be negative: a flat curve gets an interval around 0, not one at a bound.
+    assert "no floor: AICc prefers" in fit.method and fit.b_ci95[0] < 0 < fit.b_ci95[1] and not fit.note
+    # With a floor, a step (a drop from the first N, flat after it) leaves b at the edge of its range.
+    step = np.where(Ns == 100, 0.6, 0.1) * np.exp(rng.normal(0, 0.02, Ns.size))
+    fit = fit_power_law(Ns, step, fit_c=True, n_bootstrap=100)
     assert "search bound" in (fit.status + fit.note)
+
+
+def test_floor_is_kept_only_where_the_runs_ask_for_it():
+    rng = np.random.default_rng(11)
+    Ns = np.repeat([100, 200, 400, 800], 2).astype(float)
+    pure = 2.0 * Ns ** -0.5 * np.exp(rng.normal(0, 0.03, Ns.size))
+    fit = fit_power_law(Ns, pure, n_bootstrap=100)
+    assert "c fixed at 0" in fit.method and "AICc prefers a*N^-b" in fit.method and _covers(fit.b_ci95, 0.5)
+    Ns = np.repeat([50, 100, 200, 400, 800, 1600], 2).astype(float)
+    floored = (5.0 * Ns ** -0.8 + 0.1) * np.exp(rng.normal(0, 0.01, Ns.size))
+    fit = fit_power_law(Ns, floored, n_bootstrap=100)
+    assert "floor c kept by AICc" in fit.method and _covers(fit.c_ci95, 0.1)

@@ -124,7 +124,7 @@ def test_inconclusive_without_a_kf_effect():
 def test_not_enough_runs_for_a_tiny_study():
     table = [{k: v for k, v in r.items() if k != "d_repr"} for r in _table()[:3]]  # three runs, one dataset
     out = claims(fit_study(table, n_bootstrap=50).to_dict())
-    assert [c["verdict"] for c in out] == [NOT_ENOUGH_RUNS] * 4
+    assert [c["verdict"] for c in out] == [NOT_ENOUGH_RUNS] * 5
     assert all(c["sign_verdict"] == NOT_ENOUGH_RUNS and c["prediction"] for c in out)
 
 

@@ -551,8 +551,9 @@ def plan_from_pilot(
             f"pilot {chosen[0]!r} has {len(rows)} finished runs; a learning curve with an interval needs at "
             "least 6 (e.g. 2 seeds at each of 3 N)"
         )
-    fit_c = np.unique(Nr).size >= 4
-    curve = fit_power_law(Nr, Lr, n_bootstrap=0, fit_c=fit_c, label=chosen[0])
+    # The floor c is fitted where the pilot's runs ask for it (the learning-curve fits' own choice).
+    curve = fit_power_law(Nr, Lr, n_bootstrap=0, label=chosen[0])
+    fit_c = curve.method.startswith("a*N^-b + c")
     if curve.a is None:
         raise EstimationError(f"the learning curve of {chosen[0]!r} could not be fitted ({curve.status})")
     n_max = float(Nr.max())
@@ -602,7 +603,7 @@ def plan_from_pilot(
             "N_needed_ci95": need_ci,
             "reachable": None if need is None else math.isfinite(need),
             "extrapolation": extrap,
-            "basis": f"pilot learning curve L = a·N^-b{' + c' if fit_c else ' (c fixed at 0: fewer than 4 N)'}",
+            "basis": f"pilot learning curve L = a·N^-b{' + c' if fit_c else ' (c fixed at 0)'}: {curve.method}",
             "note": "; ".join(x for x in (
                 "" if curve.status in ("ok", "not enough runs for an interval") else f"curve: {curve.status}",
                 "" if len(B) >= 20 else f"only {len(B)} usable resamples: no interval",

@@ -80,7 +80,17 @@ PREDICTIONS: tuple[tuple[str, str], ...] = (
      "datasets, so only the sign is tested); the sharper domain's slope is the steeper (the reference "
      "study's statement, sign of the difference; its interval combines the two slopes' intervals as "
      "independent). Where K_F does not move with d_data inside a domain, the law alone predicts equal "
-     "slopes in log L (K_F shifts log L by log K_F), which the evidence reports beside it.")),
+     "slopes in log L (K_F shifts log L by log K_F), which the evidence reports beside it. On K_F levels "
+     "(see the next claim) the same statement is tested where it is identified: each level's slope is "
+     "positive and the sharpest level's slope exceeds the least sharp one's (sign).")),
+    ("At fixed K_F, test loss follows the law's form",
+     ("on K_F levels (datasets of one domain whose K_F agree to ±10% while d_data varies, fits.json "
+     "'kf_levels'), the law's own predictions, with d_data and K_F no longer moving together: in each level "
+     "the slope of log L against d_data at equal N equals the law's (the same fit through −log N / d_data; "
+     "consistent when the interval contains it); the sharpest level's log L lies above the least sharp one's "
+     "by log(K_F ratio) at equal N and d_data (offset, predicted log of the ratio); and the slope of L itself "
+     "against d_data grows in proportion to K_F (slope ratio, predicted the K_F ratio, no effect = 1). "
+     "Without two such levels the claim has not enough runs.")),
     ("Test loss follows the K_F-aware law",
      ("in log L = c + β_N·(−log N / d_data) + β_K·log K_F the law predicts β_N = 1 and β_K = 1: each is "
      "consistent when its interval contains 1. The law is an upper bound, so β_N > 1 (loss falling faster "
@@ -254,6 +264,7 @@ def claims(fits: dict[str, Any]) -> list[dict[str, Any]]:
     """
     out = [
         _loss_grows_with_d_data(fits),
+        _law_at_fixed_kf(fits),
         _loss_follows_kf_law(fits),
         _vulnerability_grows_with_kf(fits),
         _d_data_bounds_d_repr(fits),
@@ -330,12 +341,70 @@ def _loss_grows_with_d_data(fits: dict[str, Any]) -> dict[str, Any]:
         ev.append("where K_F does not move with d_data inside a domain, the law alone predicts equal slopes in "
                   "log L (K_F shifts log L by log K_F, it does not steepen it): predicted difference 0, "
                   f"{'inside' if holds else 'outside'} the interval {_fmt(diff_ci)}")
+    for dom, lv in sorted(((fits.get("kf_levels") or {}).get("by_domain") or {}).items()):
+        if lv.get("status") != "ok":
+            continue
+        c = lv["comparison"]
+        for level in reversed(lv["levels"]):
+            p = _part(f"{level['name']}: slope of log L per unit d_data at equal N", level["log_slope"],
+                      level["log_slope_ci95"])
+            parts.append(p)
+            ev.append(f"{p.sentence()}; {len(level['datasets'])} datasets, d_data {_fmt(level['d_data_range'])}")
+        p = _part(f"{c['sharp']} slope − {c['other']} slope (the reference study's 'steeper', at fixed K_F)",
+                  c["log_slope_difference"], c["log_slope_difference_ci95"])
+        parts.append(p)
+        ev.append(f"{p.sentence()}; the law predicts {_fmt(c['log_slope_difference_law'])} (its slopes differ "
+                  "only through the levels' d_data and N)")
     if (fits.get("domains") or {}).get("rule"):
         d = fits["domains"]
         ev.append(f"domains compared: {sharp!r} against {ref!r} ({d['rule']})" if d.get("reference")
                   else f"no domains compared: {d['rule']}")
     return {"claim": f"Test loss grows with d_data (log L roughly linear in d_data), faster for {sharp} images",
             "evidence": ev, "_parts": parts}
+
+
+def _law_at_fixed_kf(fits: dict[str, Any]) -> dict[str, Any]:
+    """Claim 2: on K_F levels, the law's rate in d_data, its log K_F offset and its slope ∝ K_F."""
+    levels = fits.get("kf_levels") or {}
+    title = ("At fixed K_F, test loss follows the law's form: log L rises with d_data at the law's rate, K_F "
+             "shifts log L by log K_F, and the slope of L against d_data grows in proportion to K_F")
+    parts: list[Part] = []
+    ev: list[str] = []
+    for dom, lv in sorted((levels.get("by_domain") or {}).items()):
+        if lv.get("status") != "ok":
+            ev.append(f"{dom}: {lv.get('status')} ({lv.get('note', '')})")
+            continue
+        c = lv["comparison"]
+        ev.append(f"{dom}: {len(lv['levels'])} K_F levels; compared {c['sharp']} ({', '.join(lv['levels'][-1]['datasets'])}) "
+                  f"with {c['other']} ({', '.join(lv['levels'][0]['datasets'])}), K_F ratio {_fmt(c['kf_ratio'])}")
+        for level in reversed(lv["levels"]):
+            p = _part(f"{level['name']}: slope of log L per unit d_data at equal N", level["log_slope"],
+                      level["log_slope_ci95"], predicted=level["law_log_slope"])
+            parts.append(p)
+            ev.append(f"{p.sentence()} (the law's slope over these runs: the same fit through −log N / d_data); "
+                      f"K_F {_fmt(level['K_F_range'])}, d_data {_fmt(level['d_data_range'])}")
+        p = _part(f"{c['sharp']} − {c['other']}: offset in log L at equal N and d_data", c["offset"],
+                  c["offset_ci95"], predicted=c["log_kf_ratio"])
+        parts.append(p)
+        ev.append(p.sentence() + f" (predicted: log of the K_F ratio {_fmt(c['kf_ratio'])})")
+        if c.get("linear_slope_ratio_ci95") is None:
+            q = f"{c['sharp']} / {c['other']}: ratio of the slopes of L against d_data"
+            parts.append(_untested(q))
+            ev.append(f"{q} {_fmt(c.get('linear_slope_ratio'))}; predicted {_fmt(c['kf_ratio'])}: not tested "
+                      f"({c.get('linear_slope_ratio_note') or 'no interval'})")
+        else:
+            p = _part(f"{c['sharp']} / {c['other']}: ratio of the slopes of L against d_data",
+                      c["linear_slope_ratio"], c["linear_slope_ratio_ci95"], predicted=c["kf_ratio"], null=1.0)
+            parts.append(p)
+            ev.append(p.sentence() + " (predicted: the K_F ratio; no effect: equal slopes, 1)")
+    if not parts:
+        parts = [_untested("offset in log L between K_F levels")]
+        if not ev:
+            ev.append("no K_F levels: no domain has two or more datasets sharing K_F (to ±10%) while their d_data "
+                      "differ, so d_data and K_F cannot be told apart here")
+    if levels.get("rule"):
+        ev.append(f"levels: {levels['rule']}")
+    return {"claim": title, "evidence": ev, "_parts": parts}
 
 
 # The K_F-aware law's predicted coefficients (method.md §3): "the law predicts a coefficient ≈ 1 on each".

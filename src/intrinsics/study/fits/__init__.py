@@ -9,8 +9,8 @@ The input is a *table*: a list of dicts, one per finished run, with keys ``datas
 ``robustness_drop`` (:func:`intrinsics.study.tables.study_table` builds it from a store).
 
 One module per kind of fit: :mod:`.lines` (straight lines, loss against d_data), :mod:`.curves`
-(learning-curve power laws), :mod:`.law` (the K_F-aware law), :mod:`.correlation` (robustness against
-K_F, d_repr against d_data); :func:`fit_study` runs them all on one table.
+(learning-curve power laws), :mod:`.law` (the K_F-aware law), :mod:`.levels` (d_data at fixed K_F
+levels), :mod:`.correlation` (robustness against K_F, d_repr against d_data); :func:`fit_study` runs them all on one table.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ._common import NOT_ENOUGH, _positive
 from .correlation import CorrelationFit, fit_correlation, fit_repr_vs_data, fit_robustness
 from .curves import PowerLawFit, check_learning_curves, fit_learning_curves, fit_power_law, power_law_resamples
 from .law import KFLaw, LawFit, fit_kf_law
+from .levels import fit_kf_levels, kf_levels
 from .lines import LineFit, fit_line, fit_loss_vs_d_data
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "power_law_resamples",
     "fit_learning_curves",
     "fit_kf_law",
+    "fit_kf_levels",
+    "kf_levels",
     "fit_correlation",
     "fit_robustness",
     "fit_repr_vs_data",
@@ -69,6 +72,7 @@ class StudyFits:
     domains: dict[str, Any] = field(default_factory=dict)
     curve_checks: dict[str, Any] = field(default_factory=dict)
     loss_metric: str = "last"
+    kf_levels: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         def conv(v: Any) -> Any:
@@ -132,6 +136,7 @@ def fit_study(table: Sequence[Mapping[str, Any]], *, n_bootstrap: int = 1000, se
         domains=pair,
         curve_checks=check_learning_curves(table),
         loss_metric=_loss_metric(table),
+        kf_levels=fit_kf_levels(table, n_bootstrap=n_bootstrap, seed=seed),
     )
 
 

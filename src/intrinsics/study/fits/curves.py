@@ -88,9 +88,24 @@ def _varpro_init(logN: np.ndarray, L: np.ndarray, fit_c: bool) -> tuple[float, f
     return best[1], best[2], best[3]
 
 
+#: The exponent's search range. With a floor c it is [0, B_MAX] (a rising a·N^-b under a floor means
+#: nothing); without one, log L = log a − b·log N is a line and b may be negative, so a flat or rising
+#: curve gets an interval around 0 instead of one pressed against a bound.
+B_MAX = 10.0
+
+
+def _b_bounds(fit_c: bool) -> tuple[float, float]:
+    return (0.0, B_MAX) if fit_c else (-B_MAX, B_MAX)
+
+
 def _fit_power(logN: np.ndarray, L: np.ndarray, fit_c: bool, f_scale: float) -> tuple[float, float, float]:
-    a0, b0, c0 = _varpro_init(logN, L, fit_c)
     logL = np.log(L)
+    if fit_c:
+        a0, b0, c0 = _varpro_init(logN, L, fit_c)
+    else:  # a straight line in log-log space: least squares gives the start
+        slope = float(np.polyfit(logN, logL, 1)[0]) if np.unique(logN).size > 1 else 0.0
+        b0, c0 = float(np.clip(-slope, -B_MAX + 1e-6, B_MAX - 1e-6)), 0.0
+        a0 = float(np.exp(np.mean(logL + b0 * logN)))
     cmax = float(L.max())
 
     def resid(p: np.ndarray) -> np.ndarray:
@@ -98,7 +113,8 @@ def _fit_power(logN: np.ndarray, L: np.ndarray, fit_c: bool, f_scale: float) -> 
         return logL - np.log(np.exp(p[0] - p[1] * logN) + c)
 
     x0 = np.array([math.log(max(a0, 1e-12)), b0, min(max(c0, 0.0), cmax * 0.999)])
-    lb, ub = [-50.0, 0.0, 0.0], [50.0, 10.0, cmax if fit_c else 1.0]
+    b_lo, b_hi = _b_bounds(fit_c)
+    lb, ub = [-200.0, b_lo, 0.0], [200.0, b_hi, cmax if fit_c else 1.0]
     if not fit_c:
         x0[2] = 0.0
     x0 = np.clip(x0, np.array(lb) + 1e-12, np.array(ub) - 1e-12)
@@ -126,8 +142,10 @@ def fit_power_law(
     d_data : float, optional
         The dataset's d_data; the result then compares b with 1/d_data.
     fit_c : bool, optional
-        Fit the floor ``c``; by default only when there are at least 4 distinct N (with fewer, three
-        parameters are not identifiable and ``c`` is fixed at 0, which ``method`` reports).
+        Fit the floor ``c``. By default the floor is a choice the data make: with fewer than 4 distinct N
+        three parameters are not identifiable and ``c`` is fixed at 0; with 4 or more, both models are
+        fitted and the floor is kept only when it lowers the small-sample AIC (AICc, on the log-space
+        residuals). ``method`` says which model was used and why.
     n_bootstrap : int
         Resamples (over runs) for the intervals.
     f_scale : float
@@ -143,9 +161,10 @@ def fit_power_law(
     Narr, Larr = Narr[ok], Larr[ok]
     n_N = int(np.unique(Narr).size)
     inv_d = 1.0 / d_data if d_data and d_data > 0 else None
+    why = ""
     if fit_c is None:
-        fit_c = n_N >= 4
-    method = "a*N^-b + c, Huber in log space" if fit_c else "a*N^-b (c fixed at 0), Huber in log space"
+        fit_c, why = _choose_floor(Narr, Larr, n_N, f_scale)
+    method = ("a*N^-b + c, Huber in log space" if fit_c else "a*N^-b (c fixed at 0), Huber in log space") + why
     base = dict(label=label, n_points=int(Narr.size), n_N=n_N, d_data=d_data, inv_d_data=inv_d, method=method)
     need = 4 if fit_c else 2
     if n_N < need or Narr.size < need + 1:
@@ -166,12 +185,16 @@ def fit_power_law(
     b_ci = _ci(boots[:, 1])
     status = "ok" if b_ci is not None else "not enough runs for an interval"
     note = ""
-    # The exponent is searched in [0, 10]; an estimate or interval at that edge means the runs do not
-    # pin b down (flat or non-monotone curves), so say so rather than report the bound as a finding.
-    if b <= 1e-6 or b >= 9.99:
+    # An estimate or interval at the edge of b's search range (_b_bounds) means the runs do not pin b
+    # down (a step-like drop under a floor), so say so rather than report the bound as a finding.
+    b_lo, b_hi = _b_bounds(fit_c)
+    def at_bound(v: float) -> bool:
+        return v <= b_lo + 1e-6 or v >= b_hi - 1e-2
+    if at_bound(b):
         status = "exponent not identified (at the search bound)"
-    if b_ci is not None and (b_ci[0] <= 1e-6 or b_ci[1] >= 9.99):
-        note = "the interval of b reaches the search bound [0, 10]: these runs do not pin the exponent down"
+    if b_ci is not None and (at_bound(b_ci[0]) or at_bound(b_ci[1])):
+        note = (f"the interval of b reaches the search bound [{b_lo:g}, {b_hi:g}]: these runs do not pin the "
+                "exponent down")
     return PowerLawFit(
         a=a, b=b, c=c if fit_c else 0.0,
         a_ci95=_ci(boots[:, 0]), b_ci95=b_ci, c_ci95=_ci(boots[:, 2]) if fit_c else None,
@@ -180,6 +203,34 @@ def fit_power_law(
         inv_d_in_ci=(b_ci[0] <= inv_d <= b_ci[1]) if (b_ci is not None and inv_d is not None) else None,
         **base,
     )
+
+
+def _aicc(logL: np.ndarray, pred: np.ndarray, k: int) -> float:
+    """Small-sample Akaike criterion of a fit with k parameters, from its log-space residuals."""
+    n = logL.size
+    sse = max(float(((logL - np.log(pred)) ** 2).sum()), 1e-300)
+    return n * math.log(sse / n) + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n > k + 1 else math.inf)
+
+
+def _choose_floor(N: np.ndarray, L: np.ndarray, n_N: int, f_scale: float) -> tuple[bool, str]:
+    """Whether to fit the floor c, and the reason as ``method`` states it.
+
+    With 4 or 5 distinct N, ``a·N^-b + c`` can bend its floor into almost any drop, and b runs to the
+    edge of its search range; the floor is kept only where the data ask for it (lower AICc)."""
+    if n_N < 4:
+        return False, " (fewer than 4 distinct N: c is not identifiable)"
+    if N.size < 6:
+        return False, " (fewer than 6 runs: c is not identifiable)"
+    logN, logL = np.log(N), np.log(L)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a2, b2, _ = _fit_power(logN, L, False, f_scale)
+        a3, b3, c3 = _fit_power(logN, L, True, f_scale)
+    aic2 = _aicc(logL, a2 * N ** (-b2), 2)
+    aic3 = _aicc(logL, a3 * N ** (-b3) + c3, 3)
+    if aic3 < aic2:
+        return True, f"; floor c kept by AICc ({aic3:.1f} with c, {aic2:.1f} without)"
+    return False, f"; no floor: AICc prefers a*N^-b ({aic2:.1f} without c, {aic3:.1f} with)"
 
 
 def power_law_resamples(
