@@ -26,7 +26,8 @@ from .fits import KFLaw
 __all__ = ["DPI", "FIGURES", "domain_colours", "draw_figure", "figure_captions", "render_figures"]
 
 
-FIGURES = ("loss_vs_d_data", "kf_per_dataset", "robustness_vs_kf", "repr_vs_data", "learning_curves", "kf_law")
+FIGURES = ("loss_vs_d_data", "kf_levels", "kf_per_dataset", "robustness_vs_kf", "repr_vs_data", "learning_curves",
+           "kf_law")
 DPI = 300
 FORMATS = ("png", "svg", "pdf")
 
@@ -289,6 +290,57 @@ def _fig_loss_vs_d(fig: Any, c: _Context) -> None:
     _legend(ax, loc="best")
 
 
+# K_F levels are told apart by colours the domains do not use, least sharp first.
+_LEVEL_COLOURS = ("#56B4E9", "#E69F00", "#CC79A7", "#009E73")
+
+
+def _compared_levels(c: _Context) -> list[tuple[str, dict]]:
+    return [(dom, lv) for dom, lv in sorted(((c.fits.get("kf_levels") or {}).get("by_domain") or {}).items())
+            if lv.get("status") == "ok"]
+
+
+def _fig_levels(fig: Any, c: _Context) -> None:
+    """Small multiples, one panel per N: each K_F level's log test loss against d_data (dataset means and
+    their 95% interval over seeds), so the levels' offset and slopes can be read at equal N."""
+    compared = _compared_levels(c)
+    if not compared:
+        _no_data(fig.add_subplot(), "no two K_F levels to compare (datasets of one domain sharing K_F to ±10% "
+                                    "while d_data differs)")
+        return
+    dom, lv = compared[0]  # the first domain with a comparison (the demo's medical family)
+    members = {ds: i for i, level in enumerate(lv["levels"]) for ds in level["datasets"]}
+    rows = [r for r in c.table if r["dataset"] in members and _pos(r.get("test_loss")) is not None
+            and _num(r.get("d_data")) is not None and _pos(r.get("N")) is not None]
+    Ns = sorted({float(r["N"]) for r in rows})
+    if not Ns:
+        _no_data(fig.add_subplot(), "no finished runs on the K_F levels")
+        return
+    axes = fig.subplots(1, len(Ns), sharex=True, sharey=True, squeeze=False)[0]
+    for ax, n in zip(axes, Ns):
+        for i, level in enumerate(lv["levels"]):
+            colour = _LEVEL_COLOURS[i % len(_LEVEL_COLOURS)]
+            pts = []
+            for ds in level["datasets"]:
+                runs = [r for r in rows if r["dataset"] == ds and float(r["N"]) == n]
+                if runs:
+                    logs = [math.log(float(r["test_loss"])) for r in runs]
+                    m, half = _mean_ci(logs)
+                    pts.append((float(runs[0]["d_data"]), m, half))
+                    ax.scatter([float(r["d_data"]) for r in runs], [float(r["test_loss"]) for r in runs], s=7,
+                               alpha=0.4, lw=0, color=colour)
+            pts.sort()
+            if pts:
+                x, m, h = (np.array(v) for v in zip(*pts))
+                ax.errorbar(x, np.exp(m), yerr=[np.exp(m) - np.exp(m - h), np.exp(m + h) - np.exp(m)], fmt="-o",
+                            ms=3.5, lw=1.1, capsize=2, color=colour, mec="k", mew=0.4,
+                            label=f"{level['name']}" if n == Ns[0] else None)
+        ax.set_title(f"N = {int(n)}")
+        ax.set_xlabel(f"d_data ({c.d_data_estimator.split(',')[0]})")
+        _log_axis(ax, "y")
+    axes[0].set_ylabel("test loss (log scale)")
+    _legend(axes[0], loc="best")
+
+
 def _fig_kf(fig: Any, c: _Context) -> None:
     ax = fig.add_subplot()
     ds = [d for d in c.datasets if _pos(d.get("K_F")) is not None]
@@ -488,6 +540,7 @@ def _fig_law(fig: Any, c: _Context) -> None:
 
 _DRAW = {
     "loss_vs_d_data": _fig_loss_vs_d,
+    "kf_levels": _fig_levels,
     "kf_per_dataset": _fig_kf,
     "robustness_vs_kf": _fig_robust,
     "repr_vs_data": _fig_repr,
@@ -501,6 +554,8 @@ def _new_figure(plt: Any, name: str, c: _Context) -> Any:
         return plt.figure(figsize=(5.2, max(2.4, 0.9 + 0.24 * len(c.datasets))), layout="constrained")
     if name == "learning_curves":
         return plt.figure(figsize=(7.0, 4.0), layout="constrained")
+    if name == "kf_levels":
+        return plt.figure(figsize=(7.0, 2.8), layout="constrained")
     return plt.figure(figsize=(5.2, 3.6), layout="constrained")
 
 
@@ -522,6 +577,21 @@ def draw_figure(name: str, table: list[dict], datasets: list[dict], fits: dict, 
 
 
 # -- captions -----------------------------------------------------------------------------------------------
+
+
+def _levels_caption(c: _Context, loss: str, dd: str, pre: str) -> str:
+    compared = _compared_levels(c)
+    if not compared:
+        return f"No K_F levels to compare: the study has no two groups of datasets that share K_F while d_data differs. {pre}"
+    dom, lv = compared[0]
+    cmp = lv["comparison"]
+    levels = "; ".join(f"{x['name']}: {', '.join(x['datasets'])}" for x in lv["levels"])
+    return (f"K_F levels of the {dom} domain ({levels}): {loss} against d_data, one panel per N; small points single "
+            f"runs, connected markers each dataset's geometric-mean loss with the 95% interval over seeds. The law "
+            f"puts the sharper level above the other by log of the K_F ratio ({_fmt(cmp.get('kf_ratio'))}: "
+            f"{_fmt(cmp.get('log_kf_ratio'))} in log L); fitted offset {_fmt(cmp.get('offset'))} "
+            f"[{_fmt((cmp.get('offset_ci95') or [None])[0])}, {_fmt((cmp.get('offset_ci95') or [None, None])[1])}]. "
+            f"{dd}. {pre}")
 
 
 def _captions(c: _Context) -> dict[str, str]:
@@ -548,6 +618,7 @@ def _captions(c: _Context) -> dict[str, str]:
             f"geometric-mean loss, horizontal bars the 95% interval of d_data. Lines: the per-domain fit of log L "
             f"against d_data ({slopes or 'not fitted'}). "
             f"{dd}. {pre}"),
+        "kf_levels": _levels_caption(c, loss, dd, pre),
         "kf_per_dataset": (
             f"Label sharpness K_F of each dataset on a log axis; {kf_est}, bars the 2.5–97.5% range over draws. "
             f"{pre}"),
