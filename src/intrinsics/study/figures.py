@@ -307,8 +307,8 @@ def _fig_levels(fig: Any, c: _Context) -> None:
         _no_data(fig.add_subplot(), "no two K_F levels to compare (datasets of one domain sharing K_F to ±10% "
                                     "while d_data differs)")
         return
-    dom, lv = compared[0]  # the first domain with a comparison (the demo's medical family)
-    members = {ds: i for i, level in enumerate(lv["levels"]) for ds in level["datasets"]}
+    _, lv = compared[0]  # the first domain with a comparison (the demo's medical family)
+    members = {ds for level in lv["levels"] for ds in level["datasets"]}
     rows = [r for r in c.table if r["dataset"] in members and _pos(r.get("test_loss")) is not None
             and _num(r.get("d_data")) is not None and _pos(r.get("N")) is not None]
     Ns = sorted({float(r["N"]) for r in rows})

@@ -553,7 +553,7 @@ def plan_from_pilot(
         )
     # The floor c is fitted where the pilot's runs ask for it (the learning-curve fits' own choice).
     curve = fit_power_law(Nr, Lr, n_bootstrap=0, label=chosen[0])
-    fit_c = curve.method.startswith("a*N^-b + c")
+    fit_c = curve.floor_fitted
     if curve.a is None:
         raise EstimationError(f"the learning curve of {chosen[0]!r} could not be fitted ({curve.status})")
     n_max = float(Nr.max())

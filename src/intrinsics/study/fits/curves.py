@@ -34,6 +34,8 @@ class PowerLawFit:
         ``b * d_data``: 1 under the covering law, about 4 under the regression scaling theory.
     inv_d_in_ci : bool or None
         Whether 1/d_data lies inside the interval of b.
+    floor_fitted : bool
+        Whether the floor ``c`` was fitted (``method`` says why or why not).
     """
 
     label: str
@@ -54,6 +56,7 @@ class PowerLawFit:
     inv_d_in_ci: bool | None = None
     n_bootstrap: int = 0
     note: str = ""
+    floor_fitted: bool = False
 
     def predict(self, N: float | np.ndarray) -> float | np.ndarray:
         """Predicted test loss at ``N``."""
@@ -165,7 +168,8 @@ def fit_power_law(
     if fit_c is None:
         fit_c, why = _choose_floor(Narr, Larr, n_N, f_scale)
     method = ("a*N^-b + c, Huber in log space" if fit_c else "a*N^-b (c fixed at 0), Huber in log space") + why
-    base = dict(label=label, n_points=int(Narr.size), n_N=n_N, d_data=d_data, inv_d_data=inv_d, method=method)
+    base = dict(label=label, n_points=int(Narr.size), n_N=n_N, d_data=d_data, inv_d_data=inv_d, method=method,
+                floor_fitted=bool(fit_c))
     need = 4 if fit_c else 2
     if n_N < need or Narr.size < need + 1:
         return PowerLawFit(a=None, b=None, c=None, a_ci95=None, b_ci95=None, c_ci95=None, r2_log=None,

@@ -26,7 +26,7 @@ import numpy as np
 from ...jsonio import to_jsonable
 from ._common import NOT_ENOUGH, _ci, _finite, _positive
 
-__all__ = ["KF_LEVEL_TOLERANCE", "MIN_D_SPREAD", "kf_levels", "fit_kf_levels", "level_datasets"]
+__all__ = ["KF_LEVEL_TOLERANCE", "MIN_D_SPREAD", "kf_levels", "fit_kf_levels"]
 
 #: Datasets belong to one K_F level when each K_F lies within this fraction of the level's geometric
 #: mean (max/min at most (1 + t) / (1 − t)).
@@ -223,8 +223,3 @@ def fit_kf_levels(
         out["by_domain"][domain] = {"status": "ok", "levels": [info for info, _ in described], "comparison": cmp}
     return to_jsonable(out)
 
-
-def level_datasets(levels: Mapping[str, Any]) -> dict[str, str]:
-    """dataset -> the name of its K_F level, over every domain of a :func:`fit_kf_levels` result."""
-    return {ds: lvl["name"] for dom in (levels.get("by_domain") or {}).values()
-            for lvl in dom.get("levels", []) for ds in lvl["datasets"]}
