@@ -1,6 +1,7 @@
 """The CLI contract: `intrinsics measure` JSON, tables, `compare`, and one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -171,3 +172,27 @@ def test_no_labels_reads_subfolders_as_series(tmp_path):
     assert rec["K_F"] is None and rec["dataset"]["N"] == 30 and rec["dataset"]["classes"] == []
     assert any("no labels" in w for w in rec["warnings"])
     assert main(["measure", str(tmp_path / "study"), "--no-labels", "--labels", "x.csv"]) == 2
+
+
+def test_closest_pairs_name_the_files_they_come_from(tmp_path, capsys):
+    """Each closest pair carries the images' paths relative to the folder (after class selection and a
+    limit, so the ids follow the images), and the table line names the files."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "imgs"
+    for cls in ("benign", "malignant", "other"):
+        (root / cls).mkdir(parents=True)
+        for k in range(30):
+            px = (rng.uniform(0, 1, (8, 8)) * 120 + (100 if cls == "malignant" else 0)).astype(np.uint8)
+            Image.fromarray(px).save(root / cls / f"{cls}_{k:02d}.png")
+    rec = run_json(tmp_path, "measure", root, "--classes", "benign,malignant", "--limit", "50")
+    names = rec["dataset"]["classes"]
+    for p in rec["K_F"]["closest_pairs"]:
+        for side in ("i", "j"):
+            ident = p[f"id_{side}"]
+            cls = names[p[f"label_{side}"]]
+            assert ident.startswith(f"{cls}/{cls}_") and ident.endswith(".png") and (root / ident).is_file()
+    assert main(["measure", str(root), "--classes", "benign,malignant", "--bootstrap", "5"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("closest differently-labelled"))
+    assert re.search(r"pair: (benign|malignant)/\S+\.png and (benign|malignant)/\S+\.png \(images \d+ and \d+", line)

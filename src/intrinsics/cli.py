@@ -213,7 +213,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
             p = kf["closest_pairs"][0]
             names = rec["dataset"]["classes"] or []
             li, lj = (names[p[k]] if p[k] < len(names) else p[k] for k in ("label_i", "label_j"))
-            print(f"closest differently-labelled pair: images {p['i']} and {p['j']} (classes {li!s}/{lj!s}), "
+            print(f"closest differently-labelled pair: {p['id_i']} and {p['id_j']} (images {p['i']} and {p['j']}, "
+                  f"classes {li!s}/{lj!s}), "
                   f"distance {_fmt(p['distance'])} — worth a look for label errors")
         for w in rec["warnings"]:
             print(f"warning: {w}", file=sys.stderr)

@@ -132,7 +132,34 @@ def test_fits_json_and_report_carry_the_backtest(law_study):
     assert "Backtest of the plan" in page
     assert f"{bt['median_abs_log_error']:.3g}" in page
     section = page[page.index("Backtest of the plan"):]
-    assert all(name in section for name in ("nat-a", "med-c")) and section.count("<tr>") == 1 + 6
+    law_part, pilot_part = section.split("plan --pilot</code>)</h3>")
+    assert all(name in law_part for name in ("nat-a", "med-c")) and law_part.count("<tr>") == 1 + 6
+    pilot = fits["plan_backtest_pilot"]
+    assert pilot == json.loads(json.dumps(plan_backtest(table, n_bootstrap=300, method="pilot").to_dict()))
+    assert f"{pilot['median_abs_log_error']:.3g}" in pilot_part and pilot_part.count("<tr>") == 1 + 6
+
+
+def test_pilot_backtest_predicts_each_curve_from_its_smaller_N(law_study):
+    """Runs from a known law are a power law in N per dataset: its own curve on the smaller N predicts the
+    largest N to within the noise, and its interval covers it; a curve with two held-in N is refused."""
+    _, _, table = law_study
+    bt = plan_backtest(table, n_bootstrap=300, method="pilot")
+    assert bt.status == "ok" and bt.n_predicted == 6 == bt.n_datasets
+    assert all(c.model == "smallcnn" or c.model for c in bt.cases)
+    assert bt.median_abs_log_error <= 3 * NOISE and bt.coverage >= 5 / 6 and bt.meets_targets
+    for c in bt.cases:
+        top = max(r["N"] for r in table if r["dataset"] == c.dataset)
+        held = [r["test_loss"] for r in table if r["dataset"] == c.dataset and r["N"] == top]
+        assert c.N == top and c.observed == pytest.approx(np.mean(held))
+        assert c.n_fit_runs == sum(1 for r in table if r["dataset"] == c.dataset and r["N"] != top)
+    # Losses that ignore N: the curves fitted on the smaller N still predict the flat level, and where the
+    # study has only three N (two held in), the case says why it is not predicted.
+    three_n = [r for r in _table_not_following_the_law("offset") if r["N"] != 800]
+    small = plan_backtest(three_n, n_bootstrap=50, method="pilot")
+    assert small.n_predicted == 0 and small.status == "not enough runs"
+    assert all("curve not fitted" in c.status and "at least 3" in c.status for c in small.cases)
+    with pytest.raises(EstimationError, match="backtest method 'curve' is not known"):
+        plan_backtest(table, method="curve")
 
 
 # -- whole numbers, the fit's R² and spread, the 10× note ---------------------------------------------------

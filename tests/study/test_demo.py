@@ -152,3 +152,51 @@ def test_cli_status_report_plan_export_on_the_demo(quick_demo, tmp_path, capsys)
     assert main(["study", "export", str(out), "--to", str(tmp_path / "exp")]) == 0
     assert "wrote" in capsys.readouterr().out
     assert main(["study", "status", str(tmp_path / "nothing-here")]) == 2
+
+
+def _readme_figures():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "readme_figures.py"
+    spec = importlib.util.spec_from_file_location("readme_figures", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_demo_records_time_and_machine_and_the_readme_block_comes_from_it(quick_demo):
+    out, result, *_ = quick_demo
+    run = json.loads((out / "demo_run.json").read_text())
+    # (another test in this module reruns the demo on this folder: the record is then the resumed run's)
+    assert run["quick"] is True and run["elapsed_s"] > 0 and run["runs"]["done"] == 21
+    assert run["runs"]["new_runs"] in (0, 21)
+    assert run["machine"]["cores"] >= 1 and run["machine"]["cpu"] and run["machine"]["date"][:2] == "20"
+    rf = _readme_figures()
+    rec = rf.record_from_demo(out)
+    block = rf.render(rec)
+    fits = json.loads((out / "fits.json").read_text())
+    assert block.startswith(rf.BEGIN) and block.endswith(rf.END)
+    assert f"{run['machine']['cpu']}, {run['machine']['cores']} cores" in block and "21/21 runs done" in block
+    for c in fits["claims"]:
+        assert f"| {c['claim']} | **{c['verdict']}** |" in block
+    curves = fits["learning_curves"]
+    assert rec["curves_b_with_interval"] == sum(c["b_at_bound"] is not None for c in curves.values())
+    bt = fits["plan_backtest_pilot"]
+    assert rec["plan_backtest_pilot"]["median_abs_log_error"] == bt["median_abs_log_error"]
+    # The block replaces exactly what lies between the markers, and a README without them is refused.
+    text = f"intro\n{rf.BEGIN}\nold figures\n{rf.END}\noutro\n"
+    assert rf.replace_block(text, block) == f"intro\n{block}\noutro\n"
+    with pytest.raises(SystemExit, match="markers"):
+        rf.replace_block("no markers here", block)
+    # A resumed demo's time is not the demo's time: the README is never written from one.
+    resumed = {**rec, "runs": {**rec["runs"], "new_runs": 5, "done": 21}}
+    with pytest.raises(SystemExit, match="16 of the demo's 21 runs were done before.*fresh folder"):
+        rf.check_fresh(resumed)
+    rf.check_fresh({**rec, "runs": {**rec["runs"], "new_runs": 21, "done": 21}})
+
+
+def test_readme_demo_figures_are_the_recorded_ones():
+    """README.md's demo block is exactly what scripts/readme_figures.py renders from docs/demo_figures.json."""
+    rf = _readme_figures()
+    assert rf.main(["--check"]) == 0

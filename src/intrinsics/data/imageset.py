@@ -27,12 +27,17 @@ class ImageSet:
     provenance : dict
         JSON-serialisable record of the source and the exact preprocessing
         (``source``, ``preprocessing`` = {size, channels, intensity, classes, limit, seed, ...}).
+    ids : tuple of str or None
+        Where each image can be found: the path relative to the folder (``"scan.nii.gz#z=12"`` for a
+        NIfTI slice, ``"cine.dcm#3"`` for a frame of a multi-frame DICOM), ``"train.npz:train[41]"`` for
+        an npz or IDX item, ``"[7]"`` for arrays. None means the index is the only identifier.
     """
 
     images: np.ndarray
     labels: np.ndarray | None
     class_names: tuple[str, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)
+    ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
@@ -44,6 +49,17 @@ class ImageSet:
             raise DataError(
                 f"{len(self.images)} images but {len(self.labels)} labels: give one label per image"
             )
+        if self.ids is not None and len(self.ids) != len(self.images):
+            raise DataError(f"{len(self.images)} images but {len(self.ids)} ids: give one id per image")
+
+    def __repr__(self) -> str:
+        labels = "unlabelled" if self.labels is None else f"classes={list(self.class_names)!r}"
+        return (f"ImageSet(N={len(self)}, shape={self.shape}, {labels}, "
+                f"source={self.provenance.get('source')!r})")
+
+    def id_of(self, i: int) -> str:
+        """The identifier of image ``i`` (its ``ids`` entry, or ``"[i]"`` when the source has none)."""
+        return self.ids[int(i)] if self.ids is not None else f"[{int(i)}]"
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -77,6 +93,7 @@ class ImageSet:
             images=self.images[index],
             labels=None if self.labels is None else self.labels[index],
             provenance=prov,
+            ids=None if self.ids is None else tuple(self.ids[int(i)] for i in np.arange(len(self))[index]),
         )
 
     def describe(self) -> dict[str, Any]:

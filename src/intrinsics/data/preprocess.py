@@ -650,4 +650,5 @@ def preprocess(
     if zero_images:
         preprocessing["all_zero_images"] = zero_images
     provenance = {"source": str(source), "reader": to_jsonable(raw.info), "preprocessing": preprocessing}
-    return ImageSet(images=out, labels=codes, class_names=names if codes is not None else (), provenance=provenance)
+    return ImageSet(images=out, labels=codes, class_names=names if codes is not None else (), provenance=provenance,
+                    ids=tuple(origins))

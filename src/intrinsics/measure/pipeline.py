@@ -135,6 +135,9 @@ class DatasetMeasurement:
     d_data_by_estimator : dict
         d_data by each estimator (MLE with k, TwoNN) from the same neighbour graph, to compare with
         d_repr by the same estimator.
+    ids : tuple of str or None
+        ``ImageSet.ids`` of the whole dataset; ``closest_pairs`` in :meth:`to_dict` carry ``id_i`` and
+        ``id_j`` from it (the index in brackets when None).
     """
 
     dataset: dict[str, Any]
@@ -146,6 +149,11 @@ class DatasetMeasurement:
     settings: MeasureSettings
     warnings: tuple[str, ...] = field(default_factory=tuple)
     d_data_by_estimator: dict[str, float | None] = field(default_factory=dict)
+    ids: tuple[str, ...] | None = field(default=None, repr=False)
+
+    def id_of(self, i: int) -> str:
+        """The identifier of dataset image ``i``."""
+        return self.ids[int(i)] if self.ids is not None else f"[{int(i)}]"
 
     def to_dict(self, version: str | None = None) -> dict[str, Any]:
         """The ``intrinsics measure --json`` record (see the README's table)."""
@@ -159,6 +167,7 @@ class DatasetMeasurement:
             kf_block = self.K_F.to_dict()
             for p in kf_block["closest_pairs"]:  # positions among the measured images -> dataset indices
                 p["i"], p["j"] = int(self.index[p["i"]]), int(self.index[p["j"]])
+                p["id_i"], p["id_j"] = self.id_of(p["i"]), self.id_of(p["j"])
             kf_block["label_conflicts"] = [[int(self.index[i]) for i in g] for g in kf_block["label_conflicts"]]
         out = {
             "dataset": self.dataset,
@@ -224,6 +233,7 @@ def measure_dataset(
     return DatasetMeasurement(
         dataset=ds.describe(), d_data=d, K_F=kf, k_sweep=sweep, measured_on=measured_on, index=idx,
         settings=s, warnings=tuple(dict.fromkeys(notes)), d_data_by_estimator=d_by,
+        ids=getattr(ds, "ids", None),
     )
 
 

@@ -3,12 +3,13 @@
 Real natural images (MNIST and sklearn digit pairs, Fashion-MNIST pairs when Debian's package is
 installed) and synthetic medical-like lesion sets at several sharpness levels; the small CNN at a few N
 and seeds; FGSM; d_repr; every fit; the report. ``quick=True`` is a sub-2-minute version for tests.
-Both leave ``DIR/report.html``, ``DIR/study.sqlite`` and ``DIR/fits.json``; running again on the same
-folder resumes instead of starting over.
+Both leave ``DIR/report.html``, ``DIR/study.sqlite``, ``DIR/fits.json`` and ``DIR/demo_run.json`` (time,
+run counts and the machine); running again on the same folder resumes instead of starting over.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -16,8 +17,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, TextIO
 
-from .report import write_report
+from .. import __version__
+from .._machine import describe_machine
 from ..data.builtin import FASHION_MNIST_DIR
+from .report import write_report
 from .runner import run_study
 from .presets import dataset_block, preset_text
 from .spec import parse_spec
@@ -50,10 +53,11 @@ def headline(fits: dict[str, Any]) -> list[str]:
     rising = sorted(k for k, v in (fits.get("curve_checks") or {}).items() if v.get("rises_with_N"))
     lines.append(f"test loss: {fits.get('loss_metric', 'last')}; learning curves rising with N beyond their "
                  f"spread: {', '.join(rising) if rising else 'none'}")
-    bt = fits.get("plan_backtest") or {}
-    if bt.get("median_abs_log_error") is not None:
-        lines.append(f"plan backtest: median |log error| {bt['median_abs_log_error']:.3g}, interval coverage "
-                     f"{100 * (bt.get('coverage') or 0):.0f}% over {bt.get('n_predicted')} datasets")
+    for key, what in (("plan_backtest", "from the K_F law"), ("plan_backtest_pilot", "from each curve's smaller N")):
+        bt = fits.get(key) or {}
+        if bt.get("median_abs_log_error") is not None:
+            lines.append(f"plan backtest {what}: median |log error| {bt['median_abs_log_error']:.3g}, interval "
+                         f"coverage {100 * (bt.get('coverage') or 0):.0f}% over {bt.get('n_predicted')} predicted")
     return lines
 
 
@@ -102,11 +106,15 @@ def run_demo(
         print(f"fitting the laws ({n_bootstrap or (300 if quick else 1000)} bootstrap resamples) and writing "
               "the report ...", file=sys.stderr, flush=True)
     report = write_report(out, n_bootstrap=n_bootstrap or (300 if quick else 1000))
-    import json
 
     fits = json.loads((out / "fits.json").read_text(encoding="utf-8"))
     lines = headline(fits)
     elapsed = round(time.time() - t0, 1)
+    # Where and how long, for the README's figures (scripts/readme_figures.py reads this, never a typed number).
+    record = {"quick": quick, "elapsed_s": elapsed, "workers": workers, "runs": result.to_dict(),
+              "fashion_mnist": (not quick) and _fashion_available(), "machine": describe_machine(),
+              "intrinsics_version": __version__}
+    (out / "demo_run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"intrinsics demo{' (quick)' if quick else ''}: {result.done}/{result.total} runs done "
           f"({result.failed} failed) in {elapsed} s", file=stream)
     print(f"report: {report.resolve()}", file=stream)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import scipy.stats
 
 from ..errors import EstimationError, IntrinsicsError
 from ..jsonio import to_jsonable
@@ -503,7 +504,8 @@ def plan_from_pilot(
 
     Fits ``L = a·N^(−b) + c`` to the pilot's runs (as :func:`~intrinsics.study.fits.fit_power_law`)
     and reads the loss at ``N`` and the N that reaches ``target_loss`` off it, with 95% intervals from
-    refits on runs resampled with replacement. Needs no other dataset, unlike :func:`plan`.
+    refits on runs resampled with replacement (the loss interval, as :func:`plan`'s, is for one new run:
+    it adds the runs' scatter around the curve). Needs no other dataset, unlike :func:`plan`.
 
     Parameters
     ----------
@@ -522,8 +524,6 @@ def plan_from_pilot(
         (as for :func:`plan`: the pilot curve's R² and residual spread in log loss).
     """
     from .runner import open_store
-    from .fits._common import _ci
-    from .fits.curves import fit_power_law, power_law_resamples
     from .tables import study_table
 
     folder = Path(study)
@@ -537,25 +537,42 @@ def plan_from_pilot(
             f"pick one of {', '.join(keys) or '(no finished runs)'}"
         )
     ds, model = chosen[0].split("/", 1)
-    rows = [r for r in table if r["dataset"] == ds and r["model"] == model
-            and r.get("test_loss") is not None and r["test_loss"] > 0]
+    rows = [r for r in table if r["dataset"] == ds and r["model"] == model]
+    return pilot_predictions(rows, chosen[0], N=N, target_loss=target_loss, n_bootstrap=n_bootstrap, seed=seed)
+
+
+def pilot_predictions(
+    rows: Sequence[Mapping[str, Any]],
+    label: str,
+    *,
+    N: Sequence[float] | float | None = None,
+    target_loss: float | None = None,
+    n_bootstrap: int = 300,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The predictions of :func:`plan_from_pilot` from one learning curve's runs (rows of a study table
+    with ``N`` and ``test_loss``), named ``label``; the backtest calls it on the runs it holds in."""
+    from .fits._common import _ci
+    from .fits.curves import fit_power_law, power_law_resamples
+
+    rows = [r for r in rows if r.get("test_loss") is not None and r["test_loss"] > 0]
     Nr = np.array([float(r["N"]) for r in rows])
     Lr = np.array([float(r["test_loss"]) for r in rows])
     if np.unique(Nr).size < 3:
         raise EstimationError(
-            f"pilot {chosen[0]!r} has runs at {np.unique(Nr).size} training size(s); a learning curve needs "
+            f"pilot {label!r} has runs at {np.unique(Nr).size} training size(s); a learning curve needs "
             "at least 3 (add N values to the pilot study)"
         )
     if len(rows) < 6:
         raise EstimationError(
-            f"pilot {chosen[0]!r} has {len(rows)} finished runs; a learning curve with an interval needs at "
+            f"pilot {label!r} has {len(rows)} finished runs; a learning curve with an interval needs at "
             "least 6 (e.g. 2 seeds at each of 3 N)"
         )
     # The floor c is fitted where the pilot's runs ask for it (the learning-curve fits' own choice).
-    curve = fit_power_law(Nr, Lr, n_bootstrap=0, label=chosen[0])
+    curve = fit_power_law(Nr, Lr, n_bootstrap=0, label=label)
     fit_c = curve.floor_fitted
     if curve.a is None:
-        raise EstimationError(f"the learning curve of {chosen[0]!r} could not be fitted ({curve.status})")
+        raise EstimationError(f"the learning curve of {label!r} could not be fitted ({curve.status})")
     n_max = float(Nr.max())
     Ns = ([_whole_N(math.ceil(n_max)), _whole_N(math.ceil(2 * n_max))] if N is None
           else [_whole_N(n) for n in ([N] if isinstance(N, (int, float)) else N)])
@@ -563,7 +580,7 @@ def plan_from_pilot(
     n_par = 3 if fit_c else 2
     resid = np.log(Lr) - np.log(np.maximum(curve.predict(Nr), 1e-300))
     curve_sd = float(math.sqrt((resid ** 2).sum() / max(1, len(rows) - n_par)))
-    fit = _fit_summary(f"the pilot's learning curve of {chosen[0]}", curve.r2_log, curve_sd, len(rows))
+    fit = _fit_summary(f"the pilot's learning curve of {label}", curve.r2_log, curve_sd, len(rows))
 
     def needed(a: float, b: float, c: float) -> float:
         """N with a·N^(−b) + c = target (≥ 1), in log space; inf when the curve never gets there."""
@@ -572,10 +589,14 @@ def plan_from_pilot(
         log_n = (math.log(a) - math.log(target_loss - c)) / b
         return math.inf if log_n > 40 else max(1.0, math.exp(log_n))
 
-    # A refit needs 3 distinct N, 4 when the floor c is fitted too (three parameters).
-    B = power_law_resamples(Nr, Lr, fit_c=fit_c, n_bootstrap=int(n_bootstrap), seed=seed,
-                            min_distinct=4 if fit_c else 3)
-    B = B[np.isfinite(B).all(axis=1)]
+    # A refit needs 3 distinct N, 4 when the floor c is fitted too (three parameters). Without a floor and
+    # a target, the loss interval below is the regression's own, and no refit is needed.
+    if fit_c or target_loss is not None:
+        B = power_law_resamples(Nr, Lr, fit_c=fit_c, n_bootstrap=int(n_bootstrap), seed=seed,
+                                min_distinct=4 if fit_c else 3)
+        B = B[np.isfinite(B).all(axis=1)]
+    else:
+        B = np.zeros((0, 3))
 
     def interval(values: np.ndarray) -> list[float] | None:
         ci = _ci(values)
@@ -583,8 +604,16 @@ def plan_from_pilot(
 
     a, b, c = curve.a, curve.b, curve.c or 0.0
     preds = []
+    # As plan's law, the loss interval is for one new run. Without a floor the curve is a straight line
+    # in (log N, log L), and the regression's own prediction interval (Student t, n − 2 degrees of
+    # freedom) is exact for log-normal scatter; resampling a handful of runs is not (6 runs of a pilot
+    # covered 4 of 6 held-out means in the tests). With a floor: each refit's curve plus a run's scatter.
+    scatter = np.exp(np.random.default_rng(seed).normal(0, curve_sd, len(B)))
+    x = np.log(Nr)
+    sxx = float(((x - x.mean()) ** 2).sum())
+    t975 = float(scipy.stats.t.ppf(0.975, max(1, len(rows) - 2)))
     for n in Ns:
-        loss_b = B[:, 0] * n ** (-B[:, 1]) + B[:, 2] if len(B) else np.zeros(0)
+        loss_b = (B[:, 0] * n ** (-B[:, 1]) + B[:, 2]) * scatter if len(B) else np.zeros(0)
         need_b = np.array([needed(*p) for p in B]) if target_loss is not None else np.zeros(0)
         need_ci = None
         if need_b.size >= 20:  # unreachable resamples count as N = inf: the bound is then unbounded (None)
@@ -592,12 +621,16 @@ def plan_from_pilot(
                        _count(float(np.percentile(need_b, 97.5, method="higher")))]
         need = needed(a, b, c) if target_loss is not None else None
         loss_ci = interval(loss_b)
+        if not fit_c and curve_sd > 0 and sxx > 0:
+            half = t975 * curve_sd * math.sqrt(1 + 1 / len(rows) + (math.log(n) - x.mean()) ** 2 / sxx)
+            centre = a * n ** (-b)
+            loss_ci = [centre * math.exp(-half), centre * math.exp(half)]
         need_n = None if need is None or not math.isfinite(need) else _count(need)
         pin = _assess([("predicted-loss", loss_ci, n), ("N-for-target", need_ci, need_n)], n_max, who="pilot")
         span = f"[{format_count(_count(Nr.min()))}, {format_count(_count(n_max))}]"
         extrap = [] if Nr.min() <= n <= n_max else [f"N={format_count(n)} outside the pilot's {span}"]
         preds.append({
-            "dataset": chosen[0], "N": n, "loss": float(a * n ** (-b) + c), "loss_ci95": loss_ci,
+            "dataset": label, "N": n, "loss": float(a * n ** (-b) + c), "loss_ci95": loss_ci,
             "target_loss": target_loss,
             "N_needed": need_n,
             "N_needed_ci95": need_ci,
@@ -606,7 +639,8 @@ def plan_from_pilot(
             "basis": f"pilot learning curve L = a·N^-b{' + c' if fit_c else ' (c fixed at 0)'}: {curve.method}",
             "note": "; ".join(x for x in (
                 "" if curve.status in ("ok", "not enough runs for an interval") else f"curve: {curve.status}",
-                "" if len(B) >= 20 else f"only {len(B)} usable resamples: no interval",
+                "" if len(B) >= 20 or (loss_ci is not None and target_loss is None) else
+                f"only {len(B)} usable resamples: no interval",
                 "" if need is None or math.isfinite(need) else
                 f"the fitted curve does not reach loss {target_loss:g} (its floor c is {c:.3g})") if x),
             "fit_r2": curve.r2_log, "fit_residual_sd": curve_sd, **pin,
@@ -639,6 +673,8 @@ class BacktestCase:
         Share of the held-out single runs inside the interval.
     fit_r2, fit_residual_sd, n_fit_runs :
         The held-in fit: its R², residual sd in log loss and number of runs.
+    model : str or None
+        The model of a per-curve (``"pilot"``) backtest; None for the K_F law's, which pools models.
     """
 
     dataset: str
@@ -658,6 +694,7 @@ class BacktestCase:
     extrapolation: tuple[str, ...]
     status: str
     note: str = ""
+    model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(asdict(self))
@@ -703,13 +740,16 @@ def plan_backtest(
     n_bootstrap: int = 1000,
     seed: int = 0,
     reference_domain: str | None = None,
+    method: str = "law",
 ) -> PlanBacktest:
     """Check planning on a study's own runs: predict each dataset's largest N from everything else.
 
-    For each dataset, the K_F-aware law (:func:`~intrinsics.study.fits.fit_kf_law`) is fitted on every
-    run except that dataset's runs at its largest N, and :func:`predict` (the machinery of ``plan``)
-    predicts the loss there from the dataset's d_data and K_F. The prediction is compared with the
-    mean loss over the held-out seeds.
+    ``method="law"``: for each dataset, the K_F-aware law (:func:`~intrinsics.study.fits.fit_kf_law`)
+    is fitted on every run except that dataset's runs at its largest N, and :func:`predict` (the
+    machinery of ``plan``) predicts the loss there from the dataset's d_data and K_F.
+    ``method="pilot"``: for each dataset and model, its own learning curve fitted on its runs below its
+    largest N predicts the loss there (the machinery of ``plan --pilot``). Either prediction is compared
+    with the mean loss over the held-out seeds.
 
     Parameters
     ----------
@@ -721,6 +761,8 @@ def plan_backtest(
     reference_domain : str, optional
         As the study's fits use it (default: :func:`~intrinsics.study.fits.compared_domains`'s choice).
         It does not change the law's coefficients.
+    method : {"law", "pilot"}
+        What predicts: the study's K_F law across datasets, or each curve's own pilot fit.
 
     Returns
     -------
@@ -736,9 +778,16 @@ def plan_backtest(
     0.21
     """
     from .fits import KFLaw, compared_domains, fit_kf_law
-    from .fits._common import NOT_ENOUGH, _positive
+    from .fits._common import _positive
 
     table = list(table)
+    if method == "pilot":
+        return _summarise_backtest(_pilot_cases(table, n_bootstrap, seed), basis=(
+            "each dataset's runs at its largest N held out; its own learning curve (L = a·N^-b, + c where the "
+            "small-sample AIC asks for a floor) fitted on its smaller N predicts them through plan --pilot's "
+            "own pilot_predictions()"))
+    if method != "law":
+        raise EstimationError(f"backtest method {method!r} is not known; use 'law' or 'pilot'")
     if reference_domain is None:
         reference_domain = (compared_domains(table)["reference"] if table else None) or "natural"
     usable = [r for r in table if _positive(r.get("test_loss")) and _positive(r.get("N"))]
@@ -781,9 +830,67 @@ def plan_backtest(
                                         "extrapolation": p.extrapolation},
             status="ok",
         ))
+    return _summarise_backtest(cases, basis=(
+        f"each dataset's runs at its largest N held out; the K_F-aware law ({KFLaw.formula}) fitted on "
+        "the rest predicts them through plan's own predict()"))
+
+
+def _pilot_cases(table: list[Mapping[str, Any]], n_bootstrap: int, seed: int) -> list[BacktestCase]:
+    """The ``"pilot"`` backtest's cases: each (dataset, model) curve's largest N from its smaller N."""
+    from .fits._common import _positive
+
+    cases = []
+    for key in sorted({(str(r["dataset"]), str(r["model"])) for r in table}):
+        ds, model = key
+        mine = [r for r in table if (r["dataset"], r["model"]) == key
+                and _positive(r.get("test_loss")) and _positive(r.get("N"))]
+        first = next(r for r in table if (r["dataset"], r["model"]) == key)
+        base: dict[str, Any] = {
+            "dataset": ds, "model": model, "domain": first.get("domain"), "observed": None, "predicted": None,
+            "predicted_ci95": None, "log_error": None, "abs_log_error": None, "covered": None,
+            "runs_covered": None, "fit_r2": None, "fit_residual_sd": None, "n_fit_runs": 0, "extrapolation": (),
+        }
+        if not mine:
+            cases.append(BacktestCase(N=0, n_runs=0, status="no runs with a positive test loss", **base))
+            continue
+        n_top = max(float(r["N"]) for r in mine)
+        held = [r for r in mine if float(r["N"]) == n_top]
+        rest = [r for r in mine if float(r["N"]) != n_top]
+        losses = np.array([float(r["test_loss"]) for r in held])
+        base.update(observed=float(losses.mean()), n_fit_runs=len(rest))
+        try:
+            out = pilot_predictions(rest, f"{ds}/{model}", N=n_top, n_bootstrap=n_bootstrap, seed=seed)
+        except EstimationError as e:
+            cases.append(BacktestCase(N=_count(n_top), n_runs=len(held), status=f"curve not fitted: {e}", **base))
+            continue
+        p = out["predictions"][0]
+        base.update(fit_r2=p["fit_r2"], fit_residual_sd=p["fit_residual_sd"])
+        if p["loss_ci95"] is None or not p["loss"] > 0:
+            cases.append(BacktestCase(N=p["N"], n_runs=len(held), status="curve gives no interval",
+                                      note=p["note"], **base))
+            continue
+        lo, hi = p["loss_ci95"]
+        err = math.log(p["loss"] / base["observed"])
+        cases.append(BacktestCase(
+            N=p["N"], n_runs=len(held), **{**base, "predicted": p["loss"], "predicted_ci95": tuple(p["loss_ci95"]),
+                                           "log_error": err, "abs_log_error": abs(err),
+                                           "covered": bool(lo <= base["observed"] <= hi),
+                                           "runs_covered": float(((losses >= lo) & (losses <= hi)).mean()),
+                                           "extrapolation": tuple(p["extrapolation"])},
+            status="ok", note=p["note"],
+        ))
+    return cases
+
+
+def _case_name(c: BacktestCase) -> str:
+    return f"{c.dataset}/{c.model}" if c.model else c.dataset
+
+
+def _summarise_backtest(cases: list[BacktestCase], *, basis: str) -> PlanBacktest:
+    """A backtest's medians, coverage, targets and the words that say why they are missed."""
+    from .fits._common import NOT_ENOUGH
+
     done = [c for c in cases if c.status == "ok"]
-    basis = (f"each dataset's runs at its largest N held out; the K_F-aware law ({KFLaw.formula}) fitted on "
-             "the rest predicts them through plan's own predict()")
     if not done:
         return PlanBacktest(cases=tuple(cases), n_datasets=len(cases), n_predicted=0, median_abs_log_error=None,
                             coverage=None, run_coverage=None, targets=dict(BACKTEST_TARGETS), meets_targets=None,
@@ -805,13 +912,13 @@ def plan_backtest(
             f"targets missed: median |log error| {med:.3g} (target ≤ {BACKTEST_TARGETS['median_abs_log_error']:g}), "
             f"coverage {cov:.0%} (target ≥ {BACKTEST_TARGETS['coverage']:.0%}); the held-in fits leave a residual "
             f"sd of {sd:.3g} in log loss" + (f" (R² {np.median(r2):.3g})" if r2 else "")
-            + ": the law itself misses single runs by about that much; largest errors: "
-            + ", ".join(f"{c.dataset} {c.log_error:+.2f}" for c in worst))
+            + ": the fit itself misses single runs by about that much; largest errors: "
+            + ", ".join(f"{_case_name(c)} {c.log_error:+.2f}" for c in worst))
     if len(done) < 5:
         notes.append(f"only {len(done)} datasets predicted: the coverage share is coarse")
     skipped = [c for c in cases if c.status != "ok"]
     if skipped:
-        notes.append("not predicted: " + ", ".join(f"{c.dataset} ({c.status})" for c in skipped))
+        notes.append("not predicted: " + ", ".join(f"{_case_name(c)} ({c.status})" for c in skipped))
     return PlanBacktest(cases=tuple(cases), n_datasets=len(cases), n_predicted=len(done),
                         median_abs_log_error=med, coverage=cov, run_coverage=run_cov,
                         targets=dict(BACKTEST_TARGETS), meets_targets=bool(meets), status="ok", basis=basis,

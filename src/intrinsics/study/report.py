@@ -44,6 +44,8 @@ def compute_fits(out_dir: str | os.PathLike[str], *, n_bootstrap: int = 1000, se
     # The plan checked on the same table: each dataset's largest N predicted from the other runs.
     fits["plan_backtest"] = plan_backtest(table, n_bootstrap=n_bootstrap, seed=seed,
                                           reference_domain=fits["domains"].get("reference")).to_dict()
+    # ... and each dataset's own learning curve (plan --pilot) predicting its largest N from its smaller ones.
+    fits["plan_backtest_pilot"] = plan_backtest(table, n_bootstrap=n_bootstrap, seed=seed, method="pilot").to_dict()
     fits["meta"] = {
         "study": spec.get("name"),
         "preprocessing": spec.get("preprocessing"),
@@ -79,7 +81,7 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-to
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:1em}
 .figs img{width:100%;border:1px solid #eee}
 table{border-collapse:collapse;font-size:.85em;width:100%}th,td{border:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}.pair img{height:48px;image-rendering:pixelated;display:block}
+th{background:#f3f3f3}.pair{margin-bottom:.4em}.pair img{height:72px;image-rendering:pixelated;display:block}
 .small{color:#666;font-size:.85em}code{background:#f3f3f3;padding:0 .2em}
 """
 
@@ -95,10 +97,44 @@ def _pair_cell(out_dir: Path, pairs: list[dict]) -> str:
         if not path.exists():
             continue
         b64 = base64.b64encode(path.read_bytes()).decode("ascii")
-        cells.append(f'<div class="pair"><img alt="closest pair" src="data:image/png;base64,{b64}">'
-                     f'<span class="small">{_esc(p["label_i"])} vs {_esc(p["label_j"])}, '
+        # Stores written before identifiers existed hold only the indices.
+        id_i, id_j = p.get("id_i", f"[{p['i']}]"), p.get("id_j", f"[{p['j']}]")
+        stretch = p.get("difference_stretch")
+        diff = f", |A−B| ×{stretch:.3g}" if stretch else ""
+        cells.append(f'<div class="pair"><img alt="closest pair {_esc(id_i)} and {_esc(id_j)}" '
+                     f'src="data:image/png;base64,{b64}">'
+                     f'<span class="small">A <code>{_esc(id_i)}</code> ({_esc(p["label_i"])}) · '
+                     f'B <code>{_esc(id_j)}</code> ({_esc(p["label_j"])}){diff} · '
                      f'distance {p["distance"]:.3g}</span></div>')
     return "".join(cells) or '<span class="small">none</span>'
+
+
+def _backtest_html(bt: dict, interval_note: str) -> str:
+    """One backtest (``plan_backtest`` or ``plan_backtest_pilot``) as a summary line and a table."""
+    def name(c: dict) -> str:
+        return f"{c['dataset']}/{c['model']}" if c.get("model") else c["dataset"]
+
+    rows = "\n".join(
+        f"<tr><td>{_esc(name(c))}</td><td>{_esc(c.get('domain'))}</td><td>{_esc(c['N'])}</td>"
+        f"<td>{_esc(c['n_runs'])}</td><td>{_fmt(c.get('observed'))}</td><td>{_fmt(c.get('predicted'))}</td>"
+        f"<td>{_fmt(c.get('predicted_ci95'))}</td><td>{_fmt(c.get('abs_log_error'))}</td>"
+        f"<td>{'n/a' if c.get('covered') is None else ('yes' if c['covered'] else 'no')}</td>"
+        f"<td>{_esc(c['status'])}</td></tr>"
+        for c in bt.get("cases") or []
+    )
+    targets = bt.get("targets") or {}
+    return (
+        f"<p>Median |log error| <b>{_fmt(bt.get('median_abs_log_error'))}</b> "
+        f"(target ≤ {_fmt(targets.get('median_abs_log_error'))}); the 95% interval covered the observed mean for "
+        f"<b>{_fmt(None if bt.get('coverage') is None else round(100 * bt['coverage']))}%</b> of "
+        f"{_esc(bt.get('n_predicted', 0))} predicted (target ≥ {_fmt(round(100 * targets.get('coverage', 0)))}%) "
+        f"and {_fmt(None if bt.get('run_coverage') is None else round(100 * bt['run_coverage']))}% of single runs. "
+        f"Targets {'met' if bt.get('meets_targets') else 'not met' if bt.get('meets_targets') is False else 'n/a'}."
+        + (f"<br><span class='small'>{_esc(bt['note'])}</span>" if bt.get("note") else "") + "</p>"
+        "<table><tr><th>dataset</th><th>domain</th><th>held-out N</th><th>runs</th><th>observed mean loss</th>"
+        "<th>predicted</th><th>95% interval</th><th>|log error|</th><th>covered</th><th>status</th></tr>"
+        f"{rows}</table><p class='small'>{_esc(bt.get('basis', 'not computed'))}. {interval_note}</p>"
+    )
 
 
 def _dataset_rows(out_dir: Path, datasets: list[dict]) -> str:
@@ -158,29 +194,10 @@ def write_report(
         for i, (name, b64) in enumerate(figs.items(), start=1)
     )
     pre = meta.get("preprocessing") or {}
-    bt = fits.get("plan_backtest") or {}
-    bt_rows = "\n".join(
-        f"<tr><td>{_esc(c['dataset'])}</td><td>{_esc(c.get('domain'))}</td><td>{_esc(c['N'])}</td>"
-        f"<td>{_esc(c['n_runs'])}</td><td>{_fmt(c.get('observed'))}</td><td>{_fmt(c.get('predicted'))}</td>"
-        f"<td>{_fmt(c.get('predicted_ci95'))}</td><td>{_fmt(c.get('abs_log_error'))}</td>"
-        f"<td>{'n/a' if c.get('covered') is None else ('yes' if c['covered'] else 'no')}</td>"
-        f"<td>{_esc(c['status'])}</td></tr>"
-        for c in bt.get("cases") or []
-    )
-    targets = bt.get("targets") or {}
-    bt_html = (
-        f"<p>Median |log error| <b>{_fmt(bt.get('median_abs_log_error'))}</b> "
-        f"(target ≤ {_fmt(targets.get('median_abs_log_error'))}); the 95% interval covered the observed mean for "
-        f"<b>{_fmt(None if bt.get('coverage') is None else round(100 * bt['coverage']))}%</b> of "
-        f"{_esc(bt.get('n_predicted', 0))} datasets (target ≥ {_fmt(round(100 * targets.get('coverage', 0)))}%) "
-        f"and {_fmt(None if bt.get('run_coverage') is None else round(100 * bt['run_coverage']))}% of single runs. "
-        f"Targets {'met' if bt.get('meets_targets') else 'not met' if bt.get('meets_targets') is False else 'n/a'}."
-        + (f"<br><span class='small'>{_esc(bt['note'])}</span>" if bt.get("note") else "") + "</p>"
-        "<table><tr><th>dataset</th><th>domain</th><th>held-out N</th><th>runs</th><th>observed mean loss</th>"
-        "<th>predicted</th><th>95% interval</th><th>|log error|</th><th>covered</th><th>status</th></tr>"
-        f"{bt_rows}</table><p class='small'>{_esc(bt.get('basis', 'not computed'))}. The interval is the one "
-        "<code>intrinsics plan</code> gives for a single run.</p>"
-    )
+    bt_html = _backtest_html(fits.get("plan_backtest") or {}, "The interval is the one "
+                             "<code>intrinsics plan</code> gives for a single run.")
+    pilot_html = _backtest_html(fits.get("plan_backtest_pilot") or {}, "The interval is the one "
+                                "<code>intrinsics plan --pilot</code> gives for the curve's mean.")
     rising = {k: v for k, v in (fits.get("curve_checks") or {}).items() if v.get("rises_with_N")}
     rise_html = ("<p>Every learning curve is non-increasing in N within its spread (seed spread and "
                  "epoch-to-epoch swing).</p>") if not rising else (
@@ -205,7 +222,8 @@ is in <code>fits.json</code>.</p>
 <div class="figs">{fig_html}</div>
 <h2>Datasets</h2>
 <table><tr><th>dataset</th><th>domain</th><th>d_data</th><th>K_F</th><th>closest differently-labelled pairs
-(what defines K_F; often label errors or near-duplicates)</th></tr>
+(what defines K_F; often label errors or near-duplicates): image A, image B and their absolute difference,
+stretched so its largest pixel is white, with each image's identifier and label</th></tr>
 {_dataset_rows(out, datasets)}
 </table>
 <h2>Learning curves: L(N) = a·N<sup>−b</sup> + c</h2>
@@ -217,7 +235,10 @@ is in <code>fits.json</code>.</p>
 suggests ≈ 4/d_data. Exponent vs 1/d_data across datasets: slope {_fmt(fits['exponent_vs_inv_d'].get('slope'))},
 CI {_fmt(fits['exponent_vs_inv_d'].get('slope_ci95'))} ({_esc(fits['exponent_vs_inv_d'].get('status'))}).</p>
 <h2>Backtest of the plan: each dataset's largest N, predicted from the other runs</h2>
+<h3>From the K_F law across datasets (<code>plan</code>)</h3>
 {bt_html}
+<h3>From the dataset's own learning curve at its smaller N (<code>plan --pilot</code>)</h3>
+{pilot_html}
 </body></html>
 """
     path = out / "report.html"
