@@ -795,11 +795,7 @@ def plan_backtest(
     for ds in sorted({str(r["dataset"]) for r in table}):
         mine = [r for r in usable if r["dataset"] == ds]
         first = next(r for r in table if r["dataset"] == ds)
-        base: dict[str, Any] = {
-            "dataset": ds, "domain": first.get("domain"), "observed": None, "predicted": None,
-            "predicted_ci95": None, "log_error": None, "abs_log_error": None, "covered": None,
-            "runs_covered": None, "fit_r2": None, "fit_residual_sd": None, "n_fit_runs": 0, "extrapolation": (),
-        }
+        base = _case_base(ds, first.get("domain"))
         if not mine:
             cases.append(BacktestCase(N=0, n_runs=0, status="no runs with a positive test loss", **base))
             continue
@@ -835,6 +831,13 @@ def plan_backtest(
         "the rest predicts them through plan's own predict()"))
 
 
+def _case_base(dataset: str, domain: str | None, model: str | None = None) -> dict[str, Any]:
+    """The fields of a :class:`BacktestCase` before anything is predicted."""
+    return {"dataset": dataset, "model": model, "domain": domain, "observed": None, "predicted": None,
+            "predicted_ci95": None, "log_error": None, "abs_log_error": None, "covered": None,
+            "runs_covered": None, "fit_r2": None, "fit_residual_sd": None, "n_fit_runs": 0, "extrapolation": ()}
+
+
 def _pilot_cases(table: list[Mapping[str, Any]], n_bootstrap: int, seed: int) -> list[BacktestCase]:
     """The ``"pilot"`` backtest's cases: each (dataset, model) curve's largest N from its smaller N."""
     from .fits._common import _positive
@@ -845,11 +848,7 @@ def _pilot_cases(table: list[Mapping[str, Any]], n_bootstrap: int, seed: int) ->
         mine = [r for r in table if (r["dataset"], r["model"]) == key
                 and _positive(r.get("test_loss")) and _positive(r.get("N"))]
         first = next(r for r in table if (r["dataset"], r["model"]) == key)
-        base: dict[str, Any] = {
-            "dataset": ds, "model": model, "domain": first.get("domain"), "observed": None, "predicted": None,
-            "predicted_ci95": None, "log_error": None, "abs_log_error": None, "covered": None,
-            "runs_covered": None, "fit_r2": None, "fit_residual_sd": None, "n_fit_runs": 0, "extrapolation": (),
-        }
+        base = _case_base(ds, first.get("domain"), model)
         if not mine:
             cases.append(BacktestCase(N=0, n_runs=0, status="no runs with a positive test loss", **base))
             continue
