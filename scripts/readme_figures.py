@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from intrinsics._machine import machine_line
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 RECORD = ROOT / "docs" / "demo_figures.json"
@@ -102,11 +104,10 @@ def _reason(note: str) -> str:
 def render(rec: dict[str, Any]) -> str:
     """The README block (markers included) from a record: nothing in it comes from anywhere else."""
     m = rec["machine"]
-    flags = f" ({', '.join(m['cpu_flags'])})" if m.get("cpu_flags") else ""
     runs = rec["runs"]
     out = [BEGIN, "",
            f"Measured by `make demo` ({'with' if rec['fashion_mnist'] else 'without'} Fashion-MNIST) on "
-           f"{m['cpu']}, {m['cores']} cores{flags}, {m['date'][:10]}, torch {m['torch']}, commit "
+           f"{machine_line(m)}, torch {m['torch']}, commit "
            f"`{rec['commit']}`: {runs['done']}/{runs['total']} runs done ({runs['failed']} failed) in "
            f"{rec['elapsed_s']:.0f} s with {rec['workers']} workers; test loss `{rec['loss_metric']}`, "
            f"{rec['n_bootstrap']} bootstrap resamples.", "",

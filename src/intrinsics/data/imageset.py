@@ -9,7 +9,12 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["ImageSet"]
+__all__ = ["ImageSet", "image_id"]
+
+
+def image_id(ids: tuple[str, ...] | None, i: int) -> str:
+    """The identifier of image ``i``: its ``ids`` entry, or ``"[i]"`` when the source gave none."""
+    return ids[int(i)] if ids is not None else f"[{int(i)}]"
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +64,7 @@ class ImageSet:
 
     def id_of(self, i: int) -> str:
         """The identifier of image ``i`` (its ``ids`` entry, or ``"[i]"`` when the source has none)."""
-        return self.ids[int(i)] if self.ids is not None else f"[{int(i)}]"
+        return image_id(self.ids, i)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.imageset import image_id
 from ..data.options import flag_check
 from ..data.preprocess import COMPARISON_KEYS, comparison_key
 from ..errors import EstimationError, Placeholder, SettingError, spell
@@ -151,10 +152,6 @@ class DatasetMeasurement:
     d_data_by_estimator: dict[str, float | None] = field(default_factory=dict)
     ids: tuple[str, ...] | None = field(default=None, repr=False)
 
-    def id_of(self, i: int) -> str:
-        """The identifier of dataset image ``i``."""
-        return self.ids[int(i)] if self.ids is not None else f"[{int(i)}]"
-
     def to_dict(self, version: str | None = None) -> dict[str, Any]:
         """The ``intrinsics measure --json`` record (see the README's table)."""
         d_block = self.d_data.to_dict()
@@ -167,7 +164,7 @@ class DatasetMeasurement:
             kf_block = self.K_F.to_dict()
             for p in kf_block["closest_pairs"]:  # positions among the measured images -> dataset indices
                 p["i"], p["j"] = int(self.index[p["i"]]), int(self.index[p["j"]])
-                p["id_i"], p["id_j"] = self.id_of(p["i"]), self.id_of(p["j"])
+                p["id_i"], p["id_j"] = image_id(self.ids, p["i"]), image_id(self.ids, p["j"])
             kf_block["label_conflicts"] = [[int(self.index[i]) for i in g] for g in kf_block["label_conflicts"]]
         out = {
             "dataset": self.dataset,

@@ -503,9 +503,10 @@ def plan_from_pilot(
     """Predict from one dataset's own learning curve: a pilot study run at small N.
 
     Fits ``L = a·N^(−b) + c`` to the pilot's runs (as :func:`~intrinsics.study.fits.fit_power_law`)
-    and reads the loss at ``N`` and the N that reaches ``target_loss`` off it, with 95% intervals from
-    refits on runs resampled with replacement (the loss interval, as :func:`plan`'s, is for one new run:
-    it adds the runs' scatter around the curve). Needs no other dataset, unlike :func:`plan`.
+    and reads the loss at ``N`` and the N that reaches ``target_loss`` off it, with 95% intervals. The
+    loss interval is, as :func:`plan`'s, for one new run: the straight line's Student-t prediction
+    interval in (log N, log L) without a floor, refits on resampled runs plus the runs' scatter with one;
+    the N interval comes from the refits. Needs no other dataset, unlike :func:`plan`.
 
     Parameters
     ----------
@@ -608,23 +609,23 @@ def pilot_predictions(
     # in (log N, log L), and the regression's own prediction interval (Student t, n − 2 degrees of
     # freedom) is exact for log-normal scatter; resampling a handful of runs is not (6 runs of a pilot
     # covered 4 of 6 held-out means in the tests). With a floor: each refit's curve plus a run's scatter.
-    scatter = np.exp(np.random.default_rng(seed).normal(0, curve_sd, len(B)))
+    scatter = np.exp(np.random.default_rng(seed).normal(0, curve_sd, len(B))) if fit_c else np.ones(len(B))
     x = np.log(Nr)
     sxx = float(((x - x.mean()) ** 2).sum())
     t975 = float(scipy.stats.t.ppf(0.975, max(1, len(rows) - 2)))
     for n in Ns:
-        loss_b = (B[:, 0] * n ** (-B[:, 1]) + B[:, 2]) * scatter if len(B) else np.zeros(0)
         need_b = np.array([needed(*p) for p in B]) if target_loss is not None else np.zeros(0)
         need_ci = None
         if need_b.size >= 20:  # unreachable resamples count as N = inf: the bound is then unbounded (None)
             need_ci = [_count(float(np.percentile(need_b, 2.5, method="lower"))),
                        _count(float(np.percentile(need_b, 97.5, method="higher")))]
         need = needed(a, b, c) if target_loss is not None else None
-        loss_ci = interval(loss_b)
         if not fit_c and curve_sd > 0 and sxx > 0:
             half = t975 * curve_sd * math.sqrt(1 + 1 / len(rows) + (math.log(n) - x.mean()) ** 2 / sxx)
             centre = a * n ** (-b)
             loss_ci = [centre * math.exp(-half), centre * math.exp(half)]
+        else:
+            loss_ci = interval((B[:, 0] * n ** (-B[:, 1]) + B[:, 2]) * scatter if len(B) else np.zeros(0))
         need_n = None if need is None or not math.isfinite(need) else _count(need)
         pin = _assess([("predicted-loss", loss_ci, n), ("N-for-target", need_ci, need_n)], n_max, who="pilot")
         span = f"[{format_count(_count(Nr.min()))}, {format_count(_count(n_max))}]"
@@ -816,16 +817,7 @@ def plan_backtest(
                                       f"runs ({fit.status})", note=fit.note, **base))
             continue
         p = predict({"kf_law": fit.to_dict()}, float(d), float(kf), N=_count(n_top), dataset=ds, seed=seed)
-        lo, hi = p.loss_ci95
-        err = math.log(p.loss / base["observed"])
-        cases.append(BacktestCase(
-            N=p.N, n_runs=len(held), **{**base, "predicted": p.loss, "predicted_ci95": p.loss_ci95,
-                                        "log_error": err, "abs_log_error": abs(err),
-                                        "covered": bool(lo <= base["observed"] <= hi),
-                                        "runs_covered": float(((losses >= lo) & (losses <= hi)).mean()),
-                                        "extrapolation": p.extrapolation},
-            status="ok",
-        ))
+        cases.append(_predicted_case(base, losses, p.N, p.loss, p.loss_ci95, p.extrapolation))
     return _summarise_backtest(cases, basis=(
         f"each dataset's runs at its largest N held out; the K_F-aware law ({KFLaw.formula}) fitted on "
         "the rest predicts them through plan's own predict()"))
@@ -836,6 +828,20 @@ def _case_base(dataset: str, domain: str | None, model: str | None = None) -> di
     return {"dataset": dataset, "model": model, "domain": domain, "observed": None, "predicted": None,
             "predicted_ci95": None, "log_error": None, "abs_log_error": None, "covered": None,
             "runs_covered": None, "fit_r2": None, "fit_residual_sd": None, "n_fit_runs": 0, "extrapolation": ()}
+
+
+def _predicted_case(base: dict[str, Any], losses: np.ndarray, N: int, predicted: float,
+                    ci: tuple[float, float], extrapolation: tuple[str, ...], note: str = "") -> BacktestCase:
+    """A case whose held-out runs (test losses ``losses``, their mean in ``base["observed"]``) were predicted."""
+    lo, hi = ci
+    err = math.log(predicted / base["observed"])
+    return BacktestCase(
+        N=N, n_runs=len(losses), **{**base, "predicted": predicted, "predicted_ci95": ci, "log_error": err,
+                                    "abs_log_error": abs(err), "covered": bool(lo <= base["observed"] <= hi),
+                                    "runs_covered": float(((losses >= lo) & (losses <= hi)).mean()),
+                                    "extrapolation": extrapolation},
+        status="ok", note=note,
+    )
 
 
 def _pilot_cases(table: list[Mapping[str, Any]], n_bootstrap: int, seed: int) -> list[BacktestCase]:
@@ -868,16 +874,8 @@ def _pilot_cases(table: list[Mapping[str, Any]], n_bootstrap: int, seed: int) ->
             cases.append(BacktestCase(N=p["N"], n_runs=len(held), status="curve gives no interval",
                                       note=p["note"], **base))
             continue
-        lo, hi = p["loss_ci95"]
-        err = math.log(p["loss"] / base["observed"])
-        cases.append(BacktestCase(
-            N=p["N"], n_runs=len(held), **{**base, "predicted": p["loss"], "predicted_ci95": tuple(p["loss_ci95"]),
-                                           "log_error": err, "abs_log_error": abs(err),
-                                           "covered": bool(lo <= base["observed"] <= hi),
-                                           "runs_covered": float(((losses >= lo) & (losses <= hi)).mean()),
-                                           "extrapolation": tuple(p["extrapolation"])},
-            status="ok", note=p["note"],
-        ))
+        cases.append(_predicted_case(base, losses, p["N"], p["loss"], tuple(p["loss_ci95"]),
+                                     tuple(p["extrapolation"]), note=p["note"]))
     return cases
 
 
