@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -12,13 +13,16 @@ from typing import Any, Callable, Sequence
 from . import __version__
 from .data.options import SETTINGS
 from .registry import DEFAULT_MODEL, model_help
-from .errors import IntrinsicsError, Placeholder, python_spelling, use_spelling
+from .errors import IntrinsicsError, Placeholder, describe_failure, python_spelling, use_spelling
 from .jsonio import dumps, write_json
 
 __all__ = ["main", "build_parser"]
 
+# Exit codes a script can rely on (the README's table): 0 all done; 1 a bug (a traceback); 2 bad input or an
+# environment failure, one line; 3 a refused comparison; 4 a study that finished with failed runs.
 EXIT_ERROR = 2
 EXIT_NOT_COMPARABLE = 3
+EXIT_RUNS_FAILED = 4
 
 
 # --------------------------------------------------------------------------------------------------
@@ -49,6 +53,10 @@ def _add_data_options(p: argparse.ArgumentParser, *, from_checkpoint: bool = Fal
     g.add_argument("--slices", metavar="START:STOP", help="NIfTI slice range along the axis")
     g.add_argument("--skip-empty", action="store_true", help="NIfTI: drop constant (empty) slices")
     g.add_argument("--volume", type=int, help="NIfTI: index of the volume in a 4-D file")
+    g.add_argument("--max-pixels", metavar="N", help="refuse an image whose header declares more than N pixels "
+                   "(rows × columns), before decoding it (default 89478485, Pillow's)")
+    g.add_argument("--no-follow-links", action="store_true",
+                   help="skip symbolic links in a folder (with a warning naming them) instead of reading them")
 
 
 def _fraction(text: str) -> float:
@@ -76,7 +84,8 @@ _FLAGS = {
     "unmatched": "--unmatched", "window": "--window", "axis": "--axis", "slices": "--slices",
     "skip_empty": "--skip-empty", "volume": "--volume", "size": "--size", "channels": "--channels",
     "intensity": "--intensity", "value_range": "--value-range", "classes": "--classes", "limit": "--limit",
-    "seed": "--seed", "n_train": "--n-train", "n_test": "--n-test", "n_val": "--n-val",
+    "seed": "--seed", "max_pixels": "--max-pixels", "follow_links": "--no-follow-links", "n_train": "--n-train",
+    "n_test": "--n-test", "n_val": "--n-val",
 }
 
 
@@ -98,8 +107,8 @@ def flag_spelling(name: str, *value: Any) -> str:
     if not value:
         return flag
     v = value[0]
-    if v is False and name == "labels":
-        return "--no-labels"
+    if v is False and name in ("labels", "follow_links"):
+        return _FLAGS[name] if name == "follow_links" else "--no-labels"
     if v is None or v is False:
         return f"no {flag}"
     return flag if v is True else f"{flag} {_flag_value(v)}"
@@ -112,6 +121,7 @@ def data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kw = {name: getattr(args, name, None) for name in SETTINGS}
     kw["labels"] = False if getattr(args, "no_labels", False) else args.labels
     kw["skip_empty"] = True if args.skip_empty else None  # a flag left off keeps the default (or the checkpoint's)
+    kw["follow_links"] = False if getattr(args, "no_follow_links", False) else None
     if not args.labels:
         kw["label_key"] = None  # only a labels CSV has a key column
     return {k: v for k, v in kw.items() if v is not None}
@@ -160,7 +170,8 @@ def _measure_row(rec: dict[str, Any]) -> list[str]:
         str(ds["N"]),
         "×".join(map(str, ds["shape"])),
         f"{_fmt(d['value'])} [{_fmt(lo)}, {_fmt(hi)}]",
-        _fmt(kf.get("value")) + (f" [{_fmt(kf_ci[0])}, {_fmt(kf_ci[1])}]" if kf else ""),
+        _fmt(kf.get("value")) + (f" [{_fmt(kf_ci[0])}, {_fmt(kf_ci[1])}]" if kf else "")
+        + (" (most draws held one class: not a measurement; use a larger --kf-samples)" if kf.get("value") == 0 else ""),
         str(kf.get("M", "—")),
         _fmt(kf.get("exact")),
     ]
@@ -321,6 +332,10 @@ def cmd_study_run(args: argparse.Namespace) -> int:
                     retry_failed=args.retry_failed, progress=not args.no_progress)
     rec = res.to_dict()
     print(dumps(rec, indent=2))
+    if res.failed:
+        print(f"intrinsics: {res.failed} of {res.total} runs failed; see their errors with 'intrinsics study status "
+              f"{args.out}', fix the cause and rerun with --retry-failed", file=sys.stderr)
+        return EXIT_RUNS_FAILED
     print(f"next: intrinsics report {args.out}")
     return 0
 
@@ -358,7 +373,7 @@ def cmd_study_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .study import write_report
 
-    path = write_report(args.dir, n_bootstrap=args.bootstrap)
+    path = write_report(args.dir, n_bootstrap=args.bootstrap, to=args.to)
     print(f"report: {path}")
     return 0
 
@@ -457,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure d_data and K_F of image datasets and predict how networks learn from them.",
     )
     parser.add_argument("--version", action="version", version=f"intrinsics {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of its one-line "
+                        "message (also: INTRINSICS_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("measure", help="measure d_data and K_F of a dataset")
@@ -545,7 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="fits, figures and a self-contained HTML report of a study")
     p.add_argument("dir")
-    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of every fit (default 1000)")
+    p.add_argument("--to", metavar="DEST", help="write fits.json, figures/ and report.html here instead of into "
+                   "the study folder, which is then only read")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("plan", help="predict test loss at N, or the N for a target loss, from a fitted study")
@@ -575,26 +594,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("INTRINSICS_DEBUG", "") not in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         with use_spelling(flag_spelling):
             return int(args.func(args) or 0)
-    except IntrinsicsError as e:
-        print(f"intrinsics: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        print(f"intrinsics: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
-        return EXIT_ERROR
     except KeyboardInterrupt:
         print("intrinsics: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
+    except Exception as e:  # noqa: BLE001 - the one error boundary: expected failures get one line
+        with use_spelling(flag_spelling):
+            message = describe_failure(e)
+        if message is None or _debug(args):
+            raise  # a bug (or --debug): the traceback is what helps
+        print(f"intrinsics: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

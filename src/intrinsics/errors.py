@@ -22,6 +22,7 @@ __all__ = [
     "spell",
     "python_spelling",
     "use_spelling",
+    "describe_failure",
 ]
 
 
@@ -100,3 +101,47 @@ def use_spelling(speller: Speller) -> Iterator[None]:
         yield
     finally:
         _spelling.reset(token)
+
+
+# -- expected failures that are not IntrinsicsErrors ---------------------------------------------------
+# The front end's error boundary turns these into one line naming the problem and the fix; anything
+# else is a bug and keeps its traceback.
+
+_ENOSPC, _EROFS, _EACCES = 28, 30, 13
+
+
+def _where(exc: BaseException) -> str:
+    name = getattr(exc, "filename", None)
+    return f" {name}" if name else ""
+
+
+def describe_failure(exc: BaseException) -> str | None:
+    """One line for an expected failure (bad input, full disk, read-only media, damaged store, no
+    memory), naming the fix; None for an unexpected one (a bug, to be shown with its traceback)."""
+    import sqlite3
+
+    text = str(exc)
+    if isinstance(exc, IntrinsicsError):
+        return text
+    if isinstance(exc, MemoryError):
+        detail = f" ({text})" if text else ""
+        return (f"out of memory{detail}; use fewer or smaller images ({spell('limit')}, {spell('size')}) or "
+                "fewer workers")
+    if isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, OSError):
+        errno = getattr(exc, "errno", None)
+        if errno == _ENOSPC or "disk is full" in text:
+            return (f"no space left on the device while writing{_where(exc) or ' the study store'}; what was "
+                    "finished is saved and consistent: free some space and run the same command again to resume")
+        if errno in (_EROFS, _EACCES) or "readonly database" in text or "unable to open database" in text:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else text
+            return (f"cannot write{_where(exc) or ' the study store'} ({reason}): the folder is read-only or not "
+                    "yours; write to another folder (--out, --to), or fix its permissions")
+        if isinstance(exc, sqlite3.DatabaseError):
+            return (f"the study store is damaged ({text}); move study.sqlite aside to start over, or restore it "
+                    "from a copy")
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+            return f"{exc.strerror or text}:{_where(exc)}; check the path"
+        return f"{exc.strerror or text}:{_where(exc)}" if exc.strerror else None
+    if isinstance(exc, ValueError) and "null" in text and ("embedded" in text or "NUL" in text):
+        return "a path or name contains a NUL character (\\0); remove it"
+    return None

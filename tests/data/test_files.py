@@ -198,8 +198,8 @@ def test_dicom_files_go_to_the_dicom_reader_with_options(tmp_path, monkeypatch):
     path.write_bytes(b"\0" * 128 + b"DICM")
     images, meta = read_file(path, window="brain", axis=1)
     assert len(images) == 2 and meta == {"Modality": "CT"}
-    # The DICOM reader gets its own option only: axis is the NIfTI reader's.
-    assert calls == [(path, "brain", {})]
+    # The DICOM reader gets its own options only (window, the pixel limit): axis is the NIfTI reader's.
+    assert calls == [(path, "brain", {"max_pixels": 89_478_485})]
 
 
 def test_nifti_files_go_to_the_nifti_reader(tmp_path, monkeypatch):

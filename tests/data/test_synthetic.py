@@ -258,3 +258,15 @@ def test_default_preprocessing_keeps_the_theoretical_K_F():
     assert images.shape == (1, 32, 32)
     est = label_sharpness(images, n_samples=300)
     assert est.exact == pytest.approx(raw.info["theoretical_K_F"], rel=1e-4)
+
+
+def test_the_lesion_theoretical_K_F_is_a_lower_bound_equal_to_the_exact_one_at_low_contrast():
+    from intrinsics.data import load
+    from intrinsics.measure import LabelSharpness
+
+    for contrast, equal in ((0.15, True), (0.6, False)):
+        ds = load(f"synthetic:lesion?n=600&contrast={contrast}&size=32")
+        theory = ds.provenance["reader"]["theoretical_K_F"]
+        exact = LabelSharpness(n_samples=50, n_draws=1).fit(ds).exact_
+        assert theory <= exact * (1 + 1e-9)
+        assert (abs(theory - exact) < 1e-9 * exact) == equal  # at 0.6 a pair that was not designed is closer

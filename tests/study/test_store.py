@@ -26,7 +26,7 @@ def test_add_runs_is_idempotent(tmp_path):
     store = Store(tmp_path)
     assert store.add_runs(_runs(3)) == 3
     assert store.add_runs(_runs(4)) == 1  # only k3 is new
-    assert store.counts() == {"pending": 4, "running": 0, "done": 0, "failed": 0, "total": 4}
+    assert store.counts() == {"pending": 4, "running": 0, "done": 0, "failed": 0, "stale": 0, "total": 4}
     assert store.runs()[0]["config"] == {"lr": 0.001, "i": 0}
 
 

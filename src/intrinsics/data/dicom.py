@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import DataError, SettingError
+from .limits import DEFAULT_MAX_PIXELS, check_memory, check_pixels
 
 __all__ = [
     "WINDOW_PRESETS",
@@ -142,7 +143,7 @@ def is_dicom_file(path: str | os.PathLike[str]) -> bool:
 
 
 def read_dicom_file(
-    path: str | os.PathLike[str], *, window: Any = None
+    path: str | os.PathLike[str], *, window: Any = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Read the 2-D images one DICOM file holds.
 
@@ -152,6 +153,9 @@ def read_dicom_file(
         A DICOM file (Part 10 with the ``DICM`` marker, or a bare dataset as older scanners write).
     window : None, str or (float, float), optional
         Clip to ``[center - width/2, center + width/2]`` in modality units (see :func:`parse_window`).
+    max_pixels : int or None
+        Refuse a file whose header declares more than this many pixels (Rows × Columns) per frame,
+        before its pixel data is decoded; its frames × samples are checked against the free memory.
 
     Returns
     -------
@@ -180,7 +184,7 @@ def read_dicom_file(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = _read_dataset(path)
-        frames, meta = _decode(ds, path)
+        frames, meta = _decode(ds, path, max_pixels)
     meta["reader_warnings"] = sorted({str(w.message) for w in caught})
 
     photometric = meta["photometric"]
@@ -266,7 +270,20 @@ def _uid_name(uid: Any) -> str | None:
     return str(name) if name else str(uid)
 
 
-def _decode(ds: Any, path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+def _check_declared_size(ds: Any, path: Path, max_pixels: int | None) -> None:
+    """Rows × Columns against the pixel limit and the decoded size against free memory, from the header."""
+    rows, cols = _int_or_none(ds.get("Rows")) or 0, _int_or_none(ds.get("Columns")) or 0
+    frames = _int_or_none(ds.get("NumberOfFrames")) or 1
+    samples = _int_or_none(ds.get("SamplesPerPixel")) or 1
+    bits = _int_or_none(ds.get("BitsAllocated")) or 8
+    check_pixels(f"DICOM file '{path}'", rows, cols, max_pixels, frames=frames)
+    # pixel_array holds every frame at its stored depth, and rescaling makes a float32 copy.
+    check_memory(rows * cols * frames * samples * (max(bits // 8, 1) + 4), f"the {frames} frames of DICOM file "
+                 f"'{path}'" if frames > 1 else f"DICOM file '{path}'", "the file is too large to decode here",
+                 shape=(frames, rows, cols, samples))
+
+
+def _decode(ds: Any, path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Pixel frames as arrays (colour already RGB), plus the identifying meta of the file."""
     sop_class = _uid_name(ds.get("SOPClassUID"))
     meta: dict[str, Any] = {
@@ -293,6 +310,7 @@ def _decode(ds: Any, path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
             f"DICOM file '{path}' holds no pixel data{kind}; it is not an image (or it was cut short): "
             "remove it from the image folder"
         )
+    _check_declared_size(ds, path, max_pixels)
     try:
         arr = ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:

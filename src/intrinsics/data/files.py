@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import DataError
 from .dicom import looks_like_dicom, read_dicom_file  # pydicom itself is imported when a file is read
+from .limits import DEFAULT_MAX_PIXELS, check_memory, check_pixels
 from .nifti import read_nifti_file
 from .options import FileOptions
 
@@ -91,6 +92,18 @@ def _png_is_16bit_colour(path: Path) -> bool:
     return len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 4, 6)
 
 
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from a PNG's IHDR chunk, or None for a file that is not a PNG."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+
+
 def _read_png16(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
     """A 16-bit colour/alpha PNG at full depth (pypng), alpha dropped as for every other format."""
     import png
@@ -127,13 +140,18 @@ def _tiff_needs_tifffile(path: Path) -> bool:
         return False
 
 
-def _read_tifffile(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+def _read_tifffile(path: Path, max_pixels: int | None) -> tuple[list[np.ndarray], dict[str, Any]]:
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tf:
+            pages = list(tf.pages)
+            rows, cols = pages[0].imagelength, pages[0].imagewidth
+            check_pixels(str(path), rows, cols, max_pixels, frames=len(pages))
+            check_memory(sum(np.prod(p.shape) * np.dtype(p.dtype).itemsize for p in pages),
+                         f"the {len(pages)} pages of {path}", "read fewer or smaller pages")
             arrays = []
-            for page in tf.pages:
+            for page in pages:
                 a = page.asarray()
                 if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and a.ndim == 3:
                     a = np.moveaxis(a, 0, -1)
@@ -147,17 +165,33 @@ def _read_tifffile(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
     return arrays, {"format": "TIFF", "mode": f"{'RGB' if arrays[0].ndim == 3 else 'L'};{dtype}", "n_frames": len(arrays)}
 
 
-def _read_pil(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+# Bytes per sample of a decoded PIL image by mode; 1 for the 8-bit modes.
+_MODE_BYTES = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "I": 4, "F": 4}
+
+
+def _read_pil(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[list[np.ndarray], dict[str, Any]]:
+    size = _png_size(path)
+    if size is not None:  # from IHDR, before pypng (which has no limit of its own) or Pillow decode
+        check_pixels(str(path), *size, max_pixels)
     if _png_is_16bit_colour(path):
         return _read_png16(path)
     if _tiff_needs_tifffile(path):
-        return _read_tifffile(path)
+        return _read_tifffile(path, max_pixels)
     from PIL import Image, UnidentifiedImageError
 
+    saved = Image.MAX_IMAGE_PIXELS
     try:
+        # Our check below replaces Pillow's own: it reads the same header size, with the user's limit,
+        # and says how to raise it (Pillow's DecompressionBombError would be a traceback here).
+        Image.MAX_IMAGE_PIXELS = None
         with Image.open(path) as img:
             fmt = img.format
             n_frames = int(getattr(img, "n_frames", 1))
+            width, height = img.size
+            check_pixels(str(path), height, width, max_pixels, frames=n_frames)
+            check_memory(width * height * len(img.getbands()) * _MODE_BYTES.get(img.mode, 1) * n_frames,
+                         f"the {n_frames} frames of {path}" if n_frames > 1 else str(path),
+                         "split the file or reduce its size")
             arrays = []
             for frame in range(n_frames):
                 if frame:
@@ -165,13 +199,31 @@ def _read_pil(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
                 img.load()
                 arrays.append(pil_to_array(img, str(path)))
             mode = img.mode
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, DataError):
+            raise
         raise DataError(f"cannot read image file {path}: {exc}; the file is corrupt or not an image") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
     return arrays, {"format": fmt, "mode": mode, "n_frames": n_frames}
 
 
-def _read_npy(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy file's header, without reading its data."""
+    fmt = np.lib.format
+    with open(path, "rb") as fh:
+        version = fmt.read_magic(fh)
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read(fh)
+    return tuple(int(s) for s in shape), np.dtype(dtype)
+
+
+def _read_npy(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[list[np.ndarray], dict[str, Any]]:
     try:
+        shape, dtype = _npy_header(path)  # the header only: nothing is read yet
+        if len(shape) >= 2:
+            check_pixels(str(path), shape[0], shape[1], max_pixels)
+        check_memory(int(np.prod(shape)) * dtype.itemsize, str(path), "the array is too large to load", shape=shape)
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {exc}; .npy images must be plain numeric arrays") from None
@@ -218,12 +270,12 @@ def read_file(
             f"{path} has an unknown file type; readable are {', '.join(IMAGE_EXTENSIONS)}, .dcm (or DICOM "
             "preamble), .nii/.nii.gz and .npy"
         )
+    opts = FileOptions.from_dict(settings) if options is None else replace(options, **settings)
     try:
         if kind == "image":
-            return _read_pil(path)
+            return _read_pil(path, opts.max_pixels)
         if kind == "npy":
-            return _read_npy(path)
-        opts = FileOptions.from_dict(settings) if options is None else replace(options, **settings)
+            return _read_npy(path, opts.max_pixels)
         if kind == "dicom":
             images, meta = read_dicom_file(path, **opts.dicom())
         else:

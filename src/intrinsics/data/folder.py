@@ -35,18 +35,61 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _walk(root: Path, skip: set[Path]) -> tuple[list[Path], list[Path]]:
-    """Readable files and unknown files under ``root`` (sorted; hidden entries skipped)."""
+def _walk(root: Path, skip: set[Path], follow_links: bool = True) -> tuple[list[Path], list[Path]]:
+    """Readable files and unknown files under ``root`` (sorted; hidden entries skipped).
+
+    Symbolic links to files and folders are followed; a folder already walked (a link loop, or two
+    links to one folder) is walked once and the repeat named in a warning. With ``follow_links=False``
+    links are skipped, and a warning counts and names them. Links that point nowhere are always named.
+    """
     readable, unknown = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+    seen: set[tuple[int, int]] = set()
+    repeats: list[str] = []
+    links: list[str] = []
+    broken: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_links):
+        here = Path(dirpath)
+        st = here.stat()
+        if (st.st_dev, st.st_ino) in seen:  # reached again through a link: its files are read once
+            repeats.append(_rel(here, root))
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        kept = []
+        for d in sorted(dirnames):
+            if _hidden(d):
+                continue
+            if (here / d).is_symlink() and not follow_links:
+                links.append(_rel(here / d, root) + "/")
+                continue
+            kept.append(d)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if _hidden(name):
                 continue
-            path = Path(dirpath) / name
+            path = here / name
+            if path.is_symlink():
+                if not path.exists():
+                    broken.append(_rel(path, root))
+                    continue
+                if not follow_links:
+                    links.append(_rel(path, root) + ("/" if path.is_dir() else ""))
+                    continue
+            if path.is_dir():  # os.walk lists a link to a folder as a file when links are not followed
+                continue
             if path.resolve() in skip:
                 continue
             (readable if file_kind(path) is not None else unknown).append(path)
+    for what, items, fix in (
+        ("symbolic link{s} skipped", links, f"they are read without {spell('follow_links', False)}"),
+        ("folder{s} reached twice through symbolic links and read once", repeats,
+         "remove the loop or the duplicate link"),
+        ("symbolic link{s} pointing to nothing", broken, "fix or remove them"),
+    ):
+        if items:
+            what = what.format(s="" if len(items) == 1 else "s")
+            warnings.warn(f"{len(items)} {what} in {root}: {_listing(items, 5)}; {fix}",
+                          IntrinsicsWarning, stacklevel=4)
     return readable, unknown
 
 
@@ -212,6 +255,7 @@ def read_folder(
     unmatched: str = "error",
     value_range: tuple[float, float] | None = None,
     file_options: FileOptions | None = None,
+    follow_links: bool = True,
 ) -> RawImages:
     """Read every image file under a folder.
 
@@ -236,6 +280,9 @@ def read_folder(
     file_options : FileOptions, optional
         How each DICOM / NIfTI file is read (window, NIfTI axis, slices, ...); see
         :func:`intrinsics.data.files.read_file`.
+    follow_links : bool, default True
+        Read symbolic links to files and folders (a folder reached twice, e.g. through a link loop, is
+        read once, with a warning). False skips every link, with a warning that counts and names them.
 
     Returns
     -------
@@ -246,12 +293,13 @@ def read_folder(
     if not root.is_dir():
         raise DataError(f"no folder at {root}; check the path")
     # The same checks as DataOptions: a direct call gets the same messages as load().
-    checked = DataOptions(labels=labels, label_key=label_key, label_column=label_column, unmatched=unmatched)
+    checked = DataOptions(labels=labels, label_key=label_key, label_column=label_column, unmatched=unmatched,
+                          follow_links=follow_links)
     labels, label_key, unmatched = checked.labels, checked.label_key, checked.unmatched
     file_options = file_options or FileOptions()
     # Found before the walk, so that a wrong CSV path is reported before any file is read.
     csv_path = None if labels is None or labels is False else _resolve_csv(labels, root)
-    files, unknown = _walk(root, {csv_path.resolve()} if csv_path is not None else set())
+    files, unknown = _walk(root, {csv_path.resolve()} if csv_path is not None else set(), follow_links)
     info: dict[str, Any] = {"reader": "folder", "root": str(root)}
     # None: unlabelled, or labelled after reading (by a metadata key of the file, by CSV slice rows).
     file_labels: list[str | None] = [None] * len(files)
@@ -268,7 +316,7 @@ def read_folder(
     elif labels is False:
         info["mode"] = "unlabelled"
     else:
-        class_names = _class_folders(root, files)
+        class_names = _class_folders(root, files, follow_links)
         if class_names is not None:
             file_labels = [f.relative_to(root).parts[0] for f in files]
         info["mode"] = "unlabelled" if class_names is None else "class_subfolders"
@@ -347,14 +395,14 @@ def _match_csv_paths(
     return [root / rel for rel in chosen], [file_map.get(rel) for rel in chosen], unknown, slice_map
 
 
-def _class_folders(root: Path, files: list[Path]) -> tuple[str, ...] | None:
+def _class_folders(root: Path, files: list[Path], follow_links: bool = True) -> tuple[str, ...] | None:
     """The class names of a folder with one subfolder per class; None when it has no subfolders.
 
     Every image file must then lie inside a class folder, and every class folder must hold one.
     """
     # Numeric names sort as numbers ("2" before "10"), so folders 0..10 keep their natural indices.
     class_dirs = sorted(
-        (d for d in root.iterdir() if d.is_dir() and not _hidden(d.name)),
+        (d for d in root.iterdir() if d.is_dir() and not _hidden(d.name) and (follow_links or not d.is_symlink())),
         key=lambda d: (0, int(d.name), "") if d.name.isdigit() else (1, 0, d.name),
     )
     if not class_dirs:

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import DataError, Placeholder, SettingError, spell
 from ._raw import RawImages
 from .dicom import _window_record, parse_window
+from .limits import DEFAULT_MAX_PIXELS, check_memory, check_pixels
 from .options import AXIS_NAMES, SETTINGS
 
 __all__ = ["AXIS_NAMES", "read_nifti_file", "read_nifti"]
@@ -46,6 +47,7 @@ def read_nifti_file(
     volume: int | None = None,
     window: Any = None,
     reorient: bool = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Read a NIfTI volume as a list of 2-D slices.
 
@@ -66,6 +68,10 @@ def read_nifti_file(
     reorient : bool, default True
         Reorient to the closest canonical (RAS+) voxel order first, so ``axis`` means the same
         anatomical direction in every volume.
+    max_pixels : int or None
+        Refuse a file whose slices could hold more than this many pixels, from its header (the two
+        largest of its first three dimensions), before any voxel is read; the volume's size is checked
+        against the free memory.
 
     Returns
     -------
@@ -90,6 +96,7 @@ def read_nifti_file(
     ax = SETTINGS["axis"].check(axis)
     win = parse_window(window)
     img = _open(path)
+    _check_declared_size(img, path, max_pixels)
     data, vol, file_shape = _read_volume(img, path, volume)
 
     raw_dtype = np.dtype(img.get_data_dtype())
@@ -196,6 +203,17 @@ def _open(path: Path) -> Any:
             f"'{path}' cannot be read as NIfTI ({type(exc).__name__}: {_first_line(exc)}); "
             "give a valid .nii or .nii.gz file"
         ) from None
+
+
+def _check_declared_size(img: Any, path: Path, max_pixels: int | None) -> None:
+    """The header's slice size against the pixel limit and one volume's size against free memory."""
+    shape = [int(s) for s in img.shape] + [1, 1]
+    spatial = sorted(shape[:3], reverse=True)  # the axis is chosen after reorientation: the largest slice
+    check_pixels(f"NIfTI file '{path}'", spatial[0], spatial[1], max_pixels, frames=spatial[2])
+    # One volume as stored, plus a float32 copy when the header scales it (and for reorientation).
+    itemsize = np.dtype(img.get_data_dtype()).itemsize
+    check_memory(shape[0] * shape[1] * shape[2] * (itemsize + 4), f"a volume of NIfTI file '{path}'",
+                 "the file is too large to read here", shape=tuple(shape[:3]))
 
 
 def _read_volume(img: Any, path: Path, volume: int | None) -> tuple[np.ndarray, int | None, tuple[int, ...]]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, SettingError, spell
+from .limits import DEFAULT_MAX_PIXELS
 
 __all__ = [
     "DataOptions",
@@ -202,6 +203,15 @@ def flag_check(name: str) -> Callable[[Any], bool]:
     return check
 
 
+def _max_pixels(v: Any) -> int:
+    if isinstance(v, str) and v.strip().replace("_", "").replace(",", "").isdigit():
+        v = int(v.strip().replace("_", "").replace(",", ""))
+    if not _is_int(v) or v < 1:
+        raise SettingError("max_pixels", v, f"must be a positive number of pixels per image, e.g. "
+                           f"{spell('max_pixels', DEFAULT_MAX_PIXELS)} (the default)")
+    return int(v)
+
+
 def _volume(v: Any) -> int | None:
     if v is None:
         return None
@@ -237,6 +247,12 @@ SETTINGS: dict[str, _Setting] = {
     "slices": _Setting(None, _slices, _FILES, "NIfTI slice range START:STOP along the axis"),
     "skip_empty": _Setting(False, flag_check("skip_empty"), _FILES, "NIfTI: drop constant (empty) slices"),
     "volume": _Setting(None, _volume, _FILES, "NIfTI: index of the volume in a 4-D file"),
+    "max_pixels": _Setting(DEFAULT_MAX_PIXELS, _max_pixels, _FILES,
+                           "largest image a file may declare, in pixels (rows × columns), checked from its "
+                           "header before decoding (default: Pillow's, 89,478,485)"),
+    "follow_links": _Setting(True, flag_check("follow_links"), ("folder",),
+                             "read symbolic links to files and folders (a link loop is read once); false: "
+                             "skip them with a warning that names them"),
     "size": _Setting(None, _size, _ALL, "resize to S×S or H×W"),
     "channels": _Setting(None, _channels, _ALL, "convert to 1 or 3 channels"),
     "intensity": _Setting("unit", _choice("intensity", INTENSITY_MODES), _ALL,
@@ -247,20 +263,22 @@ SETTINGS: dict[str, _Setting] = {
                       "keep at most this many images (stratified, reproducible with seed)"),
     "seed": _Setting(0, _seed, _ALL, "seed of the limit draw"),
 }
-FILE_SETTINGS = ("window", "axis", "slices", "skip_empty", "volume")
+FILE_SETTINGS = ("window", "axis", "slices", "skip_empty", "volume", "max_pixels")
 PREPROCESSING_SETTINGS = ("size", "channels", "intensity", "value_range", "classes", "limit", "seed")
 
 
 @dataclass(frozen=True)
 class FileOptions:
     """Options of the per-file readers: DICOM takes ``window``; NIfTI ``axis``, ``slices``,
-    ``skip_empty``, ``volume`` and ``window``. Checked as for :class:`DataOptions`."""
+    ``skip_empty``, ``volume`` and ``window``; every reader ``max_pixels``. Checked as for
+    :class:`DataOptions`."""
 
     window: Any = None
     axis: int | None = None
     slices: Any = None
     skip_empty: bool = False
     volume: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -273,11 +291,12 @@ class FileOptions:
 
     def dicom(self) -> dict[str, Any]:
         """The DICOM reader's keyword arguments."""
-        return {"window": self.window}
+        return {"window": self.window, "max_pixels": self.max_pixels}
 
     def nifti(self) -> dict[str, Any]:
         """The NIfTI reader's keyword arguments (its default axis, axial, when none is set)."""
-        out = {"slices": self.slices, "skip_empty": self.skip_empty, "volume": self.volume, "window": self.window}
+        out = {"slices": self.slices, "skip_empty": self.skip_empty, "volume": self.volume, "window": self.window,
+               "max_pixels": self.max_pixels}
         return out | ({} if self.axis is None else {"axis": self.axis})
 
     def to_dict(self) -> dict[str, Any]:
@@ -335,6 +354,8 @@ class DataOptions:
     slices: Any = None
     skip_empty: bool = False
     volume: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    follow_links: bool = True
     size: tuple[int, int] | None = None
     channels: int | None = None
     intensity: str = "unit"

@@ -22,6 +22,7 @@ from ..errors import DataError, IntrinsicsWarning, Placeholder, spell
 from ..jsonio import to_jsonable
 from ._raw import RawImages
 from .imageset import ImageSet
+from .limits import check_memory
 from .options import INTENSITY_MODES, DataOptions
 
 __all__ = [
@@ -509,7 +510,13 @@ def _render(
 ) -> tuple[np.ndarray, int]:
     """Scale, convert and resize every group chunk by chunk into one (N, C, H, W) float32 array."""
     clipped = 0
-    out = np.empty((len(images), out_c, out_hw[0], out_hw[1]), dtype=np.float32)
+    shape = (len(images), out_c, out_hw[0], out_hw[1])
+    # The output, plus the largest chunk's float copy and its resized copy, before anything is allocated.
+    largest = max(len(part) * max(images[part[0]].size, out_c * out_hw[0] * out_hw[1])
+                  for idx in groups.values() for part in _chunks(idx, images[idx[0]].size))
+    check_memory(4 * (math.prod(shape) + 2 * largest), "the preprocessed images", f"choose a smaller "
+                 f"{spell('size')} or fewer images ({spell('limit')})", shape=shape)
+    out = np.empty(shape, dtype=np.float32)
     for key, idx in groups.items():
         for part in _chunks(idx, images[idx[0]].size):
             batch = _to_float_hwc(_stack(images, part))

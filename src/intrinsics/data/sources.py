@@ -83,7 +83,8 @@ def read_source(source: str | os.PathLike, options: DataOptions | None = None) -
             path = sub
         return read_folder(path, labels=opts.labels, label_key=opts.label_key,
                            label_column=opts.label_column or "label", unmatched=opts.unmatched,
-                           value_range=opts.value_range, file_options=opts.files)
+                           value_range=opts.value_range, file_options=opts.files,
+                           follow_links=opts.follow_links)
     if kind == "npz":
         return read_npz(path, split=opts.split, label_column=opts.label_column)
     if kind == "idx":

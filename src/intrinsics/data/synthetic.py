@@ -346,7 +346,8 @@ def make_lesion(
         position (x, y), scale and intensity.
     paired : float
         Fraction of images, in [0, 1], that come in pairs sharing one background, one with and one
-        without the lesion; these pairs set the minimum cross-label distance.
+        without the lesion. At low contrast these pairs set the minimum cross-label distance; at high
+        contrast (above about 0.45, where pixels clip) a pair that was not designed can be closer.
     noise : float
         Standard deviation of i.i.d. pixel noise (part of the background, so shared within a pair).
         Any noise > 0 makes the true d_data unbounded.
@@ -359,7 +360,9 @@ def make_lesion(
         float32 images in [0, 1], labels 0 ("normal") / 1 ("lesion"). ``info`` holds
         ``theoretical_min_distance`` (smallest distance within a pair, measured on these arrays),
         ``theoretical_K_F`` (its inverse) and ``closest_pair`` (their indices), all at this size and
-        the [0, 1] intensity scale; None when there is no pair.
+        the [0, 1] intensity scale; None when there is no pair. ``theoretical_K_F`` is a lower bound on
+        the exact K_F (the designed pairs are among all pairs) and equals it while the designed pairs
+        are the closest, as at the contrasts of the demo.
 
     Examples
     --------

@@ -210,7 +210,9 @@ class TwoNN:
         F(μ_(i)) = i/N (the common default, as scikit-dimension). ``"mle"``: maximum likelihood,
         (N−1)/Σ log μ_i, with the discarded largest ratios treated as censored.
     discard_fraction : float, default=0.1
-        Fraction of the largest μ left out (they are the most noise-sensitive).
+        Fraction of the largest μ left out (they are the most noise-sensitive). With 0 and the linear
+        fit, the largest μ is still left out: its empirical CDF is 1, so −log(1 − F) is infinite (the
+        reference study's TwoNN fits all but that one ratio, as here; scikit-dimension raises).
     n_bootstrap : int, default=200
         Bootstrap resamples for ``ci95_`` (0 skips the interval: ``ci95_`` is None).
     seed : int or None, default=0
@@ -258,6 +260,8 @@ class TwoNN:
         x = np.sort(log_mu)[:keep]
         if self.method == "mle":
             return float((keep - 1) / (x.sum() + (n - keep) * x[-1]))
+        keep = min(keep, n - 1)  # F(μ_(n)) = 1 has −log(1 − F) = inf: the last ratio cannot be fitted
+        x = x[:keep]
         yv = -np.log1p(-np.arange(1, keep + 1) / n)
         return float(np.dot(x, yv) / np.dot(x, x))
 

@@ -220,7 +220,8 @@ def measure_dataset(
         kf = None
         if labels is not None and len(np.unique(labels)) > 1:
             kf = label_sharpness(X, labels, n_samples=min(s.kf_samples, len(idx)), seed=s.seed, exact=s.exact)
-    notes = list(load_warnings) + [str(w.message) for w in caught]
+    # Every warning a part of the result carries is also a warning of the whole (shown and in the JSON).
+    notes = list(load_warnings) + [str(w.message) for w in caught] + list(kf.warnings if kf is not None else ())
     if labels is None:
         notes.append("dataset has no labels: K_F not measured (give labels: class subfolders, "
                      f"{spell('labels', Placeholder('CSV'))}, or the source's label file)")

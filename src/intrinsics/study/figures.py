@@ -169,7 +169,7 @@ def _repr_details(out_dir: Path | None) -> tuple[dict[str, Any], set[str]]:
         return {}, set()
     ci: dict[str, Any] = {}
     estimators: set[str] = set()
-    with Store(path) as store:
+    with Store(path, read_only=True) as store:
         for m in store.measurements("d_repr"):
             key = (m.get("details") or {}).get("run_key") or str(m["run_key"]).split("#")[0]
             ci.setdefault(key, [m.get("ci_lo"), m.get("ci_hi")])
@@ -657,7 +657,8 @@ def figure_captions(table: list[dict], datasets: list[dict], fits: dict, *, out_
     return _captions(_context(table, datasets, fits, out_dir))
 
 
-def render_figures(out_dir: Path, table: list[dict], datasets: list[dict], fits: dict) -> dict[str, str]:
+def render_figures(out_dir: Path, table: list[dict], datasets: list[dict], fits: dict,
+                   to: Path | None = None) -> dict[str, str]:
     """Draw each figure, save it as 300-dpi PNG, SVG and PDF under DIR/figures, return base64 PNGs for the page.
 
     Also writes ``DIR/figures/captions.json`` (name -> caption, as :func:`figure_captions` gives).
@@ -666,6 +667,8 @@ def render_figures(out_dir: Path, table: list[dict], datasets: list[dict], fits:
     ----------
     out_dir : Path
         The study folder; the figures go to its ``figures/`` subfolder (created when missing).
+    to : Path, optional
+        Write the ``figures/`` subfolder here instead (the study folder is then only read).
     table, datasets : list of dict
         The study's runs and datasets, as :func:`intrinsics.study.tables.study_table` returns them.
     fits : dict
@@ -678,7 +681,7 @@ def render_figures(out_dir: Path, table: list[dict], datasets: list[dict], fits:
     """
     plt = _plt()
     out_dir = Path(out_dir)
-    fig_dir = out_dir / "figures"
+    fig_dir = Path(out_dir if to is None else to) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     c = _context(table, datasets, fits, out_dir)
     encoded = {}

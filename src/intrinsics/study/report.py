@@ -58,10 +58,13 @@ def compute_fits(out_dir: str | os.PathLike[str], *, n_bootstrap: int = 1000, se
     return fits
 
 
-def write_fits(out_dir: str | os.PathLike[str], *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Compute the fits and write ``DIR/fits.json``; returns the dict."""
+def write_fits(out_dir: str | os.PathLike[str], *, n_bootstrap: int = 1000, seed: int = 0,
+               to: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Compute the fits and write ``DIR/fits.json`` (or ``TO/fits.json``); returns the dict."""
     fits = compute_fits(out_dir, n_bootstrap=n_bootstrap, seed=seed)
-    write_json(Path(out_dir, "fits.json"), fits, indent=1)
+    dest = Path(out_dir if to is None else to)
+    dest.mkdir(parents=True, exist_ok=True)
+    write_json(dest / "fits.json", fits, indent=1)
     return fits
 
 
@@ -169,15 +172,18 @@ def _curve_rows(fits: dict) -> str:
 
 
 def write_report(
-    out_dir: str | os.PathLike[str], *, n_bootstrap: int = 1000, seed: int = 0, fits: dict[str, Any] | None = None
+    out_dir: str | os.PathLike[str], *, n_bootstrap: int = 1000, seed: int = 0, fits: dict[str, Any] | None = None,
+    to: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write ``DIR/fits.json``, ``DIR/figures/*.png|svg`` and ``DIR/report.html``; return the HTML path."""
+    """Write ``fits.json``, ``figures/*.png|svg|pdf`` and ``report.html`` into the study folder, or into
+    ``to`` (the study is then only read: a study on read-only media can be reported); return the HTML path."""
     out = Path(out_dir)
+    dest = out if to is None else Path(to)
     if fits is None:
-        fits = write_fits(out, n_bootstrap=n_bootstrap, seed=seed)
+        fits = write_fits(out, n_bootstrap=n_bootstrap, seed=seed, to=dest)
     with open_store(out) as store:
         table, datasets = study_table(store)
-    figs = render_figures(out, table, datasets, fits)
+    figs = render_figures(out, table, datasets, fits, to=dest)
     meta = fits.get("meta", {})
     runs = meta.get("runs", {})
     claim_html = "\n".join(
@@ -241,6 +247,6 @@ CI {_fmt(fits['exponent_vs_inv_d'].get('slope_ci95'))} ({_esc(fits['exponent_vs_
 {pilot_html}
 </body></html>
 """
-    path = out / "report.html"
+    path = dest / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -116,14 +116,14 @@ class _FolderLock:
 
 
 def open_store(out_dir: str | os.PathLike[str]) -> Store:
-    """The store of an existing study folder (error if there is none)."""
+    """The store of an existing study folder, opened read-only (error if there is none)."""
     path = Path(out_dir) / STORE_NAME
     if not path.exists():
         raise IntrinsicsError(
             f"no study in {str(out_dir)!r} (no {STORE_NAME}); start one with "
             f"'intrinsics study run SPEC.toml --out {out_dir}'"
         )
-    return Store(path)
+    return Store(path, read_only=True)
 
 
 def _check_same_spec(store: Store, spec: StudySpec, out_dir: Path) -> None:

@@ -152,8 +152,8 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
             f"{where}: unknown top-level key(s) {sorted(unknown)}; valid keys are {sorted(_TOP_KEYS)}"
         )
     name = raw.get("name", Path(where).stem if where != "spec" else "study")
-    if not isinstance(name, str) or not name:
-        raise SpecError(f"{where}: 'name' must be a non-empty string, got {name!r}")
+    if not isinstance(name, str) or not name or not name.isprintable():
+        raise SpecError(f"{where}: 'name' must be a non-empty string of printable characters, got {name!r}")
     datasets = _parse_datasets(raw, where)
     models = _parse_models(raw, where)
     N = _int_list(raw, "N", where, minimum=2)
@@ -204,8 +204,12 @@ def _parse_dataset(d: Any, key: str, where: str) -> DatasetSpec:
     for req in ("name", "source", "domain"):
         if not isinstance(d.get(req), str) or not d.get(req):
             raise SpecError(f"{where}: {key}.{req} is missing or not a string; add {req} = \"...\"")
-    if any(c in d["name"] for c in "/|#"):
-        raise SpecError(f"{where}: {key}.name {d['name']!r} contains '/', '|' or '#'; use letters, digits, '-' or '_'")
+    if any(c in d["name"] for c in "/|#") or not d["name"].isprintable():
+        raise SpecError(f"{where}: {key}.name {d['name']!r} contains '/', '|', '#' or a control character; use "
+                        "letters, digits, '-' or '_'")
+    for req in ("source", "domain"):
+        if "\0" in d[req]:
+            raise SpecError(f"{where}: {key}.{req} {d[req]!r} contains a NUL character; remove it")
     classes = d.get("classes")
     if classes is not None:
         if not isinstance(classes, list) or len(classes) < 2:

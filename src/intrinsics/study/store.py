@@ -25,10 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ..errors import DataError, IntrinsicsError
 from ..jsonio import dumps
 
-__all__ = ["Store", "STORE_NAME", "RUN_STATUSES", "process_start_time", "worker_alive"]
+__all__ = ["Store", "StoreError", "STORE_NAME", "RUN_STATUSES", "process_start_time", "worker_alive"]
 
 STORE_NAME = "study.sqlite"
 RUN_STATUSES = ("pending", "running", "done", "failed")
@@ -204,6 +204,22 @@ def one_attack_shape(attacks: Mapping[str, Any], test_acc: float | None = None,
     return out
 
 
+class StoreError(IntrinsicsError):
+    """A study store that cannot be used as it is (damaged, not ours, missing)."""
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return "disk is full" in str(exc) or getattr(exc, "errno", None) == 28
+
+
+def _check_integrity(conn: sqlite3.Connection) -> None:
+    """SQLite's quick check (it reads every page once): a cut or overwritten file fails here, at open,
+    rather than in the middle of a study."""
+    result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+    if result != "ok":
+        raise sqlite3.DatabaseError(result)
+
+
 def _dumps(value: Any) -> str:
     return dumps(value, sort_keys=True)
 
@@ -225,25 +241,76 @@ class Store:
     ...                  "model": "smallcnn", "N": 100, "seed": 0, "config": {}}])  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0, read_only: bool = False) -> None:
         path = Path(path)
         if path.suffix not in (".sqlite", ".db", ".sqlite3"):
-            path.mkdir(parents=True, exist_ok=True)
+            if not read_only:
+                path.mkdir(parents=True, exist_ok=True)
             path = path / STORE_NAME
-        else:
+        elif not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.read_only = read_only
+        try:
+            self._conn = self._connect_read_only(timeout) if read_only else self._connect(timeout)
+        except sqlite3.DatabaseError as exc:
+            if _disk_full(exc) or not path.exists() or "unable to open" in str(exc):
+                raise
+            raise StoreError(
+                f"{path.name} in {path.parent} is not a valid intrinsics store ({exc}); move it aside to start "
+                f"over (mv {path} {path}.broken), or restore it from a copy"
+            ) from None
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so every write is one transaction.
-        self._conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        self._conn = conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        _check_integrity(conn)
         with self.transaction() as cur:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     cur.execute(stmt)
             _migrate(cur)
+        return conn
+
+    def _connect_read_only(self, timeout: float) -> sqlite3.Connection:
+        """Open for reading only: nothing is written, so a study on read-only media or in a shared
+        folder can be inspected. An older schema is migrated in a private in-memory copy."""
+        if not self.path.is_file():
+            raise StoreError(f"no study store at {self.path}; check the folder")
+        uri = self.path.resolve().as_uri()
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists():
+            # A writer is (or was, until killed) at work: read through its write-ahead log, read-only.
+            try:
+                conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:  # the log's index (-shm) cannot be made here: a read-only folder
+                conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=timeout, isolation_level=None)
+        else:
+            # No connection is open (the last one removes the log): read the file as it is, creating nothing
+            # beside it (SQLite would otherwise make a -wal and -shm file even for a read-only connection).
+            conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=timeout, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        _check_integrity(conn)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"meta", "runs", "measurements"} <= tables:
+            raise sqlite3.DatabaseError(f"tables {', '.join(sorted(tables)) or 'none'} instead of meta, runs, "
+                                        "measurements")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or int(json.loads(row["value"])) < SCHEMA_VERSION:
+            memory = sqlite3.connect(":memory:", isolation_level=None)
+            conn.backup(memory)
+            conn.close()
+            memory.row_factory = sqlite3.Row
+            self._conn = conn = memory
+            with self.transaction() as cur:
+                _migrate(cur)
+        return conn
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -497,11 +564,16 @@ class Store:
         return [self._run_dict(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        """Number of runs per status, plus ``total``."""
-        out = {s: 0 for s in RUN_STATUSES}
+        """Number of runs per status, plus ``total``; ``stale`` counts the runs marked running whose
+        worker is gone (a killed study: they are redone by the next ``study run``), not in ``running``."""
+        out = {s: 0 for s in RUN_STATUSES} | {"stale": 0}
         for row in self._conn.execute("SELECT status, COUNT(*) AS n FROM runs GROUP BY status"):
             out[row["status"]] = int(row["n"])
-        out["total"] = sum(out[s] for s in RUN_STATUSES)
+        for row in self._conn.execute("SELECT pid, pid_start, host FROM runs WHERE status = 'running'"):
+            if not worker_alive(row["pid"], row["pid_start"], row["host"]):
+                out["running"] -= 1
+                out["stale"] += 1
+        out["total"] = sum(out[s] for s in RUN_STATUSES) + out["stale"]
         return out
 
     @staticmethod

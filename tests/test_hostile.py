@@ -1,0 +1,384 @@
+"""The catalogue of hostile inputs and faults: each case, what a user runs, and what must come back.
+
+Every case runs the real command line in-process. An expected failure must give exit 2 and exactly one
+line on stderr that names the problem (never a traceback); an input that can be read must be read
+whole, with a warning for anything left out. The closing note of the issue quotes this table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from intrinsics.cli import EXIT_ERROR, EXIT_RUNS_FAILED, main
+
+BOMB = r"declares 20000 × 20000 = 400,000,000 pixels per image, above the limit of 89,478,485 .*--max-pixels"
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return rc, out, err
+
+
+def one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("intrinsics: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def write_png_bomb(path: Path, depth: int, colour_type: int, side: int = 20000) -> None:
+    """A PNG whose header declares side × side pixels, with a few rows of zeros (a few kB on disk)."""
+    planes = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
+    row = b"\0" + b"\0" * (side * planes * depth // 8)
+    zc = zlib.compressobj(9)
+    data = b"".join(zc.compress(row) for _ in range(50)) + zc.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, depth, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", data)
+                     + _png_chunk(b"IEND", b""))
+
+
+def class_folder(root: Path, classes=("a", "b"), n: int = 12, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray((rng.random((12, 12)) * 255).astype(np.uint8)).save(root / c / f"{c}{i}.png")
+    return root
+
+
+def measured_n(capsys, *argv) -> tuple[int, list[str], str]:
+    path = Path(argv[0]).parent / "m.json"
+    rc, out, err = cli(capsys, "measure", *argv, "--json", path)
+    assert rc == 0, err
+    rec = json.loads(path.read_text())
+    return rec["dataset"]["N"], rec["warnings"], err
+
+
+# -- 1. decompression bombs: refused from the header, before any decoder allocates ----------------------------
+
+@pytest.mark.parametrize("depth,colour", [(16, 2), (16, 6), (8, 0), (8, 2)], ids=["16bit-rgb-pypng", "16bit-rgba",
+                                                                                  "8bit-grey-pillow", "8bit-rgb"])
+def test_png_bombs_are_refused_from_the_header(tmp_path, capsys, depth, colour):
+    root = class_folder(tmp_path / "set")
+    write_png_bomb(root / "a" / "bomb.png", depth, colour)
+    rc, _, err = cli(capsys, "measure", root)
+    assert rc == EXIT_ERROR
+    assert "bomb.png" in one_error_line(err)
+    assert re.search(BOMB, err)
+
+
+def test_the_pixel_limit_is_one_option_and_raising_it_reads_the_file(tmp_path, capsys):
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((300, 400), np.uint8)).save(big)
+    rc, _, err = cli(capsys, "measure", big, "--max-pixels", "100000")
+    assert rc == EXIT_ERROR and "300 × 400 = 120,000 pixels" in err and "--max-pixels 120000" in err
+    from intrinsics.data import read_file
+
+    (img,), _ = read_file(big, max_pixels=120_000)
+    assert img.shape == (300, 400)
+
+
+def test_dicom_nifti_and_npy_headers_are_checked_before_decoding(tmp_path, capsys):
+    import nibabel as nib
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from intrinsics.data import read_file
+    from intrinsics.errors import DataError
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows = ds.Columns = 20000
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.PixelData = b"\0" * 64  # far less than 20000² × 2 bytes: a decoder would fail or allocate
+    dcm = tmp_path / "bomb.dcm"
+    ds.save_as(dcm, enforce_file_format=True)
+
+    header = nib.Nifti1Header()
+    header.set_data_shape((20000, 20000, 1))
+    header.set_data_dtype(np.uint8)
+    nii = tmp_path / "bomb.nii"
+    nii.write_bytes(header.binaryblock + b"\0" * 4 + b"\0" * 64)  # header, extension flag, a few voxels
+
+    npy = tmp_path / "bomb.npy"
+    with open(npy, "wb") as fh:
+        np.lib.format.write_array_header_2_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (20000, 20000)})
+
+    for path in (dcm, nii, npy):
+        with pytest.raises(DataError, match="declares 20000 × 20000"):
+            read_file(path)
+        rc, _, err = cli(capsys, "measure", path)
+        assert rc == EXIT_ERROR and path.name in one_error_line(err)
+
+
+def test_an_allocation_too_large_for_memory_is_refused_with_its_size(capsys):
+    rc, _, err = cli(capsys, "measure", "builtin:digits", "--size", "100000")
+    line = one_error_line(err)
+    assert rc == EXIT_ERROR and "1797 × 1 × 100000 × 100000" in line and "TiB" in line and "--size" in line
+
+
+# -- 2. symbolic links: followed, loops broken, nothing dropped without a word ----------------------------------
+
+def test_symlinked_subfolder_class_folder_and_file_are_read(tmp_path, capsys):
+    real = class_folder(tmp_path / "real", classes=("x", "y"), seed=1)
+    root = class_folder(tmp_path / "set")
+    (root / "a" / "more").symlink_to(real / "x", target_is_directory=True)  # a sub-folder inside a class
+    (root / "c").symlink_to(real / "y", target_is_directory=True)  # a class folder that is a link
+    Image.fromarray(np.full((12, 12), 77, np.uint8)).save(tmp_path / "elsewhere.png")
+    (root / "b" / "link.png").symlink_to(tmp_path / "elsewhere.png")  # one file
+    n, warns, err = measured_n(capsys, root)
+    assert n == 12 + 12 + 12 + 1 + 12 and not warns, err
+
+
+def test_a_link_loop_is_read_once_and_named(tmp_path, capsys):
+    root = class_folder(tmp_path / "set")
+    (root / "b" / "loop").symlink_to(root, target_is_directory=True)
+    (root / "a" / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    n, warns, err = measured_n(capsys, root)
+    assert n == 24
+    assert any("reached twice" in w and "b/loop" in w for w in warns) and "warning:" in err
+    assert any("pointing to nothing" in w and "a/dangling.png" in w for w in warns)
+
+
+def test_not_following_links_skips_them_with_a_warning_that_names_them(tmp_path, capsys):
+    real = class_folder(tmp_path / "real", classes=("x",), seed=1)
+    root = class_folder(tmp_path / "set")
+    (root / "a" / "more").symlink_to(real / "x", target_is_directory=True)
+    (root / "c").symlink_to(real / "x", target_is_directory=True)
+    n, warns, _ = measured_n(capsys, root, "--no-follow-links")
+    assert n == 24
+    (w,) = [w for w in warns if "skipped" in w]
+    assert w.startswith("2 symbolic links skipped") and "a/more/" in w and "c/" in w and "--no-follow-links" in w
+
+
+# -- 3. one error boundary: damaged stores, full disks, read-only media, bad characters --------------------------
+
+SPEC = """name = "tiny"
+models = ["smallcnn"]
+N = [20, 40]
+seeds = [0]
+[training]
+epochs = 1
+test_size = 40
+val_size = 10
+[measure]
+kf_samples = 60
+n_bootstrap = 5
+[attacks]
+fgsm_eps = [0.01]
+max_images = 20
+[representation]
+max_images = 60
+[[datasets]]
+name = "lesion"
+source = "synthetic:lesion?n=200&size=16"
+domain = "medical"
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    (root / "spec.toml").write_text(SPEC)
+    assert main(["study", "run", str(root / "spec.toml"), "--out", str(root / "out"), "--no-progress"]) == 0
+    return root / "out"
+
+
+READERS = [("study", "status", "{d}"), ("study", "export", "{d}", "--to", "{t}/export"), ("report", "{d}", "--to",
+                                                                                           "{t}/report")]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_store_is_named_with_the_way_out(tmp_path, capsys, finished_study, damage):
+    d = tmp_path / "out"
+    shutil.copytree(finished_study, d)
+    db = d / "study.sqlite"
+    data = db.read_bytes()
+    db.write_bytes(b"this is not a database " * 300 if damage == "garbage" else data[: len(data) // 3])
+    for f in d.glob("study.sqlite-*"):
+        f.unlink()
+    for argv in READERS + [("study", "run", "{t}/spec.toml", "--out", "{d}", "--no-progress")]:
+        (tmp_path / "spec.toml").write_text(SPEC)
+        rc, _, err = cli(capsys, *(a.format(d=d, t=tmp_path) for a in argv))
+        line = one_error_line(err)
+        assert rc == EXIT_ERROR and "study.sqlite" in line and "move it aside" in line, (argv, err)
+
+
+def _tree(d: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p.relative_to(d)): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_read_only_commands_change_nothing_in_the_study_folder(tmp_path, capsys, finished_study):
+    d = tmp_path / "out"
+    shutil.copytree(finished_study, d)
+    with sqlite3.connect(d / "study.sqlite") as conn:  # as a finished study leaves it: no -wal/-shm beside it
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for f in d.glob("study.sqlite-*"):
+        f.unlink()
+    before = _tree(d)
+    for argv in READERS:
+        rc, out, err = cli(capsys, *(a.format(d=d, t=tmp_path) for a in argv))
+        assert rc == 0, err
+    assert _tree(d) == before  # not a byte, not a timestamp, no -wal or -shm file
+    assert (tmp_path / "report" / "report.html").is_file() and (tmp_path / "report" / "fits.json").is_file()
+    assert (tmp_path / "export" / "runs_wide.csv").is_file()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 3 MiB tmpfs (root only): a full disk and a read-only remount, not simulations."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode:
+        pytest.skip("needs root and mount for a real tmpfs; the simulated case below covers the message")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_read_only_study_folder_can_be_inspected_reported_and_exported(tmp_path, capsys, finished_study,
+                                                                         small_disk):
+    shutil.copytree(finished_study, small_disk / "out", ignore=shutil.ignore_patterns("figures", "export"))
+    assert subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True).returncode == 0
+    d = small_disk / "out"
+    for argv in READERS:
+        rc, _, err = cli(capsys, *(a.format(d=d, t=tmp_path) for a in argv))
+        assert rc == 0, err
+    (tmp_path / "spec.toml").write_text(SPEC)
+    rc, _, err = cli(capsys, "study", "run", tmp_path / "spec.toml", "--out", small_disk / "new", "--no-progress")
+    assert rc == EXIT_ERROR and "read-only" in one_error_line(err)
+
+
+def test_a_full_disk_stops_the_study_with_one_line_and_it_resumes(tmp_path, capsys, small_disk):
+    (tmp_path / "spec.toml").write_text(SPEC)
+    ballast = small_disk / "ballast"
+    ballast.write_bytes(b"\0" * (3 * 2**20 - 96 * 1024))  # leave ~96 kB: the store starts, checkpoints do not fit
+    rc, _, err = cli(capsys, "study", "run", tmp_path / "spec.toml", "--out", small_disk / "out", "--no-progress")
+    assert rc in (EXIT_ERROR, EXIT_RUNS_FAILED)
+    if rc == EXIT_ERROR:
+        assert "no space left" in one_error_line(err) and "resume" in err
+    ballast.unlink()
+    rc, _, err = cli(capsys, "study", "run", tmp_path / "spec.toml", "--out", small_disk / "out", "--no-progress",
+                     "--retry-failed")
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("exc,expected", [
+    (OSError(28, "No space left on device", "/data/out/study.sqlite"), "no space left on the device while writing "
+                                                                        "/data/out/study.sqlite"),
+    (sqlite3.OperationalError("database or disk is full"), "no space left on the device while writing the study"),
+    (OSError(30, "Read-only file system", "/media/out"), "cannot write /media/out (Read-only file system)"),
+    (sqlite3.OperationalError("unable to open database file"), "read-only or not yours"),
+    (sqlite3.DatabaseError("database disk image is malformed"), "move study.sqlite aside"),
+    (MemoryError("Unable to allocate 7.28 TiB"), "out of memory (Unable to allocate 7.28 TiB)"),
+    (ValueError("embedded null byte"), "NUL character"),
+])
+def test_environment_failures_become_one_line(capsys, monkeypatch, exc, expected):
+    def fail(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr("intrinsics.study.study_status", fail)
+    rc, _, err = cli(capsys, "study", "status", "anywhere")
+    assert rc == EXIT_ERROR and expected in one_error_line(err)
+    monkeypatch.setenv("INTRINSICS_DEBUG", "1")  # or --debug: the traceback instead
+    with pytest.raises(type(exc)):
+        main(["study", "status", "anywhere"])
+    monkeypatch.delenv("INTRINSICS_DEBUG")
+    with pytest.raises(type(exc)):
+        main(["--debug", "study", "status", "anywhere"])
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    def bug(*args, **kwargs):
+        raise KeyError("internal")
+
+    monkeypatch.setattr("intrinsics.study.study_status", bug)
+    with pytest.raises(KeyError):
+        main(["study", "status", "anywhere"])
+
+
+def test_a_control_character_in_a_spec_name_is_refused(tmp_path, capsys):
+    (tmp_path / "spec.toml").write_text(SPEC.replace('name = "lesion"', 'name = "les\\u0000ion"'))
+    rc, _, err = cli(capsys, "study", "run", tmp_path / "spec.toml", "--out", tmp_path / "out")
+    assert rc == EXIT_ERROR and "control character" in one_error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+# -- 4. warnings reach the user; 5. exit codes a script can rely on ---------------------------------------------
+
+def test_a_K_F_of_0_says_so_next_to_the_number_and_in_the_top_level_warnings(tmp_path, capsys):
+    path = tmp_path / "m.json"
+    rc, out, err = cli(capsys, "measure", "builtin:digits", "--classes", "4,9", "--kf-samples", "2", "--no-exact",
+                       "--json", path)
+    assert rc == 0
+    row = out.splitlines()[2]
+    assert "0 [0," in row and "most draws held one class" in row
+    top = json.loads(path.read_text())["warnings"]
+    assert any("held a single class" in w for w in top) and "warning:" in err
+
+
+def test_a_study_with_failed_runs_exits_with_its_own_code(tmp_path, capsys, monkeypatch):
+    import intrinsics.study as study
+
+    real = study.run_study
+    monkeypatch.setattr(study, "run_study", lambda *a, **k: real(*a, **k, run_fn="tests.study._fake:flaky_run"))
+    (tmp_path / "spec.toml").write_text(SPEC.replace("seeds = [0]", "seeds = [0, 1]"))
+    rc, out, err = cli(capsys, "study", "run", tmp_path / "spec.toml", "--out", tmp_path / "out", "--no-progress")
+    assert rc == EXIT_RUNS_FAILED == 4
+    assert json.loads(out[: out.rindex("}") + 1])["failed"] == 2 and "2 of 4 runs failed" in err
+
+
+def test_runs_left_by_a_killed_study_count_as_stale_not_running(tmp_path):
+    from intrinsics.study.store import Store
+
+    with Store(tmp_path) as store:
+        store.add_runs([{"run_key": k, "dataset": "d", "domain": "natural", "model": "smallcnn", "N": 10, "seed": 0,
+                         "config": {}} for k in "ab"])
+        run = store.claim(["a"])
+        assert store.counts()["running"] == 1  # its worker (this process) is alive
+        store._conn.execute("UPDATE runs SET pid = 2147483646 WHERE run_key = ?", (run["run_key"],))
+        counts = store.counts()
+    assert counts["running"] == 0 and counts["stale"] == 1 and counts["total"] == 2
+
+
+# -- 6. TwoNN edge cases, against scikit-dimension ---------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["linear", "mle"])
+@pytest.mark.parametrize("discard", [0.0, 0.05, 0.1, 0.3])
+def test_twonn_is_finite_at_every_discard_fraction_and_equals_scikit_dimension(method, discard):
+    skdim = pytest.importorskip("skdim")
+    from intrinsics.measure import TwoNN
+
+    X = np.random.default_rng(3).normal(size=(800, 6))
+    ours = TwoNN(discard_fraction=discard, method=method, n_bootstrap=50).fit(X)
+    assert np.isfinite(ours.dimension_) and all(np.isfinite(ours.ci95_))
+    assert 5.0 < ours.dimension_ < 7.0
+    # scikit-dimension's linear fit cannot take the last CDF point (it has -log(1 - 1) = inf) and raises at 0;
+    # ours leaves that one point out: the same as scikit-dimension keeping N - 1 points.
+    peer_discard = 0.5 / len(X) if (discard == 0 and method == "linear") else discard
+    peer = skdim.id.TwoNN(discard_fraction=peer_discard, method=method).fit(X).dimension_
+    assert ours.dimension_ == pytest.approx(peer, rel=1e-12)
