@@ -135,6 +135,46 @@ def test_dicom_nifti_and_npy_headers_are_checked_before_decoding(tmp_path, capsy
         assert rc == EXIT_ERROR and path.name in one_error_line(err)
 
 
+def _npz_declaring(path: Path, shape: tuple[int, ...], key: str = "images") -> Path:
+    """An .npz whose member header declares ``shape`` (uint8) and holds a few bytes of data: what a
+    decompression bomb looks like to a reader that trusts the header."""
+    import io
+    import zipfile
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{key}.npy", head.getvalue() + b"\0" * 64)
+    return path
+
+
+def _idx_declaring(path: Path, dims: tuple[int, ...]) -> Path:
+    import gzip
+
+    path.write_bytes(gzip.compress(bytes([0, 0, 0x08, len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + b"\0" * 64))
+    return path
+
+
+def test_npz_and_idx_headers_are_checked_before_decompressing(tmp_path, capsys):
+    """Both formats declare the whole array in a header; a few bytes of gzip or deflate can declare
+    terabytes. Pixels per image and the memory the array needs are refused from the header."""
+    big = (1_000_000, 1000, 1000)  # a terabyte of uint8 at 1 megapixel per image: within the pixel limit
+    cases = [
+        (_npz_declaring(tmp_path / "bomb.npz", (3, 20000, 20000)), "declares 20000 × 20000"),
+        (_npz_declaring(tmp_path / "medmnist_like.npz", (3, 20000, 20000), "train_images"), "declares 20000 × 20000"),
+        (_npz_declaring(tmp_path / "huge.npz", big), r"would need 931 GiB of memory"),
+        (_idx_declaring(tmp_path / "bomb-images-idx3-ubyte.gz", (3, 20000, 20000)), "declares 20000 × 20000"),
+        (_idx_declaring(tmp_path / "huge-images-idx3-ubyte.gz", big), r"would need 931 GiB of memory"),
+    ]
+    for path, message in cases:
+        rc, _, err = cli(capsys, "measure", path)
+        line = one_error_line(err)
+        assert rc == EXIT_ERROR and path.name in line and re.search(message, line), line
+    # the limit is the documented option, for these readers too
+    rc, _, err = cli(capsys, "measure", cases[0][0], "--max-pixels", "500000000")
+    assert rc == EXIT_ERROR and "declares 20000" not in err  # past the pixel check: the payload is short
+
+
 def test_an_allocation_too_large_for_memory_is_refused_with_its_size(capsys):
     rc, _, err = cli(capsys, "measure", "builtin:digits", "--size", "100000")
     line = one_error_line(err)

@@ -208,7 +208,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from .measure.pipeline import MeasureSettings, measure_dataset
 
     settings = MeasureSettings(estimator=args.estimator, k=args.k, kf_samples=args.kf_samples, seed=args.seed,
-                               exact=not args.no_exact, k_sweep=args.k_sweep, n_bootstrap=args.bootstrap)
+                               exact=not args.no_exact, k_sweep=args.k_sweep, n_bootstrap=args.bootstrap,
+                               kf_pairs=args.kf_pairs)
     load_notes: list[str] = []
     ds = _load(args, load_notes)
     rec = measure_dataset(ds, settings, load_warnings=load_notes).to_dict(version=__version__)
@@ -311,7 +312,8 @@ def cmd_repr(args: argparse.Namespace) -> int:
     from .learn.runs import run_repr
 
     rec = run_repr(args.checkpoint, args.source, data_options=data_kwargs(args), layer=args.layer,
-                   estimator=args.estimator, k=args.k, split=args.images, n_bootstrap=args.bootstrap,
+                   estimator=args.estimator, k=args.k, twonn_discard=args.twonn_discard, split=args.images,
+                   n_bootstrap=args.bootstrap,
                    seed=args.seed or 0, batch_size=args.batch_size, device=args.device)
     _write_json(args.json, rec)
     d = rec["d_repr"]
@@ -483,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=20, help="neighbours for MLE (default 20)")
     p.add_argument("--kf-samples", type=int, default=1000, metavar="M", help="images per K_F draw (default 1000)")
     p.add_argument("--no-exact", action="store_true", help="skip the exact full-dataset K_F")
+    p.add_argument("--kf-pairs", choices=("all", "aligned"), default="all",
+                   help="pairs compared in each K_F draw: all M(M-1)/2 (default, the paper's definition) or "
+                        "aligned (the reference study's published code: ~2M pairs; for parity only)")
     p.add_argument("--k-sweep", action="store_true", help="also report the MLE for k = 5..50")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the d_data CI")
     p.add_argument("--json", metavar="FILE", help="write the full result as JSON")
@@ -529,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--layer", default="penultimate", help="penultimate, layer4, avgpool, features.28, ...")
         p.add_argument("--estimator", choices=("twonn", "mle"), default="twonn")
         p.add_argument("--k", type=int, default=20)
+        p.add_argument("--twonn-discard", type=_fraction, default=0.1, metavar="F",
+                       help="share of the largest TwoNN ratios left out (default 0.1; 0 for the reference "
+                            "study's code, which fits all but the last point)")
         p.add_argument("--images", choices=("train", "test"), default="train",
                        help="the checkpoint's training (default) or test images")
         p.add_argument("--bootstrap", type=int, default=200)

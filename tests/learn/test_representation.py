@@ -91,3 +91,32 @@ def test_unknown_layer_lists_the_choices():
         resolve_layer(create_model("resnet18"), "layer9")
     with pytest.raises(EstimationError, match="last Linear layer, and this model has none"):
         resolve_layer(nn.Sequential(nn.Conv2d(1, 1, 3)), "penultimate")
+
+
+
+def test_twonn_discard_follows_the_setting_and_reaches_by_estimator():
+    from intrinsics.measure import intrinsic_dimension
+
+    x = torch.randn(800, 1, 5, 8, generator=torch.Generator().manual_seed(2))
+    net = _rank_r_net(6)
+    acts, _ = layer_activations(net, x, "1")
+    for discard in (0.0, 0.1, 0.3):
+        direct = intrinsic_dimension(acts, "twonn", discard_fraction=discard, n_bootstrap=0).value
+        est = repr_dimension(net, x, "1", twonn_discard=discard, n_bootstrap=0)
+        assert est.value == pytest.approx(direct, rel=1e-12)
+        assert est.estimate["params"]["discard_fraction"] == discard
+        # with MLE as the primary, the TwoNN beside it uses the same discard
+        mle = repr_dimension(net, x, "1", estimator="mle", twonn_discard=discard, n_bootstrap=0)
+        assert mle.by_estimator["twonn"] == pytest.approx(direct, rel=1e-12)
+    kept_all = repr_dimension(net, x, "1", twonn_discard=0.0, n_bootstrap=0).value
+    assert kept_all != repr_dimension(net, x, "1", n_bootstrap=0).value
+
+
+def test_twonn_discard_setting_is_checked():
+    from intrinsics.errors import SettingError
+    from intrinsics.learn.pipeline import ReprSettings
+
+    assert ReprSettings(twonn_discard=0.0).twonn_discard == 0.0
+    for bad in (1.0, -0.1, "0.1", True):
+        with pytest.raises(SettingError, match="twonn_discard"):
+            ReprSettings(twonn_discard=bad)

@@ -166,3 +166,30 @@ def test_n_closest_zero_returns_no_pairs(rng):
     X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
     assert label_sharpness(X, y, n_closest=0).closest_pairs == ()
     assert len(label_sharpness(X, y, n_closest=3).closest_pairs) == 3
+
+
+def test_aligned_pairs_follow_the_published_sampling():
+    from intrinsics.measure import LabelSharpness
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(1500, 20))
+    y = (X[:, 0] + 0.5 * rng.normal(size=1500) > 0).astype(int)
+    every = LabelSharpness(1000, n_draws=3, exact=False).fit(X, y).estimate_
+    aligned = LabelSharpness(1000, n_draws=3, exact=False, pairs="aligned").fit(X, y).estimate_
+    # M = 1,000 in batches of 500: two shuffles, 2 x 2 batch pairs of 500 aligned images.
+    assert aligned.pairs == 2000 and every.pairs == 499_500
+    assert aligned.params["pairs"] == "aligned" and aligned.params["batch_size"] == 500
+    # The same draws of M images: the aligned pairs are a subset of all pairs, so never a larger K_F.
+    assert 0 < aligned.params["first_draw"] <= every.params["first_draw"]
+    assert aligned.value < every.value
+
+
+def test_aligned_pairs_with_batches_of_one_compare_every_pair():
+    from intrinsics.measure import LabelSharpness
+
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(size=(60, 5)), rng.integers(0, 3, 60)
+    every = LabelSharpness(40, n_draws=4, exact=False).fit(X, y).estimate_
+    one = LabelSharpness(40, n_draws=4, exact=False, pairs="aligned", batch_size=1).fit(X, y).estimate_
+    assert one.pairs == 40 * 40  # every ordered pair, self-pairs included (they never differ in label)
+    assert one.value == pytest.approx(every.value, rel=1e-12)

@@ -150,3 +150,20 @@ def test_pgd_settings_are_kept_and_absent_ones_leave_the_digest_alone():
                            "pgd_step_size": 0.01}
     assert pgd.digest() != base.digest()
     assert not {r["run_key"] for r in expand_grid(pgd)} & {r["run_key"] for r in expand_grid(base)}
+
+
+def test_optional_parity_keys_are_kept_and_absent_ones_leave_the_digest_alone():
+    from intrinsics.study._execute import measure_settings, run_settings
+
+    base = parse_spec(_raw())
+    assert "twonn_discard" not in base.representation and "kf_pairs" not in base.measure
+    parity = parse_spec(_raw(representation={"twonn_discard": 0.0}, measure={"kf_pairs": "aligned"}))
+    assert parity.digest() != base.digest()
+    assert measure_settings(parity.measure).kf_pairs == "aligned"
+    assert measure_settings(base.measure).kf_pairs == "all"
+    assert run_settings(expand_grid(parity)[0]).representation.twonn_discard == 0.0
+    assert run_settings(expand_grid(base)[0]).representation.twonn_discard == 0.1
+    for block, bad in (("representation", {"twonn_discard": 1.5}), ("measure", {"kf_pairs": "some"})):
+        with pytest.raises(SpecError) as err:
+            parse_spec(_raw(**{block: bad}))
+        assert "\n" not in str(err.value) and next(iter(bad)) in str(err.value)

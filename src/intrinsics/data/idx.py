@@ -11,11 +11,13 @@ import os
 import re
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
 from ._raw import RawImages
+from .limits import DEFAULT_MAX_PIXELS, check_memory, check_pixels
 
 __all__ = ["IDX_IMAGES_PATTERN", "labels_file_for", "read_idx", "read_idx_array"]
 
@@ -30,49 +32,65 @@ _IDX_TYPES = {
 IDX_IMAGES_PATTERN = re.compile(r"images([.\-_])idx3([.\-_])ubyte", re.IGNORECASE)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open(path: Path) -> Any:
+    """The file as a binary stream, gunzipped when it starts with gzip's magic (whatever its name)."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fh = open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"no file at {path}; check the path") from None
-    if data[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise DataError(f"{path} is a damaged or truncated gzip file ({exc}); download it again") from None
-    return data
+    if fh.read(2) == b"\x1f\x8b":
+        fh.seek(0)
+        return gzip.GzipFile(fileobj=fh, mode="rb")
+    fh.seek(0)
+    return fh
 
 
-def read_idx_array(path: str | os.PathLike) -> np.ndarray:
+def _read_exactly(stream: Any, n: int, path: Path) -> bytes:
+    try:
+        return stream.read(n)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise DataError(f"{path} is a damaged or truncated gzip file ({exc}); download it again") from None
+
+
+def read_idx_array(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Parse one IDX file (``.gz`` or plain) into an array of native byte order.
+
+    The header is read first and checked before any value is: each item's rows × columns against
+    ``max_pixels`` and the whole array against the free memory, so a small gzip file that declares a
+    huge array (a decompression bomb) is refused without being decompressed.
 
     Raises
     ------
     DataError
-        For a file that is not IDX, is truncated, or has trailing bytes.
+        For a file that is not IDX, is truncated, has trailing bytes, or declares too much.
     """
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise DataError(
-            f"{path} is not an IDX file (its header is {data[:4]!r}); pass an MNIST-style "
-            "*-images-idx3-ubyte[.gz] file"
-        )
-    dtype, ndim = _IDX_TYPES[data[2]], data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path} is truncated inside its header; download it again")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    found = len(data) - header
-    if found != expected:
-        problem = "truncated" if found < expected else "longer than its header says"
+    with _open(path) as stream:
+        magic = _read_exactly(stream, 4, path)
+        if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_TYPES:
+            raise DataError(
+                f"{path} is not an IDX file (its header is {magic!r}); pass an MNIST-style "
+                "*-images-idx3-ubyte[.gz] file"
+            )
+        dtype, ndim = _IDX_TYPES[magic[2]], magic[3]
+        raw_dims = _read_exactly(stream, 4 * ndim, path)
+        if len(raw_dims) < 4 * ndim:
+            raise DataError(f"{path} is truncated inside its header; download it again")
+        dims = tuple(int(d) for d in np.frombuffer(raw_dims, dtype=">u4", count=ndim))
+        if ndim >= 3:
+            check_pixels(str(path), dims[1], dims[2], max_pixels, frames=dims[0])
+        expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        check_memory(expected, f"the values of {path}", "use a smaller file (or split it)", shape=dims)
+        data = _read_exactly(stream, expected, path)
+        trailing = _read_exactly(stream, 1, path)
+    if len(data) != expected or trailing:
+        problem = "truncated" if len(data) < expected else "longer than its header says"
+        found = f"{len(data)} bytes follow" if len(data) < expected else "more bytes follow"
         raise DataError(
             f"{path} is {problem}: its header promises {dims} values ({expected} bytes) but "
-            f"{found} bytes follow; download it again"
+            f"{found}; download it again"
         )
-    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    arr = np.frombuffer(data, dtype=dtype).reshape(dims)
     return arr.astype(dtype.newbyteorder("="), copy=True) if dtype.itemsize > 1 else arr.copy()
 
 
@@ -99,6 +117,7 @@ def read_idx(
     *,
     labels: str | os.PathLike | None = None,
     class_names: tuple[str, ...] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> RawImages:
     """Read an IDX images file, with labels from ``labels`` or the sibling labels file when present.
 
@@ -110,13 +129,15 @@ def read_idx(
         The labels file; default: the sibling ``*-labels-idx1-ubyte[.gz]``, else unlabelled.
     class_names : tuple of str, optional
         Names of the classes (e.g. Fashion-MNIST's).
+    max_pixels : int or None
+        Largest image (rows × columns) the header may declare; None: no limit.
 
     Returns
     -------
     RawImages
     """
     path = Path(path)
-    images = read_idx_array(path)
+    images = read_idx_array(path, max_pixels=max_pixels)
     if images.ndim == 1:
         raise DataError(f"{path} holds one value per item (a labels file); pass the images file instead")
     if images.ndim not in (3, 4):

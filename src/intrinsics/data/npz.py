@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import DataError, Placeholder, SettingError, spell
 from ._raw import RawImages
+from .limits import DEFAULT_MAX_PIXELS, check_memory, check_pixels
 
 __all__ = ["MEDMNIST_LABELS", "MEDMNIST_MULTILABEL", "medmnist_name", "read_npz"]
 
@@ -52,6 +53,33 @@ def medmnist_name(path: str | os.PathLike) -> str | None:
     stem = re.sub(r"\.npz$", "", stem)
     stem = re.sub(r"_(28|64|128|224)$", "", stem)
     return stem if stem in MEDMNIST_LABELS else None
+
+
+def _member_header(npz: Any, key: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    """Shape and dtype of an archive member from its .npy header alone: a compressed member is
+    decompressed only as far as its header. None when the header cannot be read (``_get`` then says why)."""
+    fmt = np.lib.format
+    try:
+        with npz.zip.open(f"{key}.npy") as fh:
+            version = fmt.read_magic(fh)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(fh)
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile):
+        return None
+    return tuple(int(s) for s in shape), np.dtype(dtype)
+
+
+def _check_declared(npz: Any, key: str, path: Path, max_pixels: int | None, images: bool) -> None:
+    """Refuse, before decompressing, a member whose header declares images above ``max_pixels`` or an
+    array larger than the free memory (a few kilobytes of zeros can declare terabytes)."""
+    header = _member_header(npz, key)
+    if header is None:
+        return
+    shape, dtype = header
+    if images and len(shape) >= 3:
+        check_pixels(f"{path} ({key!r})", shape[1], shape[2], max_pixels, frames=shape[0])
+    check_memory(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, f"{key!r} of {path}",
+                 "use a smaller file (or save the images in several files)", shape=shape)
 
 
 def _get(npz: Any, key: str, path: Path) -> np.ndarray:
@@ -94,6 +122,7 @@ def read_npz(
     *,
     split: str | None = None,
     label_column: int | str | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> RawImages:
     """Read a MedMNIST-layout or plain ``.npz`` file (never unpickling anything).
 
@@ -105,6 +134,9 @@ def read_npz(
         MedMNIST split; default "train".
     label_column : int or str, optional
         For multi-label files (ChestMNIST): the finding that defines a binary task.
+    max_pixels : int or None
+        Largest image (rows × columns) the images array may declare, checked from its header before it
+        is decompressed; None: no limit. The arrays' sizes are checked against the free memory too.
 
     Returns
     -------
@@ -141,7 +173,10 @@ def read_npz(
                 )
             if split is not None:
                 raise DataError(f"{path} has no splits (keys: {', '.join(keys)}); drop {spell('split', split)}")
+        _check_declared(npz, image_key, path, max_pixels, images=True)
         images = _get(npz, image_key, path)
+        if label_key in keys:
+            _check_declared(npz, label_key, path, None, images=False)
         labels = _get(npz, label_key, path) if label_key in keys else None
     if images.dtype.kind not in "biuf":
         raise DataError(f"{path}: {image_key!r} has dtype {images.dtype}; images must be numeric")

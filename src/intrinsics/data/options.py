@@ -247,7 +247,7 @@ SETTINGS: dict[str, _Setting] = {
     "slices": _Setting(None, _slices, _FILES, "NIfTI slice range START:STOP along the axis"),
     "skip_empty": _Setting(False, flag_check("skip_empty"), _FILES, "NIfTI: drop constant (empty) slices"),
     "volume": _Setting(None, _volume, _FILES, "NIfTI: index of the volume in a 4-D file"),
-    "max_pixels": _Setting(DEFAULT_MAX_PIXELS, _max_pixels, _FILES,
+    "max_pixels": _Setting(DEFAULT_MAX_PIXELS, _max_pixels, _FILES + ("npz", "idx"),
                            "largest image a file may declare, in pixels (rows × columns), checked from its "
                            "header before decoding (default: Pillow's, 89,478,485)"),
     "follow_links": _Setting(True, flag_check("follow_links"), ("folder",),

@@ -86,9 +86,10 @@ def read_source(source: str | os.PathLike, options: DataOptions | None = None) -
                            value_range=opts.value_range, file_options=opts.files,
                            follow_links=opts.follow_links)
     if kind == "npz":
-        return read_npz(path, split=opts.split, label_column=opts.label_column)
+        return read_npz(path, split=opts.split, label_column=opts.label_column, max_pixels=opts.max_pixels)
     if kind == "idx":
-        return read_idx(path, labels=opts.labels if opts.labels not in (None, False) else None)
+        return read_idx(path, labels=opts.labels if opts.labels not in (None, False) else None,
+                        max_pixels=opts.max_pixels)
     if file_kind(path) is None:
         raise DataError(
             f"{text!r} is not a dataset file intrinsics can read (.npz, IDX, image, DICOM, NIfTI, .npy); "

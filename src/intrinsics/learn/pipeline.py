@@ -81,12 +81,16 @@ class AttackSettings:
 
 @dataclass(frozen=True)
 class ReprSettings:
-    """Which layers' d_repr a run measures, on (at most ``max_images`` of) its training images."""
+    """Which layers' d_repr a run measures, on (at most ``max_images`` of) its training images.
+
+    ``twonn_discard``: share of the largest TwoNN ratios left out (0.1, Facco et al.; 0.0 fits all but
+    the last point of the empirical CDF, as the reference study's code does)."""
 
     layers: tuple[str, ...] = ()
     estimator: str = "twonn"
     max_images: int | None = None
     n_bootstrap: int = 50
+    twonn_discard: float = 0.1
 
     def __post_init__(self) -> None:
         if not isinstance(self.layers, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in self.layers):
@@ -96,6 +100,9 @@ class ReprSettings:
             raise SettingError("estimator", self.estimator, "must be 'mle' or 'twonn'")
         if self.max_images is not None and not is_int_at_least(self.max_images, 1):
             raise SettingError("max_images", self.max_images, "must be a positive integer")
+        if not (_number(self.twonn_discard) and 0 <= self.twonn_discard < 1):
+            raise SettingError("twonn_discard", self.twonn_discard, "must be a number in [0, 1)",
+                               "0.1 (Facco et al.) or 0.0 (the reference study's code)")
 
 
 LOSS_AT = ("best_val", "last")
@@ -247,7 +254,8 @@ def run_configuration(data: Any, settings: RunSettings) -> RunResult:
     r = s.representation
     n_rep = min(len(train_idx), r.max_images or len(train_idx))
     for layer in r.layers:
-        est = repr_dimension(net, x_tr[:n_rep], layer, estimator=r.estimator, n_bootstrap=r.n_bootstrap,
+        est = repr_dimension(net, x_tr[:n_rep], layer, estimator=r.estimator, twonn_discard=r.twonn_discard,
+                             n_bootstrap=r.n_bootstrap,
                              seed=s.seed, device=result.device)
         d_repr.append({"layer": layer, "layer_resolved": est.layer, "value": est.value,
                        "ci95": None if est.ci95 is None else list(est.ci95), "estimator": est.estimator,

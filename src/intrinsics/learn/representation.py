@@ -163,6 +163,7 @@ def repr_dimension(
     *,
     estimator: str = "twonn",
     k: int = 20,
+    twonn_discard: float = 0.1,
     n_bootstrap: int = 200,
     seed: int = 0,
     batch_size: int = 256,
@@ -181,6 +182,9 @@ def repr_dimension(
         layer; or any module name.
     estimator : {"twonn", "mle"}, default "twonn"
         TwoNN is what the reference study used for d_repr; MLE (k) matches d_data.
+    twonn_discard : float, default 0.1
+        Share of the largest TwoNN ratios left out of the fit (Facco et al.'s 10%). The reference
+        study's code keeps all but the last point of the empirical CDF: pass 0.0 for parity with it.
     k, n_bootstrap, seed
         As in :func:`intrinsics.measure.intrinsic_dimension`.
 
@@ -190,7 +194,8 @@ def repr_dimension(
     """
     acts, name = layer_activations(model, images, layer, batch_size=batch_size, device=device)
     graph = shared_graph(acts, estimator, k)  # one graph serves both estimators
-    est = intrinsic_dimension(graph, estimator, k, n_bootstrap=n_bootstrap, seed=seed)
+    params = {"discard_fraction": twonn_discard} if estimator == "twonn" else {}
+    est = intrinsic_dimension(graph, estimator, k, n_bootstrap=n_bootstrap, seed=seed, **params)
     return ReprEstimate(
         value=float(est.value),
         ci95=None if est.ci95 is None else tuple(float(v) for v in est.ci95),  # type: ignore[arg-type]
@@ -202,6 +207,6 @@ def repr_dimension(
         n_features=int(acts.shape[1]),
         warnings=tuple(est.warnings),
         estimate=est.to_dict(),
-        by_estimator=by_estimator(graph, k, est),
+        by_estimator=by_estimator(graph, k, est, discard_fraction=twonn_discard),
     )
 

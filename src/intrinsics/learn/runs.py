@@ -251,6 +251,7 @@ def run_repr(
     layer: str = "penultimate",
     estimator: str = "twonn",
     k: int = 20,
+    twonn_discard: float = 0.1,
     split: str = "train",
     n_bootstrap: int = 200,
     seed: int = 0,
@@ -272,10 +273,11 @@ def run_repr(
     ds, _ = _checkpoint_data(ckpt, data, data_options)
     model = ckpt.build_model()
     idx = ckpt.train_idx if split == "train" else ckpt.test_idx
-    res = repr_dimension(model, ds.images[idx], layer, estimator=estimator, k=k,
+    res = repr_dimension(model, ds.images[idx], layer, estimator=estimator, k=k, twonn_discard=twonn_discard,
                          n_bootstrap=n_bootstrap, seed=seed, batch_size=batch_size, device=device)
     return to_jsonable({
-        "d_repr": {"value": res.value, "estimator": res.estimator, "k": res.k, "ci95": None if res.ci95 is None else list(res.ci95),
+        "d_repr": {"value": res.value, "estimator": res.estimator, "k": res.k, "twonn_discard": twonn_discard,
+                   "ci95": None if res.ci95 is None else list(res.ci95),
                    "n_samples": res.n_samples, "warnings": list(res.warnings)},
         "layer": res.layer,
         "layer_requested": res.layer_requested,

@@ -341,17 +341,18 @@ def intrinsic_dimension(
     return est.fit(X).estimate_
 
 
-def by_estimator(graph: Any, k: int, est: Estimate) -> dict[str, float | None]:
+def by_estimator(graph: Any, k: int, est: Estimate, *, discard_fraction: float = 0.1) -> dict[str, float | None]:
     """The estimate ``est`` and the other estimator's value on the same neighbour graph (None when the
     other cannot be computed, e.g. TwoNN on tied distances): d_data and d_repr are compared by one
-    estimator, whichever the settings chose."""
+    estimator, whichever the settings chose. ``discard_fraction`` is TwoNN's when it is the other one."""
     out: dict[str, float | None] = {est.estimator: float(est.value)}
     for other in ESTIMATORS:
         if other not in out:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # the primary estimate already carries the warnings
-                    out[other] = float(intrinsic_dimension(graph, other, k, n_bootstrap=0).value)
+                    params = {"discard_fraction": discard_fraction} if other == "twonn" else {}
+                    out[other] = float(intrinsic_dimension(graph, other, k, n_bootstrap=0, **params).value)
             except EstimationError:
                 out[other] = None
     return out

@@ -28,7 +28,7 @@ from ..jsonio import to_jsonable
 from ._validate import is_int_at_least
 from .dimension import ESTIMATORS, by_estimator, intrinsic_dimension, k_sweep, shared_graph
 from .results import Estimate, KSweep, SharpnessEstimate
-from .sharpness import label_sharpness
+from .sharpness import PAIR_MODES, label_sharpness
 
 __all__ = ["MeasureSettings", "DatasetMeasurement", "measure_dataset", "kf_comparable"]
 
@@ -53,6 +53,13 @@ def _estimator(v: Any) -> str:
 
 
 # Each setting's check, declared once.
+def _kf_pairs(v: Any) -> str:
+    if v not in PAIR_MODES:
+        raise SettingError("kf_pairs", v, f"is unknown; pass one of {', '.join(PAIR_MODES)} (aligned: the reference "
+                           "study's published sampling, for parity only)")
+    return v
+
+
 _CHECKS = {
     "estimator": _estimator,
     "k": _int_at_least("k", 3),
@@ -62,6 +69,7 @@ _CHECKS = {
     "exact": flag_check("exact"),
     "k_sweep": flag_check("k_sweep"),
     "seed": _int_at_least("seed", 0),
+    "kf_pairs": _kf_pairs,
 }
 
 
@@ -87,6 +95,8 @@ class MeasureSettings:
         Also report the MLE for k = 5..50 from the same neighbour graph.
     seed : int
         Seed of the subsample, the bootstrap and the K_F draws.
+    kf_pairs : {"all", "aligned"}
+        Which pairs of each K_F draw are compared (see :class:`~intrinsics.measure.LabelSharpness`).
     """
 
     estimator: str = "mle"
@@ -97,6 +107,7 @@ class MeasureSettings:
     exact: bool = True
     k_sweep: bool = False
     seed: int = 0
+    kf_pairs: str = "all"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -219,7 +230,8 @@ def measure_dataset(
         sweep = k_sweep(graph, K_SWEEP) if s.k_sweep else None
         kf = None
         if labels is not None and len(np.unique(labels)) > 1:
-            kf = label_sharpness(X, labels, n_samples=min(s.kf_samples, len(idx)), seed=s.seed, exact=s.exact)
+            kf = label_sharpness(X, labels, n_samples=min(s.kf_samples, len(idx)), seed=s.seed, exact=s.exact,
+                                 pairs=s.kf_pairs)
     # Every warning a part of the result carries is also a warning of the whole (shown and in the JSON).
     notes = list(load_warnings) + [str(w.message) for w in caught] + list(kf.warnings if kf is not None else ())
     if labels is None:

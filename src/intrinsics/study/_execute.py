@@ -204,7 +204,8 @@ def run_settings(run: dict[str, Any]) -> Any:
                                pgd_steps=int(att.get("pgd_steps", 10)), pgd_step_size=att.get("pgd_step_size"),
                                max_images=int(att["max_images"])),
         representation=ReprSettings(layers=tuple(rep["layers"]), estimator=rep["estimator"],
-                                    max_images=int(rep["max_images"])),
+                                    max_images=int(rep["max_images"]),
+                                    twonn_discard=float(rep.get("twonn_discard", 0.1))),
     )
 
 

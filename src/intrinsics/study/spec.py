@@ -104,6 +104,8 @@ _MEASURE_DEFAULTS: dict[str, Any] = {
     "n_bootstrap": 50,
     "max_samples": 5000,
 }
+# kf_pairs ("all" or the published code's "aligned") has no default here: specs without it keep their digest.
+_MEASURE_OPTIONAL = ("kf_pairs",)
 _ATTACK_DEFAULTS: dict[str, Any] = {"fgsm_eps": [2 / 255], "max_images": 500}
 # PGD keys have no defaults here, so specs without them keep their digest and run keys; a run
 # without pgd_step_size uses pgd()'s 2.5 * eps / steps, without pgd_steps 10 steps.
@@ -112,6 +114,8 @@ _ATTACK_DEFAULTS: dict[str, Any] = {"fgsm_eps": [2 / 255], "max_images": 500}
 _TRAINING_OPTIONAL = ("val_size", "loss_at")
 _ATTACK_OPTIONAL = ("pgd_eps", "pgd_steps", "pgd_step_size")
 _REPR_DEFAULTS: dict[str, Any] = {"layers": ["penultimate"], "estimator": "twonn", "max_images": 1000}
+# twonn_discard (0.1 when absent; 0.0 for the reference study's code) has no default here: digests unchanged.
+_REPR_OPTIONAL = ("twonn_discard",)
 _PREPROCESSING_KEYS = {"size", "channels", "intensity", "seed"}
 _TOP_KEYS = {"name", "datasets", "models", "N", "seeds", "preprocessing", "training", "measure",
              "attacks", "representation"}
@@ -301,7 +305,7 @@ def _parse_attacks(raw: dict[str, Any], where: str) -> dict[str, Any]:
 def _parse_representation(raw: dict[str, Any], where: str) -> dict[str, Any]:
     from ..learn.pipeline import ReprSettings
 
-    representation = _block(raw, "representation", _REPR_DEFAULTS, where)
+    representation = _block(raw, "representation", _REPR_DEFAULTS, where, optional=_REPR_OPTIONAL)
     _typed("representation", where, ReprSettings, representation)
     return representation
 
@@ -309,7 +313,7 @@ def _parse_representation(raw: dict[str, Any], where: str) -> dict[str, Any]:
 def _parse_measure(raw: dict[str, Any], where: str) -> dict[str, Any]:
     from ..measure.pipeline import MeasureSettings
 
-    measure = _block(raw, "measure", _MEASURE_DEFAULTS, where)
+    measure = _block(raw, "measure", _MEASURE_DEFAULTS, where, optional=_MEASURE_OPTIONAL)
     _typed("measure", where, MeasureSettings, measure)
     return measure
 
