@@ -64,6 +64,18 @@ def test_table_output(tmp_path, capsys):
     assert "closest differently-labelled pair" in out
 
 
+def test_aligned_kf_pairs_are_named_in_the_table_and_the_json(tmp_path, capsys):
+    path = write_npz(tmp_path / "d.npz")
+    assert main(["measure", str(path), "--bootstrap", "0", "--kf-samples", "200", "--kf-pairs", "aligned"]) == 0
+    out = capsys.readouterr().out
+    assert "K_F over aligned pairs" in out and "200 of 19,900 pairs per draw of M=200" in out
+    rec = run_json(tmp_path, "measure", path, "--kf-samples", "200", "--kf-pairs", "aligned")
+    every = run_json(tmp_path, "measure", path, "--kf-samples", "200")
+    assert rec["K_F"]["params"]["pairs"] == "aligned" and rec["K_F"]["pairs"] == 200  # one batch of 500 holds all 200: one aligned pass
+    assert every["K_F"]["params"]["pairs"] == "all" and every["K_F"]["pairs"] == 19_900
+    assert rec["K_F"]["exact"] == every["K_F"]["exact"]  # the exact K_F is over all pairs either way
+
+
 def test_compare_refuses_kf_across_preprocessing(tmp_path, capsys):
     src = write_npz(tmp_path / "d.npz")
     a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"

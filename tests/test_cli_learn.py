@@ -44,6 +44,25 @@ def test_repr_json_contract(trained, tmp_path):
     d = r["d_repr"]
     assert d["estimator"] == "twonn" and 0 < d["ci95"][0] <= d["value"] <= d["ci95"][1]
     assert r["layer"] and r["n_features"] > 0 and d["n_samples"] <= 150
+    assert d["twonn_discard"] == 0.1
+    # the reference study's TwoNN by name: the same activations, all but the last ratio fitted
+    ref = tmp_path / "ref.json"
+    assert main(["repr", rec["checkpoint"], "--json", str(ref), "--bootstrap", "0", "--twonn-discard", "reference"]) == 0
+    r0 = json.loads(ref.read_text())
+    assert r0["d_repr"]["twonn_discard"] == 0.0 and r0["estimate"]["params"]["discard_fraction"] == 0.0
+    assert r0["d_repr"]["value"] != d["value"] and r0["d_repr"]["n_samples"] == d["n_samples"]
+
+
+def test_twonn_discard_option_takes_numbers_and_names():
+    from intrinsics.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["repr", "ck.pt", "--twonn-discard", "reference"]).twonn_discard == 0.0
+    assert parse(["repr", "ck.pt", "--twonn-discard", "facco"]).twonn_discard == 0.1
+    assert parse(["repr", "ck.pt", "--twonn-discard", "0.05"]).twonn_discard == 0.05
+    for bad in ("1", "half", "-0.1"):
+        with pytest.raises(SystemExit):
+            parse(["repr", "ck.pt", "--twonn-discard", bad])
 
 
 def test_unknown_model_is_one_line(tmp_path, capsys):

@@ -59,6 +59,17 @@ def _add_data_options(p: argparse.ArgumentParser, *, from_checkpoint: bool = Fal
                    help="skip symbolic links in a folder (with a warning naming them) instead of reading them")
 
 
+def _twonn_discard(text: str) -> float:
+    """A TwoNN discard share: a number, or a convention's name (see ReprSettings)."""
+    from .learn.pipeline import TWONN_DISCARD_NAMES, ReprSettings
+
+    value = TWONN_DISCARD_NAMES.get(text.strip().lower()) if not text[:1].isdigit() else None
+    try:
+        return ReprSettings(twonn_discard=value if value is not None else _fraction(text)).twonn_discard
+    except Exception as exc:  # noqa: BLE001 - argparse turns this into a one-line usage error
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _fraction(text: str) -> float:
     """A number such as 0.01 or 2/255."""
     from .learn.attacks import parse_eps
@@ -221,6 +232,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
         if truth:
             print(truth)
         kf = rec.get("K_F")
+        if kf and kf.get("params", {}).get("pairs") == "aligned":
+            print(f"K_F over aligned pairs (the reference study's code, for parity): {kf['pairs']:,} of "
+                  f"{kf['M'] * (kf['M'] - 1) // 2:,} pairs per draw of M={kf['M']}; the exact K_F is over all pairs")
         if kf and kf.get("closest_pairs"):
             p = kf["closest_pairs"][0]
             names = rec["dataset"]["classes"] or []
@@ -534,9 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--layer", default="penultimate", help="penultimate, layer4, avgpool, features.28, ...")
         p.add_argument("--estimator", choices=("twonn", "mle"), default="twonn")
         p.add_argument("--k", type=int, default=20)
-        p.add_argument("--twonn-discard", type=_fraction, default=0.1, metavar="F",
-                       help="share of the largest TwoNN ratios left out (default 0.1; 0 for the reference "
-                            "study's code, which fits all but the last point)")
+        p.add_argument("--twonn-discard", type=_twonn_discard, default=0.1, metavar="F",
+                       help="share of the largest TwoNN ratios left out: a number in [0, 1) or a name, facco "
+                            "(0.1, the default) or reference (0: the reference study's code fits all but the "
+                            "last point)")
         p.add_argument("--images", choices=("train", "test"), default="train",
                        help="the checkpoint's training (default) or test images")
         p.add_argument("--bootstrap", type=int, default=200)

@@ -117,6 +117,8 @@ def test_twonn_discard_setting_is_checked():
     from intrinsics.learn.pipeline import ReprSettings
 
     assert ReprSettings(twonn_discard=0.0).twonn_discard == 0.0
+    assert ReprSettings(twonn_discard="reference").twonn_discard == 0.0  # the reference study's convention
+    assert ReprSettings(twonn_discard="facco").twonn_discard == 0.1
     for bad in (1.0, -0.1, "0.1", True):
         with pytest.raises(SettingError, match="twonn_discard"):
             ReprSettings(twonn_discard=bad)

@@ -163,6 +163,8 @@ def test_optional_parity_keys_are_kept_and_absent_ones_leave_the_digest_alone():
     assert measure_settings(base.measure).kf_pairs == "all"
     assert run_settings(expand_grid(parity)[0]).representation.twonn_discard == 0.0
     assert run_settings(expand_grid(base)[0]).representation.twonn_discard == 0.1
+    named = parse_spec(_raw(representation={"twonn_discard": "reference"}))
+    assert run_settings(expand_grid(named)[0]).representation.twonn_discard == 0.0
     for block, bad in (("representation", {"twonn_discard": 1.5}), ("measure", {"kf_pairs": "some"})):
         with pytest.raises(SpecError) as err:
             parse_spec(_raw(**{block: bad}))

@@ -160,6 +160,8 @@ def _read_tifffile(path: Path, max_pixels: int | None) -> tuple[list[np.ndarray]
                 arrays.append(np.ascontiguousarray(a))
             dtype = tf.pages[0].dtype
     except (tifffile.TiffFileError, OSError, ValueError, KeyError) as exc:
+        if isinstance(exc, DataError):  # a limit, already one line
+            raise
         hint = "; install imagecodecs to decode it" if "imagecodecs" in str(exc) else "; the file is corrupt"
         raise DataError(f"cannot read TIFF file {path}: {exc}{hint}") from None
     return arrays, {"format": "TIFF", "mode": f"{'RGB' if arrays[0].ndim == 3 else 'L'};{dtype}", "n_frames": len(arrays)}
@@ -221,9 +223,12 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 def _read_npy(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[list[np.ndarray], dict[str, Any]]:
     try:
         shape, dtype = _npy_header(path)  # the header only: nothing is read yet
-        if len(shape) >= 2:
-            check_pixels(str(path), shape[0], shape[1], max_pixels)
-        check_memory(int(np.prod(shape)) * dtype.itemsize, str(path), "the array is too large to load", shape=shape)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"cannot read {path}: {exc}; .npy images must be plain numeric arrays") from None
+    if len(shape) >= 2:
+        check_pixels(str(path), shape[0], shape[1], max_pixels)
+    check_memory(int(np.prod(shape)) * dtype.itemsize, str(path), "the array is too large to load", shape=shape)
+    try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {exc}; .npy images must be plain numeric arrays") from None

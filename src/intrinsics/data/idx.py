@@ -78,7 +78,7 @@ def read_idx_array(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_
             raise DataError(f"{path} is truncated inside its header; download it again")
         dims = tuple(int(d) for d in np.frombuffer(raw_dims, dtype=">u4", count=ndim))
         if ndim >= 3:
-            check_pixels(str(path), dims[1], dims[2], max_pixels, frames=dims[0])
+            check_pixels(str(path), dims[1], dims[2], max_pixels, frames=dims[0], unit="images")
         expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
         check_memory(expected, f"the values of {path}", "use a smaller file (or split it)", shape=dims)
         data = _read_exactly(stream, expected, path)

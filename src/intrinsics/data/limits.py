@@ -30,7 +30,8 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
-def check_pixels(origin: str, rows: int, columns: int, limit: int | None, frames: int = 1) -> None:
+def check_pixels(origin: str, rows: int, columns: int, limit: int | None, frames: int = 1,
+                 unit: str = "frames") -> None:
     """Refuse an image whose header declares more than ``limit`` pixels (rows × columns) per image.
 
     Parameters
@@ -43,12 +44,14 @@ def check_pixels(origin: str, rows: int, columns: int, limit: int | None, frames
         Pixels per image allowed; None means no limit.
     frames : int
         How many images of that size the file holds (named in the message only).
+    unit : str
+        What those images are called ("frames", "slices", "images").
     """
     if limit is None:
         return
     pixels = int(rows) * int(columns)
     if pixels > limit:
-        many = f" in each of {frames} frames" if frames > 1 else ""
+        many = f" in each of {frames:,} {unit}" if frames > 1 else ""
         raise DataError(
             f"{origin} declares {int(rows)} × {int(columns)} = {pixels:,} pixels per image{many}, above the limit "
             f"of {limit:,} (a decompression bomb, or an image far larger than any network input); if the file is "

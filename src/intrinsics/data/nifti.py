@@ -209,7 +209,7 @@ def _check_declared_size(img: Any, path: Path, max_pixels: int | None) -> None:
     """The header's slice size against the pixel limit and one volume's size against free memory."""
     shape = [int(s) for s in img.shape] + [1, 1]
     spatial = sorted(shape[:3], reverse=True)  # the axis is chosen after reorientation: the largest slice
-    check_pixels(f"NIfTI file '{path}'", spatial[0], spatial[1], max_pixels, frames=spatial[2])
+    check_pixels(f"NIfTI file '{path}'", spatial[0], spatial[1], max_pixels, frames=spatial[2], unit="slices")
     # One volume as stored, plus a float32 copy when the header scales it (and for reorientation).
     itemsize = np.dtype(img.get_data_dtype()).itemsize
     check_memory(shape[0] * shape[1] * shape[2] * (itemsize + 4), f"a volume of NIfTI file '{path}'",

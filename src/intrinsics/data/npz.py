@@ -77,7 +77,7 @@ def _check_declared(npz: Any, key: str, path: Path, max_pixels: int | None, imag
         return
     shape, dtype = header
     if images and len(shape) >= 3:
-        check_pixels(f"{path} ({key!r})", shape[1], shape[2], max_pixels, frames=shape[0])
+        check_pixels(f"{path} ({key!r})", shape[1], shape[2], max_pixels, frames=shape[0], unit="images")
     check_memory(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, f"{key!r} of {path}",
                  "use a smaller file (or save the images in several files)", shape=shape)
 
@@ -86,6 +86,8 @@ def _get(npz: Any, key: str, path: Path) -> np.ndarray:
     try:
         return npz[key]
     except ValueError as exc:
+        if "allow_pickle" not in str(exc):  # a short or malformed member, not a pickled one
+            raise DataError(f"{path} is damaged ({key!r}: {exc}); download or save it again") from None
         # np.load(allow_pickle=False) refuses object arrays: unpickling a downloaded file could run code.
         raise DataError(
             f"{path} stores {key!r} as pickled Python objects, which intrinsics refuses to load (unpickling "

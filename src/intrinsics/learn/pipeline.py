@@ -39,7 +39,7 @@ from .representation import repr_dimension
 from .splits import make_split, relabel
 from .train import TrainConfig, TrainResult, train
 
-__all__ = ["AttackSettings", "ReprSettings", "RunSettings", "RunResult", "LOSS_AT", "split_for_run",
+__all__ = ["AttackSettings", "ReprSettings", "RunSettings", "RunResult", "LOSS_AT", "TWONN_DISCARD_NAMES", "split_for_run",
            "run_configuration", "attack_rows"]
 
 
@@ -79,6 +79,11 @@ class AttackSettings:
             raise SettingError("max_images", self.max_images, "must be a positive integer")
 
 
+# TwoNN conventions by name: Facco et al. (and scikit-dimension) leave out the largest 10% of the ratios;
+# the reference study's code fits all but the last point of the empirical CDF.
+TWONN_DISCARD_NAMES = {"facco": 0.1, "reference": 0.0}
+
+
 @dataclass(frozen=True)
 class ReprSettings:
     """Which layers' d_repr a run measures, on (at most ``max_images`` of) its training images.
@@ -100,9 +105,11 @@ class ReprSettings:
             raise SettingError("estimator", self.estimator, "must be 'mle' or 'twonn'")
         if self.max_images is not None and not is_int_at_least(self.max_images, 1):
             raise SettingError("max_images", self.max_images, "must be a positive integer")
+        if isinstance(self.twonn_discard, str) and self.twonn_discard in TWONN_DISCARD_NAMES:
+            object.__setattr__(self, "twonn_discard", TWONN_DISCARD_NAMES[self.twonn_discard])
         if not (_number(self.twonn_discard) and 0 <= self.twonn_discard < 1):
-            raise SettingError("twonn_discard", self.twonn_discard, "must be a number in [0, 1)",
-                               "0.1 (Facco et al.) or 0.0 (the reference study's code)")
+            raise SettingError("twonn_discard", self.twonn_discard, "must be a number in [0, 1) or a name: "
+                               + ", ".join(f"{k!r} ({v})" for k, v in TWONN_DISCARD_NAMES.items()))
 
 
 LOSS_AT = ("best_val", "last")

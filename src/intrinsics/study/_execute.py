@@ -205,7 +205,7 @@ def run_settings(run: dict[str, Any]) -> Any:
                                max_images=int(att["max_images"])),
         representation=ReprSettings(layers=tuple(rep["layers"]), estimator=rep["estimator"],
                                     max_images=int(rep["max_images"]),
-                                    twonn_discard=float(rep.get("twonn_discard", 0.1))),
+                                    twonn_discard=rep.get("twonn_discard", 0.1)),
     )
 
 
