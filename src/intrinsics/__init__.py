@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ImageSet",
     "load",
+    "audit",
     "MLE",
     "TwoNN",
     "LabelSharpness",
@@ -30,4 +31,8 @@ def __getattr__(name: str):
         from .data import load
 
         return load
+    if name == "audit":
+        from .measure.audit import audit
+
+        return audit
     raise AttributeError(f"module 'intrinsics' has no attribute {name!r}")

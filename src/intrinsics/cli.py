@@ -57,6 +57,8 @@ def _add_data_options(p: argparse.ArgumentParser, *, from_checkpoint: bool = Fal
                    "(rows × columns), before decoding it (default 89478485, Pillow's)")
     g.add_argument("--no-follow-links", action="store_true",
                    help="skip symbolic links in a folder (with a warning naming them) instead of reading them")
+    g.add_argument("--exclude", metavar="FILE", help="leave out the images whose ids FILE lists (one per line, or "
+                   "a CSV with an id column, such as rows of an audit's images.csv); every id must be found")
 
 
 def _twonn_discard(text: str) -> float:
@@ -95,7 +97,7 @@ _FLAGS = {
     "unmatched": "--unmatched", "window": "--window", "axis": "--axis", "slices": "--slices",
     "skip_empty": "--skip-empty", "volume": "--volume", "size": "--size", "channels": "--channels",
     "intensity": "--intensity", "value_range": "--value-range", "classes": "--classes", "limit": "--limit",
-    "seed": "--seed", "max_pixels": "--max-pixels", "follow_links": "--no-follow-links", "n_train": "--n-train",
+    "seed": "--seed", "exclude": "--exclude", "max_pixels": "--max-pixels", "follow_links": "--no-follow-links", "n_train": "--n-train",
     "n_test": "--n-test", "n_val": "--n-val",
 }
 
@@ -215,6 +217,69 @@ def _ground_truth_line(rec: dict[str, Any]) -> str | None:
     return "ground truth by construction: " + "; ".join(parts)
 
 
+def _exclusion(args: argparse.Namespace, after: Any, settings: Any) -> dict[str, Any]:
+    """The same measurement with every image (no --exclude), compared with ``after``."""
+    from .data import load
+    from .measure.pipeline import exclusion_change, measure_dataset
+
+    full = {k: v for k, v in data_kwargs(args).items() if k != "exclude"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the excluded run's warnings are the ones reported
+        before = measure_dataset(load(args.source, **full), settings)
+    return exclusion_change(before, after)
+
+
+def _exclusion_line(ex: dict[str, Any], path: str) -> str:
+    def part(name: str, block: dict[str, Any]) -> str:
+        if block["before"] is None:
+            return f"{name} —"
+        return f"{name} {_fmt(block['before'])} → {_fmt(block['after'])} ({block['change']:+.3g})"
+
+    return (f"without the {ex['n_excluded']} images listed in {path} (N {ex['N_before']} → {ex['N_after']}): "
+            + ", ".join(part(n, ex[key]) for n, key in (("d_data", "d_data"), ("K_F", "K_F"), ("K_F exact", "K_F_exact"))))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .data import load
+    from .measure.audit import AuditSettings, audit_dataset
+    from .measure.audit_files import write_audit
+    from .measure.pipeline import MeasureSettings
+
+    settings = AuditSettings(k=args.k, near_duplicate=args.near_duplicate,
+                             near_duplicate_factor=args.near_duplicate_factor, n_conflicts=args.conflicts)
+    measure = MeasureSettings(kf_samples=args.kf_samples, n_bootstrap=args.bootstrap, seed=args.seed or 0)
+    if args.test and args.test_split:
+        raise IntrinsicsError("--test and --test-split both name a test set; keep one")
+    load_notes: list[str] = []
+    ds = _load(args, load_notes)
+    test = None
+    if args.test or args.test_split:
+        kwargs = {k: v for k, v in data_kwargs(args).items() if k not in ("exclude", "split")}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            test = (load(args.test, **kwargs) if args.test
+                    else load(args.source, **kwargs, split=args.test_split))
+        load_notes.extend(f"test set: {w.message}" for w in caught)
+    audit = audit_dataset(ds, settings, measure=measure, test=test, load_warnings=load_notes)
+    page = write_audit(audit, ds.images, args.out, test_images=None if test is None else test.images,
+                       n_show=args.show, version=__version__)
+    if not args.quiet:
+        rec = audit.to_dict()
+        a = rec["audit"]
+        counts = ", ".join(f"{v} {k.replace('_', ' ')}{'s' if v != 1 else ''}" for k, v in a["pairs"].items())
+        print(f"audited {a['N']} images" + (f" and {a['n_test']} test images" if a["n_test"] else "")
+              + f" in {a['seconds']:.3g} s: {counts}")
+        print(f"near-duplicate threshold {_fmt(a['near_duplicate_threshold'])} ({a['threshold_rule']})")
+        if audit.result.labels is not None:
+            top = audit.result.image_rows()[:3]
+            print("most suspect labels: " + "; ".join(
+                f"{r['id']} ({r['label']}, {r['disagreement']:.0%} of neighbours disagree)" for r in top))
+        print(f"wrote {page} and images.csv, pairs.csv, audit.json, knn_graph.npz in {args.out}")
+        for w in rec["warnings"]:
+            print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
     from .measure.pipeline import MeasureSettings, measure_dataset
 
@@ -223,10 +288,15 @@ def cmd_measure(args: argparse.Namespace) -> int:
                                kf_pairs=args.kf_pairs)
     load_notes: list[str] = []
     ds = _load(args, load_notes)
-    rec = measure_dataset(ds, settings, load_warnings=load_notes).to_dict(version=__version__)
+    m = measure_dataset(ds, settings, load_warnings=load_notes)
+    rec = m.to_dict(version=__version__)
+    if args.exclude:
+        rec["exclusion"] = _exclusion(args, m, settings)
     _write_json(args.json, rec)
     if not args.quiet:
         print(_table([_measure_row(rec)], _measure_header(rec)))
+        if args.exclude:
+            print(_exclusion_line(rec["exclusion"], args.exclude))
         print(f"preprocessing: {_prep_line(rec)}  (K_F is only comparable under identical preprocessing)")
         truth = _ground_truth_line(rec)
         if truth:
@@ -507,6 +577,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the full result as JSON")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("audit", help="label conflicts, duplicates and leaks behind K_F, with a gallery",
+                       description="From one exact neighbour graph: per-image label suspicion (images.csv), "
+                                   "label conflicts, exact and near duplicates and leaks (pairs.csv), a gallery "
+                                   "(audit.html), counts (audit.json) and the graph for cleanlab (knn_graph.npz).")
+    p.add_argument("source", help="builtin:NAME, synthetic:NAME?k=v, a folder, .npz, IDX, DICOM or NIfTI path")
+    _add_data_options(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the audit's files")
+    p.add_argument("--test", metavar="SOURCE", help="a test set (same data options): its images identical or "
+                   "nearly identical to a training image are leaks")
+    p.add_argument("--test-split", metavar="NAME", help="the test set is this split of the same source "
+                   "(e.g. test for an .npz or Fashion-MNIST)")
+    p.add_argument("--k", type=int, default=10, help="neighbours behind each image's disagreement (default 10)")
+    p.add_argument("--near-duplicate", type=float, metavar="D", help="near-duplicate distance in pixel units "
+                   "(default: --near-duplicate-factor × the median nearest-neighbour distance)")
+    p.add_argument("--near-duplicate-factor", type=float, default=0.1, metavar="F",
+                   help="the derived near-duplicate threshold's share of the median nearest-neighbour distance "
+                        "(default 0.1)")
+    p.add_argument("--conflicts", type=int, default=50, metavar="N",
+                   help="closest differently-labelled pairs listed as label conflicts (default 50)")
+    p.add_argument("--show", type=int, default=24, metavar="N", help="pictures per section of audit.html (default 24)")
+    p.add_argument("--kf-samples", type=int, default=1000, metavar="M", help="images per K_F draw (default 1000)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the d_data CI (default 200)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("compare", help="side-by-side table of `measure --json` files")
     p.add_argument("files", nargs="+", metavar="JSON")

@@ -169,3 +169,18 @@ def test_optional_parity_keys_are_kept_and_absent_ones_leave_the_digest_alone():
         with pytest.raises(SpecError) as err:
             parse_spec(_raw(**{block: bad}))
         assert "\n" not in str(err.value) and next(iter(bad)) in str(err.value)
+
+
+def test_an_exclude_list_enters_the_spec_as_its_ids(tmp_path):
+    listing = tmp_path / "confirmed.txt"
+    listing.write_text("[3]\n[7]\n", encoding="utf-8")
+    raw = _raw()
+    raw["datasets"][0]["options"] = {"exclude": str(listing)}
+    spec = parse_spec(raw)
+    assert spec.datasets[0].options["exclude"] == ["[3]", "[7]"]
+    assert spec.digest() != parse_spec(_raw()).digest()
+    listing.write_text("[3]\n", encoding="utf-8")
+    assert parse_spec(raw).digest() != spec.digest()  # the list changed: another study
+    raw["datasets"][0]["options"] = {"exclude": str(tmp_path / "missing.txt")}
+    with pytest.raises(SpecError, match="options.exclude .* names no file"):
+        parse_spec(raw)

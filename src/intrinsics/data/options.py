@@ -14,6 +14,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -220,6 +221,40 @@ def _volume(v: Any) -> int | None:
     return int(v)
 
 
+def read_id_list(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The image ids listed in a file: one per line (``#`` starts a comment), or a CSV whose header has
+    an ``id`` column (an audit's ``images.csv``, or rows of it a user kept)."""
+    import csv
+
+    target = Path(path)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingError("exclude", str(path), "names no file; give a file with one image id per line") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingError("exclude", str(path), f"cannot be read ({exc}); give a UTF-8 text file of ids") from None
+    lines = text.splitlines()
+    header = next(csv.reader(lines[:1]), []) if lines else []
+    if "id" in header:
+        ids = [row["id"].strip() for row in csv.DictReader(lines) if (row.get("id") or "").strip()]
+    else:
+        ids = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not ids:
+        raise SettingError("exclude", str(path), "lists no image ids; give one id per line (as in an audit's "
+                           "images.csv or pairs.csv)")
+    return tuple(dict.fromkeys(ids))
+
+
+def _exclude(v: Any) -> tuple[str, ...] | None:
+    if v is None:
+        return None
+    if isinstance(v, (str, os.PathLike)):
+        return read_id_list(v)
+    if isinstance(v, (list, tuple)) and v and all(isinstance(e, str) and e for e in v):
+        return tuple(dict.fromkeys(v))
+    raise SettingError("exclude", v, "must be a file of image ids or a list of ids (strings)")
+
+
 @dataclass(frozen=True)
 class _Setting:
     default: Any
@@ -262,9 +297,11 @@ SETTINGS: dict[str, _Setting] = {
     "limit": _Setting(None, _positive_int_or_none("limit", "the number of images to keep"), _ALL,
                       "keep at most this many images (stratified, reproducible with seed)"),
     "seed": _Setting(0, _seed, _ALL, "seed of the limit draw"),
+    "exclude": _Setting(None, _exclude, _ALL, "leave out these images: a file of ids (one per line, or a CSV "
+                        "with an id column, such as an audit's images.csv) or a list of ids"),
 }
 FILE_SETTINGS = ("window", "axis", "slices", "skip_empty", "volume", "max_pixels")
-PREPROCESSING_SETTINGS = ("size", "channels", "intensity", "value_range", "classes", "limit", "seed")
+PREPROCESSING_SETTINGS = ("size", "channels", "intensity", "value_range", "classes", "limit", "seed", "exclude")
 
 
 @dataclass(frozen=True)
@@ -363,6 +400,7 @@ class DataOptions:
     classes: tuple[Any, ...] | None = None
     limit: int | None = None
     seed: int = 0
+    exclude: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -4,7 +4,8 @@ Every source (arrays, folders, npz, IDX, DICOM, NIfTI, synthetic) goes through :
 two datasets loaded with the same options have pixels on the same scale. That matters because K_F is
 measured in pixel units: the same images resized or rescaled differently give a different K_F.
 
-The steps, in order: label encoding, ``classes`` selection, ``limit`` subsampling, intensity scaling
+The steps, in order: label encoding, ``exclude`` (images left out by id), ``classes`` selection, ``limit``
+subsampling, intensity scaling
 ("unit" / "minmax"), channel conversion, resizing, and finally per-image-max scaling
 ("per_image_max" comes last so that every output image has maximum exactly 1).
 """
@@ -36,7 +37,7 @@ __all__ = [
 # ITU-R BT.601 luma, the weights PIL uses for RGB -> "L", so a PNG converted by PIL or by us agrees.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 RESIZE_METHOD = "bilinear, antialias=True (torch.nn.functional.interpolate), stretched to size"
-ORDER = "labels, classes, limit, intensity (unit/minmax), channels, resize, intensity (per_image_max)"
+ORDER = "labels, exclude, classes, limit, intensity (unit/minmax), channels, resize, intensity (per_image_max)"
 # Keys of provenance["preprocessing"] that fix the pixel scale; K_F values are only comparable when
 # these agree (the original dtype or shape of the files does not matter once they do), together with
 # the intensity mapping itself (see :func:`pixel_scale`).
@@ -332,10 +333,27 @@ def _group_by_layout(images: Sequence[np.ndarray], origins: list[str]) -> dict[t
 _Groups = dict[tuple, list[int]]
 
 
+def _exclude_ids(origins: list[str], codes: np.ndarray | None, exclude: tuple[str, ...],
+                 source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The images whose id is not in ``exclude``; every listed id must be an image of the source."""
+    listed = set(exclude)
+    unknown = listed.difference(origins)
+    if unknown:
+        ex = ", ".join(repr(u) for u in sorted(unknown)[:3])
+        raise DataError(f"{len(unknown)} of the {len(listed)} ids to exclude are not images of {source!r} (e.g. {ex}); "
+                        f"ids are as the source names its images (e.g. {origins[0]!r}); fix the list")
+    keep = np.array([o not in listed for o in origins])
+    if not keep.any():
+        raise DataError(f"excluding {len(listed)} ids leaves none of the images of {source!r}; check the list")
+    index = np.flatnonzero(keep)
+    return index, None if codes is None else codes[index]
+
+
 def _select(
-    raw: RawImages, classes: Any, limit: int | None, seed: int, source: str
+    raw: RawImages, classes: Any, limit: int | None, seed: int, source: str, exclude: tuple[str, ...] | None = None,
 ) -> tuple[list[np.ndarray], list[str], np.ndarray | None, tuple[str, ...], list[str] | None]:
-    """Labels encoded, then the ``classes`` and ``limit`` selections (before any pixel is touched)."""
+    """Labels encoded, then the ``exclude``, ``classes`` and ``limit`` selections (before any pixel is
+    touched)."""
     images = raw.images
     n_read = len(images)
     if n_read == 0:
@@ -345,11 +363,14 @@ def _select(
         raise DataError(f"reader returned {n_read} images but {len(origins)} origins; this is a reader bug")
     codes, names = _encode_labels(raw.labels, raw.class_names, origins)
     index = np.arange(n_read)
+    if exclude:
+        index, codes = _exclude_ids(origins, codes, exclude, source)
     selected: list[str] | None = None
     if classes is not None:
         if codes is None:
             raise DataError(f"classes={classes!r} needs labels, but {source!r} is unlabelled; drop classes=")
-        index, codes, names = _select_classes(codes, names, classes)
+        kept, codes, names = _select_classes(codes, names, classes)
+        index = index[kept]
         selected = list(names)
     if limit is not None and limit < len(index):
         pick = _limit_index(len(index), codes, int(limit), int(seed))
@@ -569,6 +590,7 @@ def preprocess(
     classes: Any = None,
     limit: int | None = None,
     seed: int = 0,
+    exclude: Any = None,
 ) -> ImageSet:
     """Scale, convert, resize and select the images a reader returned, recording each step.
 
@@ -598,6 +620,9 @@ def preprocess(
         Keep at most this many images, drawn with ``seed`` (class-stratified when labelled).
     seed : int
         Seed of the ``limit`` draw.
+    exclude : file or sequence of str, optional
+        Images to leave out, by id (as ``ImageSet.ids`` names them), before ``classes`` and ``limit``;
+        an id that names no image is an error.
 
     Returns
     -------
@@ -614,10 +639,10 @@ def preprocess(
     """
     # The same checks as load()'s, declared once in DataOptions (classes are parsed below, against the names).
     opts = DataOptions(size=size, channels=channels, intensity=intensity, value_range=value_range, limit=limit,
-                       seed=seed)
+                       seed=seed, exclude=exclude)
     target_size, target_channels, arg_range = opts.size, opts.channels, opts.value_range
     n_read = len(raw.images)
-    images, origins, codes, names, selected = _select(raw, classes, limit, seed, source)
+    images, origins, codes, names, selected = _select(raw, classes, limit, seed, source, opts.exclude)
     groups = _group_by_layout(images, origins)
     out_c, conversion = _output_channels(images, origins, groups, target_channels)
     out_hw, resized = _output_size(origins, groups, target_size)
@@ -650,6 +675,9 @@ def preprocess(
         "original_shapes": [list(s) for s in original_shapes[:10]],
         "n_read": int(n_read),
     }
+    if opts.exclude:
+        preprocessing["excluded"] = {"n": len(opts.exclude), "ids": list(opts.exclude[:20]),
+                                     "more": max(0, len(opts.exclude) - 20)}
     if len(original_shapes) > 10:
         preprocessing["original_shapes_more"] = len(original_shapes) - 10
     if clipped:

@@ -28,9 +28,9 @@ from ..jsonio import to_jsonable
 from ._validate import is_int_at_least
 from .dimension import ESTIMATORS, by_estimator, intrinsic_dimension, k_sweep, shared_graph
 from .results import Estimate, KSweep, SharpnessEstimate
-from .sharpness import PAIR_MODES, label_sharpness
+from .sharpness import PAIR_MODES, LabelSharpness
 
-__all__ = ["MeasureSettings", "DatasetMeasurement", "measure_dataset", "kf_comparable"]
+__all__ = ["MeasureSettings", "DatasetMeasurement", "measure_dataset", "kf_comparable", "exclusion_change"]
 
 K_SWEEP = range(5, 51)
 
@@ -150,6 +150,10 @@ class DatasetMeasurement:
     ids : tuple of str or None
         ``ImageSet.ids`` of the whole dataset; ``closest_pairs`` in :meth:`to_dict` carry ``id_i`` and
         ``id_j`` from it (the index in brackets when None).
+    graph, nearest_other
+        The exact neighbour graph of the measured images and the exact K_F's nearest
+        differently-labelled neighbours (``LabelSharpness.nearest_other_``), kept for an audit of the
+        same images; not part of the JSON.
     """
 
     dataset: dict[str, Any]
@@ -162,6 +166,8 @@ class DatasetMeasurement:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     d_data_by_estimator: dict[str, float | None] = field(default_factory=dict)
     ids: tuple[str, ...] | None = field(default=None, repr=False)
+    graph: Any = field(default=None, repr=False, compare=False)
+    nearest_other: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self, version: str | None = None) -> dict[str, Any]:
         """The ``intrinsics measure --json`` record (see the README's table)."""
@@ -228,10 +234,11 @@ def measure_dataset(
         d = intrinsic_dimension(graph, s.estimator, s.k, n_bootstrap=s.n_bootstrap, seed=s.seed)
         d_by = by_estimator(graph, s.k, d)
         sweep = k_sweep(graph, K_SWEEP) if s.k_sweep else None
-        kf = None
+        kf, nearest_other = None, None
         if labels is not None and len(np.unique(labels)) > 1:
-            kf = label_sharpness(X, labels, n_samples=min(s.kf_samples, len(idx)), seed=s.seed, exact=s.exact,
-                                 pairs=s.kf_pairs)
+            sharpness = LabelSharpness(min(s.kf_samples, len(idx)), seed=s.seed, exact=s.exact,
+                                       pairs=s.kf_pairs).fit(X, labels)
+            kf, nearest_other = sharpness.estimate_, sharpness.nearest_other_
     # Every warning a part of the result carries is also a warning of the whole (shown and in the JSON).
     notes = list(load_warnings) + [str(w.message) for w in caught] + list(kf.warnings if kf is not None else ())
     if labels is None:
@@ -243,7 +250,7 @@ def measure_dataset(
     return DatasetMeasurement(
         dataset=ds.describe(), d_data=d, K_F=kf, k_sweep=sweep, measured_on=measured_on, index=idx,
         settings=s, warnings=tuple(dict.fromkeys(notes)), d_data_by_estimator=d_by,
-        ids=getattr(ds, "ids", None),
+        ids=getattr(ds, "ids", None), graph=graph, nearest_other=nearest_other,
     )
 
 
@@ -265,3 +272,23 @@ def kf_comparable(records: Sequence[Mapping[str, Any]]) -> list[str]:
     if len(ms) > 1:
         problems.append(f"M differs ({' vs '.join(map(str, sorted(ms)))}): the sampled K_F grows with M")
     return problems
+
+
+def exclusion_change(before: DatasetMeasurement, after: DatasetMeasurement) -> dict[str, Any]:
+    """How d_data and K_F changed when images were excluded: the ``exclusion`` block of a re-measure
+    (``before``: every image; ``after``: without the excluded ones)."""
+
+    def kf(m: DatasetMeasurement, key: str) -> float | None:
+        return None if m.K_F is None else getattr(m.K_F, key)
+
+    def change(a: float | None, b: float | None) -> dict[str, float | None]:
+        return {"before": a, "after": b, "change": None if a is None or b is None else b - a}
+
+    excluded = (after.dataset.get("preprocessing") or {}).get("excluded") or {}
+    return to_jsonable({
+        "n_excluded": int(excluded.get("n", len(before.index) - len(after.index))),
+        "N_before": int(len(before.index)), "N_after": int(len(after.index)),
+        "d_data": change(float(before.d_data.value), float(after.d_data.value)),
+        "K_F": change(kf(before, "value"), kf(after, "value")),
+        "K_F_exact": change(kf(before, "exact"), kf(after, "exact")),
+    })

@@ -112,6 +112,9 @@ class LabelSharpness:
     Attributes
     ----------
     value_, ci95_, exact_, closest_pairs_, label_conflicts_, estimate_ (SharpnessEstimate)
+    nearest_other_ : (rows, distances, positions) or None
+        With the exact K_F: for each input row outside the label conflicts (``rows``), the distance to
+        its nearest differently-labelled row, which is ``rows[positions]`` (what an audit reuses).
 
     Examples
     --------
@@ -176,8 +179,10 @@ class LabelSharpness:
 
         exact_value: float | None = None
         closest: tuple[ClosestPair, ...] = ()
+        self.nearest_other_ = None
         if self.exact or M_eff >= n:
             dist, nn = nearest_other_label(A_k, c_k)
+            self.nearest_other_ = (idx, dist, nn)  # input rows, distances, positions in rows (the audit's)
             exact_value = float(1.0 / dist.min())
             closest = self._closest_pairs(dist, nn, idx, codes)
 

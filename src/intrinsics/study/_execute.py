@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.render import save_pair
 from ..errors import DataError, IntrinsicsError
 from .spec import DatasetSpec, StudySpec, selection
 
@@ -143,7 +144,7 @@ def measure_dataset(ds: DatasetSpec, spec: StudySpec, store: Any, out_dir: Path)
     for rank, cp in enumerate(rec["K_F"]["closest_pairs"][:3]):
         i, j = cp["i"], cp["j"]
         path = pair_dir / f"{ds.name}-{rank}.png"
-        stretch = _save_pair(data.images[i], data.images[j], path)
+        stretch = save_pair(data.images[i], data.images[j], path)
         pairs.append({"i": i, "j": j, "id_i": cp["id_i"], "id_j": cp["id_j"], "distance": float(cp["distance"]),
                       "label_i": _class_name(data, labels[i]), "label_j": _class_name(data, labels[j]),
                       "image": str(path.relative_to(out_dir)), "difference_stretch": stretch})
@@ -160,29 +161,6 @@ def _class_name(data: Any, code: int) -> str:
     return names[raw] if 0 <= raw < len(names) else str(raw)
 
 
-def _save_pair(a: np.ndarray, b: np.ndarray, path: Path) -> float:
-    """Two (C, H, W) images in [0, 1] and their absolute difference side by side as one PNG, upscaled so
-    small images stay visible. The difference is stretched so its largest pixel is white; returns that
-    stretch factor (1 / the largest |a − b|) for the caption."""
-    from PIL import Image
-
-    def to_hwc(img: np.ndarray) -> np.ndarray:
-        img = np.clip(np.asarray(img, dtype=np.float32), 0, 1)
-        img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
-        return (img * 255).round().astype(np.uint8)
-
-    diff = np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))
-    peak = float(diff.max())
-    stretch = 1.0 / peak if peak > 0 else 1.0
-    left, right, delta = to_hwc(a), to_hwc(b), to_hwc(diff * stretch)
-    gap_shape = (left.shape[0], max(1, left.shape[1] // 8)) + left.shape[2:]
-    gap = np.full(gap_shape, 255, np.uint8)
-    joined = np.concatenate([left, gap, right, gap, delta], axis=1)
-    im = Image.fromarray(joined)
-    scale = max(1, 96 // max(1, left.shape[0]))
-    im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
-    im.save(path)
-    return stretch
 
 
 def run_settings(run: dict[str, Any]) -> Any:

@@ -230,6 +230,16 @@ def _parse_dataset(d: Any, key: str, where: str) -> DatasetSpec:
     extra = set(d) - set(_DATASET_KEYS)
     if extra:
         raise SpecError(f"{where}: {key} has unknown key(s) {sorted(extra)}; valid are {', '.join(_DATASET_KEYS)}")
+    if isinstance(options.get("exclude"), str):
+        # The ids themselves, not the file's name, belong to the spec: its digest (and so its run keys)
+        # changes when the list does, and a study resumes on the images it started with.
+        from ..data.options import read_id_list
+        from ..errors import SettingError
+
+        try:
+            options = {**options, "exclude": list(read_id_list(options["exclude"]))}
+        except SettingError as exc:
+            raise SpecError(f"{where}: {key}.options.exclude = {options['exclude']!r} {exc.problem}") from None
     ds_N = tuple(_int_list(d, "N", f"{where}: {key}", minimum=2)) if "N" in d else None
     test_size = d.get("test_size")
     if test_size is not None and (not isinstance(test_size, int) or test_size <= 0):
