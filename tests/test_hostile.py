@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import struct
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -481,3 +482,125 @@ def test_twonn_is_finite_at_every_discard_fraction_and_equals_scikit_dimension(m
     peer_discard = 0.5 / len(X) if (discard == 0 and method == "linear") else discard
     peer = skdim.id.TwoNN(discard_fraction=peer_discard, method=method).fit(X).dimension_
     assert ours.dimension_ == pytest.approx(peer, rel=1e-12)
+
+
+# -- the second round: the same families, tried after the first landed ------------------------------
+
+
+def test_an_npz_member_stored_without_its_suffix_is_checked_too(tmp_path, capsys):
+    import io
+    import zipfile
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "|u1", "fortran_order": False, "shape": (3, 20000, 20000)})
+    path = tmp_path / "nosuffix.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("images", head.getvalue() + b"\0" * 64)  # numpy reads "images" as well as "images.npy"
+    rc, _, err = cli(capsys, "measure", path)
+    assert rc == EXIT_ERROR and "declares 20000 × 20000" in one_error_line(err)
+
+
+@pytest.mark.parametrize("kind", ["tiff-pillow", "tiff-16bit-rgb-tifffile"])
+def test_every_page_is_checked_not_only_the_first(tmp_path, capsys, kind):
+    """A multi-page TIFF whose first page is small and a later one large (Pillow's and tifffile's paths)."""
+    import tifffile
+
+    path = tmp_path / "two.tif"
+    with tifffile.TiffWriter(path) as tw:
+        for side in (16, 64):
+            shape = (side, side, 3) if kind.startswith("tiff-16") else (side, side)
+            tw.write(np.zeros(shape, np.uint16 if kind.startswith("tiff-16") else np.uint8),
+                     photometric="rgb" if kind.startswith("tiff-16") else None)
+    rc, _, err = cli(capsys, "measure", path, "--max-pixels", "1000", "--size", "16")
+    line = one_error_line(err)
+    assert rc == EXIT_ERROR and "declares 64 × 64 = 4,096 pixels" in line and ("page 1" in line or "frame 1" in line)
+
+
+def test_an_idx_labels_file_is_checked_against_the_images_before_it_is_read(tmp_path, capsys):
+    import gzip
+
+    images = tmp_path / "t-images-idx3-ubyte"
+    images.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 40, 8, 8) + bytes(40 * 64))
+    labels = tmp_path / "t-labels-idx1-ubyte.gz"
+    labels.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + struct.pack(">I", 10**9) + bytes(64)))  # 10⁹ labels
+    rc, _, err = cli(capsys, "measure", images)
+    line = one_error_line(err)
+    assert rc == EXIT_ERROR and "declares labels of shape (1000000000,) for 40 images" in line
+
+
+def test_pipes_and_devices_are_skipped_by_name_never_read(tmp_path, capsys):
+    root = class_folder(tmp_path / "set")
+    os.mkfifo(root / "a" / "scan001")  # no suffix, as a DICOM export: reading it would block forever
+    (root / "b" / "zero.png").symlink_to("/dev/zero")
+    n, warned, _ = measured_n(capsys, root)
+    assert n == 24 and any("2 special files" in w and "a/scan001" in w and "b/zero.png" in w for w in warned)
+    rc, _, err = cli(capsys, "measure", root / "a" / "scan001")
+    assert rc == EXIT_ERROR and "pipe, device or socket" in one_error_line(err)
+
+
+def test_degenerate_npz_arrays_are_one_line(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "zero_d.npz", images=rng.random((40, 8, 8)).astype(np.float32), labels=np.array(3))
+    np.savez(tmp_path / "no_pixels.npz", images=np.zeros((40, 0, 8), np.float32), labels=np.arange(40) % 2)
+    for name, needle in (("zero_d.npz", "single value, not one label per image"), ("no_pixels.npz", "no pixels")):
+        rc, _, err = cli(capsys, "measure", tmp_path / name)
+        assert rc == EXIT_ERROR and needle in one_error_line(err)
+
+
+def test_broken_spec_files_are_one_line(tmp_path, capsys):
+    from intrinsics.study.spec import MAX_RUNS
+
+    cases = {
+        "bad_utf8.toml": (b'name = "t\xff\xfe"\n', "is not UTF-8 text (byte 0xff on line 1)"),
+        "deep.toml": (b"a = " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nests arrays or tables too deeply"),
+        "huge.toml": (SPEC.replace("seeds = [0]", f"seeds = {list(range(MAX_RUNS))}").encode(),
+                      f"more than {MAX_RUNS:,}"),
+    }
+    assert "seeds = [0]" in SPEC
+    for name, (content, needle) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        rc, _, err = cli(capsys, "study", "run", tmp_path / name, "--out", tmp_path / "out")
+        assert rc == EXIT_ERROR and needle in one_error_line(err), name
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf" + SPEC.encode())  # a byte-order mark is not an error
+    from intrinsics.study.spec import load_spec
+
+    assert load_spec(tmp_path / "bom.toml").name
+
+
+def test_a_newline_in_a_file_name_stays_on_one_line(tmp_path, capsys):
+    root = tmp_path / "set"
+    (root / "a").mkdir(parents=True)
+    write_png_bomb(root / "a" / "bo\nmb.png", 8, 0)
+    rc, _, err = cli(capsys, "measure", root)
+    assert rc == EXIT_ERROR and "bo\\nmb.png" in one_error_line(err) and len(err.strip().splitlines()) == 1
+
+
+def test_output_survives_a_terminal_that_cannot_encode_it(tmp_path):
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    out = subprocess.run([sys.executable, "-m", "intrinsics.cli", "measure", "builtin:digits", "--classes", "3,8",
+                          "--bootstrap", "0"], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and "Traceback" not in out.stderr and "d_data" in out.stdout
+
+
+def test_json_to_a_pipe_is_written_in_place_not_renamed_over_it(tmp_path):
+    import threading
+
+    from intrinsics.jsonio import write_json
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_json(fifo, {"K_F": 0.5})
+    reader.join(timeout=30)
+    assert json.loads(got[0]) == {"K_F": 0.5} and fifo.is_fifo()
+
+
+def test_a_usage_error_is_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["measure", "builtin:digits", "--k", "nan"])
+    err = capsys.readouterr().err
+    assert stop.value.code == EXIT_ERROR and err.count("\n") == 1
+    assert err.startswith("intrinsics: error: intrinsics measure: argument --k: invalid int value: 'nan'")

@@ -8,7 +8,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from . import __version__
 from .data.options import SETTINGS
@@ -97,7 +97,7 @@ _FLAGS = {
     "unmatched": "--unmatched", "window": "--window", "axis": "--axis", "slices": "--slices",
     "skip_empty": "--skip-empty", "volume": "--volume", "size": "--size", "channels": "--channels",
     "intensity": "--intensity", "value_range": "--value-range", "classes": "--classes", "limit": "--limit",
-    "seed": "--seed", "exclude": "--exclude", "max_pixels": "--max-pixels", "follow_links": "--no-follow-links", "n_train": "--n-train",
+    "seed": "--seed", "exclude": "--exclude", "group_key": "--group-key", "max_pixels": "--max-pixels", "follow_links": "--no-follow-links", "n_train": "--n-train",
     "n_test": "--n-test", "n_val": "--n-val",
 }
 
@@ -260,7 +260,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             test = (load(args.test, **kwargs) if args.test
                     else load(args.source, **kwargs, split=args.test_split))
         load_notes.extend(f"test set: {w.message}" for w in caught)
-    audit = audit_dataset(ds, settings, measure=measure, test=test, load_warnings=load_notes)
+    audit = audit_dataset(ds, settings, measure=measure, test=test, group_key=args.group_key,
+                          load_warnings=load_notes)
     page = write_audit(audit, ds.images, args.out, test_images=None if test is None else test.images,
                        n_show=args.show, version=__version__)
     if not args.quiet:
@@ -270,6 +271,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(f"audited {a['N']} images" + (f" and {a['n_test']} test images" if a["n_test"] else "")
               + f" in {a['seconds']:.3g} s: {counts}")
         print(f"near-duplicate threshold {_fmt(a['near_duplicate_threshold'])} ({a['threshold_rule']})")
+        if a["groups_on_both_sides"] is not None:
+            g = a["groups_on_both_sides"]
+            print(f"{g['n']} {a['group_key']} values have images on both sides of the split"
+                  + (f": {', '.join(map(str, g['groups'][:5]))}" + (" ..." if g["n"] > 5 else "") if g["n"] else ""))
         if audit.result.labels is not None:
             top = audit.result.image_rows()[:3]
             print("most suspect labels: " + "; ".join(
@@ -552,8 +557,16 @@ def _add_checkpoint_command(
     return p
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the toolkit's error contract: a usage error is one line naming the problem and
+    where the options are listed, exit 2 (argparse's default prints the whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"intrinsics: error: {self.prog}: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="intrinsics",
         description="Measure d_data and K_F of image datasets and predict how networks learn from them.",
     )
@@ -589,6 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "nearly identical to a training image are leaks")
     p.add_argument("--test-split", metavar="NAME", help="the test set is this split of the same source "
                    "(e.g. test for an .npz or Fashion-MNIST)")
+    p.add_argument("--group-key", metavar="KEY", help="with a test set: list the groups (e.g. PatientID of "
+                   "DICOM files) that have images on both sides of the split")
     p.add_argument("--k", type=int, default=10, help="neighbours behind each image's disagreement (default 10)")
     p.add_argument("--near-duplicate", type=float, metavar="D", help="near-duplicate distance in pixel units "
                    "(default: --near-duplicate-factor × the median nearest-neighbour distance)")
@@ -716,7 +731,24 @@ def _debug(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "debug", False)) or os.environ.get("INTRINSICS_DEBUG", "") not in ("", "0")
 
 
+def _one_line(message: str) -> str:
+    """A message as one printable line: control characters (a newline in a file name) escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+
+
+def _encodable_output() -> None:
+    """Whatever the terminal's encoding (ASCII, Latin-1), ``×`` and ``—`` cannot end the program:
+    characters the stream cannot encode are written as escapes."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and (getattr(stream, "encoding", "") or "").lower().replace("-", "") != "utf8":
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a detached or closed stream: leave it be
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _encodable_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -733,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = describe_failure(e)
         if message is None or _debug(args):
             raise  # a bug (or --debug): the traceback is what helps
-        print(f"intrinsics: error: {message}", file=sys.stderr)
+        print(f"intrinsics: error: {_one_line(message)}", file=sys.stderr)
         return EXIT_ERROR
 
 

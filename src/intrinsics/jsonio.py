@@ -63,6 +63,13 @@ def dumps(obj: Any, *, indent: int | None = None, sort_keys: bool = False) -> st
 def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int = 2) -> Path:
     """Write ``obj`` to ``path`` as JSON, atomically (never a half-written file), creating its folder."""
     target = Path(path)
+    if target.exists() and not target.is_file():
+        if target.is_dir():
+            raise IsADirectoryError(21, "is a folder; give a file name for the JSON", str(target))
+        # /dev/stdout, a pipe, a device: written in place (renaming onto it would replace the device)
+        with open(target, "w", encoding="utf-8") as fh:
+            fh.write(dumps(obj, indent=indent) + "\n")
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(dumps(obj, indent=indent) + "\n", encoding="utf-8")

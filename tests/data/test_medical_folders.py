@@ -182,7 +182,7 @@ def test_nifti_slice_rows_that_do_not_match_are_listed(tmp_path):
     (tmp_path / "bad.csv").write_text("path,label\na.nii.gz#z=1,x\na.nii.gz#z=9,y\n")
     with pytest.raises(DataError, match=r"a.nii.gz#9"):
         load(data, labels=tmp_path / "bad.csv")
-    with pytest.warns(UserWarning, match=r"3 slices have no label.*a.nii.gz#0"):
+    with pytest.warns(UserWarning, match=r"3 slices have no label.*a.nii.gz#z=0"):
         ds = load(data, labels=tmp_path / "bad.csv", unmatched="skip")
     assert ds.N == 1
     (tmp_path / "junk.csv").write_text("path,label\na.nii.gz#top,x\n")

@@ -7,6 +7,7 @@ import csv
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,8 +44,13 @@ def brute(X, y):
     return D, other.min(axis=1), same.min(axis=1)
 
 
-def test_every_per_image_figure_equals_brute_force():
+@pytest.mark.parametrize("conflict", [True, False])
+def test_every_per_image_figure_equals_brute_force(conflict):
+    """Both routes: with an identical pair of different labels (every copy searched) and without (the
+    nearest same-labelled image read off the neighbour graph, the rest searched exactly)."""
     X, y, _ = planted()
+    if not conflict:
+        X, y = np.delete(X, -3, axis=0), np.delete(y, -3)
     r = audit_images(X, y, settings=AuditSettings(k=5))
     D, other, same = brute(X, y)
     np.testing.assert_allclose(r.nn_other_distance, other, rtol=1e-12, atol=1e-12)
@@ -57,7 +63,10 @@ def test_every_per_image_figure_equals_brute_force():
     np.testing.assert_allclose(r.disagreement, (nn_labels != y[:, None]).mean(axis=1))
     # the identical pair with different labels: distance 0, sharpness undefined (NaN, never inf)
     n = len(y) - 4
-    assert r.nn_other_distance[n + 1] == 0 and np.isnan(r.sharpness[n + 1]) and np.isnan(r.sharpness[11])
+    if conflict:
+        assert r.nn_other_distance[n + 1] == 0 and np.isnan(r.sharpness[n + 1]) and np.isnan(r.sharpness[11])
+    else:
+        assert r.nn_same_distance[10] == 0 and np.isfinite(r.sharpness).all()  # the same-label twin
     finite = np.isfinite(r.sharpness)
     np.testing.assert_allclose(r.sharpness[finite], 1 / other[finite])
 
@@ -248,3 +257,76 @@ def test_gallery_renders_in_headless_chromium(tmp_path):
     assert img.shape[0] >= 1500 and img.std() > 20
     # the thumbnails are there: many dark pixels of the images' backgrounds and difference panels
     assert (img.mean(axis=2) < 60).mean() > 0.02
+
+
+def test_dicom_audit_names_uids_and_patients_on_both_sides_of_a_split(tmp_path, capsys):
+    """DICOM images carry their SOPInstanceUID and PatientID into images.csv and pairs.csv, the planted
+    duplicate is found by UID, and a patient with files in both the training and the test folder is
+    listed with --group-key PatientID."""
+    import pydicom
+
+    source = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+    base = pydicom.dcmread(source).pixel_array.copy()
+    rng = np.random.default_rng(0)
+
+    def write(path, uid, patient, pixels):
+        ds = pydicom.dcmread(source)
+        ds.SOPInstanceUID, ds.PatientID = uid, patient
+        ds.PixelData = pixels.astype(base.dtype).tobytes()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+
+    shapes = []
+    for i in range(24):
+        img = base.copy()
+        img[(i % 8) * 8:(i % 8) * 8 + 8, :] += 300 * (i % 2 + 1)  # two classes, each image its own band
+        img = img + rng.integers(0, 40, img.shape)
+        shapes.append(img)
+        write(tmp_path / "train" / ("a" if i % 2 else "b") / f"s{i:02d}.dcm", f"1.2.826.0.1.{i}", f"P{i % 6}", img)
+    write(tmp_path / "train" / "b" / "copy.dcm", "1.2.826.0.1.99", "P0", shapes[0])  # an exact duplicate of s00
+    for j in range(4):
+        write(tmp_path / "test" / ("a" if j % 2 else "b") / f"t{j}.dcm", f"1.2.826.0.2.{j}", f"P{j + 4}",
+              base + rng.integers(0, 40, base.shape))
+    out = tmp_path / "audit"
+    assert main(["audit", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--group-key", "PatientID",
+                 "--window", "40,400", "--out", str(out), "--bootstrap", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 PatientID values have images on both sides of the split: P4, P5" in printed
+    with open(out / "pairs.csv", encoding="utf-8") as fh:
+        pairs = list(csv.DictReader(fh))
+    dup = [p for p in pairs if p["kind"] == "exact_duplicate"]
+    assert len(dup) == 1 and {dup[0]["SOPInstanceUID_a"], dup[0]["SOPInstanceUID_b"]} == {"1.2.826.0.1.0", "1.2.826.0.1.99"}
+    assert dup[0]["PatientID_a"] == dup[0]["PatientID_b"] == "P0"
+    with open(out / "images.csv", encoding="utf-8") as fh:
+        images = list(csv.DictReader(fh))
+    by_id = {row["id"]: row for row in images}
+    assert by_id["b/s00.dcm"]["SOPInstanceUID"] == "1.2.826.0.1.0" and by_id["a/s01.dcm"]["PatientID"] == "P1"
+    summary = json.loads((out / "audit.json").read_text())["audit"]
+    assert summary["groups_on_both_sides"] == {"n": 2, "groups": ["P4", "P5"], "more": 0}
+    # a group key the images do not carry is refused in one line
+    assert main(["audit", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--group-key", "Site",
+                 "--window", "40,400", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Site" in err and "PatientID" in err and "\n" not in err.strip()
+
+
+def test_nifti_slices_near_duplicates_are_named_by_slice(tmp_path, capsys):
+    """Adjacent near-identical slices of a volume (a thick-slice reconstruction, a repeated acquisition)
+    are found and named `file#z=k`; a slice copied into another volume of the other class is a conflict."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(2)
+    healthy = rng.integers(0, 200, size=(16, 16, 12)).astype(np.int16)
+    healthy[:, :, 5] = healthy[:, :, 4] + rng.integers(0, 2, (16, 16))  # slice 5 repeats slice 4 (±1)
+    lesion = rng.integers(0, 200, size=(16, 16, 12)).astype(np.int16)
+    lesion[:, :, 7] = healthy[:, :, 9]  # the same slice filed under the other class
+    for name, vol in (("healthy", healthy), ("lesion", lesion)):
+        (tmp_path / "set" / name).mkdir(parents=True)
+        nib.save(nib.Nifti1Image(vol, np.eye(4)), str(tmp_path / "set" / name / f"{name}.nii.gz"))
+    out = tmp_path / "audit"
+    assert main(["audit", str(tmp_path / "set"), "--out", str(out), "--bootstrap", "0", "--quiet",
+                 "--value-range", "0,200"]) == 0
+    with open(out / "pairs.csv", encoding="utf-8") as fh:
+        pairs = {(p["kind"], p["id_a"], p["id_b"]) for p in csv.DictReader(fh)}
+    assert ("near_duplicate", "healthy/healthy.nii.gz#z=4", "healthy/healthy.nii.gz#z=5") in pairs
+    assert ("label_conflict", "healthy/healthy.nii.gz#z=9", "lesion/lesion.nii.gz#z=7") in pairs

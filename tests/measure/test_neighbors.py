@@ -101,3 +101,20 @@ def test_hash_collisions_never_merge_different_rows(rng, monkeypatch):
     assert rep.n_removed == 2 and rep.groups == ((3, 7, 30),)
     assert first.size == 38 and (group[[3, 7, 30]] == group[3]).all()
     assert len(set(group.tolist())) == 38
+
+
+@pytest.mark.parametrize("layout", ["runs", "interleaved"])
+def test_nearest_other_label_skips_same_label_blocks_and_stays_exact(layout):
+    """Rows that come in runs of one label (a training set, then its test set) are cut into blocks at
+    each change of label and same-label pairs of blocks are skipped; the answer equals brute force."""
+    from scipy.spatial.distance import cdist
+
+    from intrinsics.measure import nearest_other_label
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(700, 12))
+    labels = np.repeat([0, 1, 0, 2], [250, 130, 200, 120]) if layout == "runs" else rng.integers(0, 3, 700)
+    dist, ind = nearest_other_label(X, labels, block_size=64)
+    D = np.where(labels[:, None] != labels[None, :], cdist(X, X), np.inf)
+    np.testing.assert_allclose(dist, D.min(axis=1), rtol=1e-12)
+    assert np.array_equal(ind, D.argmin(axis=1))

@@ -35,6 +35,9 @@ class RawImages:
     value_range : (float, float) or None
         The intensity range that maps to [0, 1] under ``intensity="unit"`` when the dtype does not
         define one (a DICOM window, a generator's range). None means: use the dtype's range.
+    keys : dict of str to list, or None
+        Identifiers of each image beside its origin, by name (``SOPInstanceUID``, ``PatientID`` of
+        DICOM files): one entry per image, None where an image has none.
     """
 
     images: list[np.ndarray]
@@ -43,3 +46,4 @@ class RawImages:
     origins: list[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     value_range: tuple[float, float] | None = None
+    keys: dict[str, list[Any]] | None = None

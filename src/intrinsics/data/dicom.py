@@ -134,6 +134,8 @@ def _window_record(window_arg: Any, window: tuple[float, float] | None) -> dict[
 # --------------------------------------------------------------------------------------------------
 def is_dicom_file(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is a file with the ``DICM`` marker at byte 128 (the DICOM Part 10 preamble)."""
+    if not Path(path).is_file():  # never open a pipe or device: the read could block forever
+        return False
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)

@@ -146,8 +146,9 @@ def _read_tifffile(path: Path, max_pixels: int | None) -> tuple[list[np.ndarray]
     try:
         with tifffile.TiffFile(path) as tf:
             pages = list(tf.pages)
-            rows, cols = pages[0].imagelength, pages[0].imagewidth
-            check_pixels(str(path), rows, cols, max_pixels, frames=len(pages))
+            for k, page in enumerate(pages):  # every page declares its own size
+                where = str(path) if len(pages) == 1 else f"{path} (page {k})"
+                check_pixels(where, page.imagelength, page.imagewidth, max_pixels)
             check_memory(sum(np.prod(p.shape) * np.dtype(p.dtype).itemsize for p in pages),
                          f"the {len(pages)} pages of {path}", "read fewer or smaller pages")
             arrays = []
@@ -195,9 +196,15 @@ def _read_pil(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[
                          f"the {n_frames} frames of {path}" if n_frames > 1 else str(path),
                          "split the file or reduce its size")
             arrays = []
+            total = 0
             for frame in range(n_frames):
                 if frame:
                     img.seek(frame)
+                    # each frame declares its own size (a multi-page TIFF's page 2 may be a bomb)
+                    width, height = img.size
+                    check_pixels(f"{path} (frame {frame})", height, width, max_pixels)
+                    total += width * height * len(img.getbands()) * _MODE_BYTES.get(img.mode, 1)
+                    check_memory(total, f"the first {frame + 1} frames of {path}", "split the file or reduce its size")
                 img.load()
                 arrays.append(pil_to_array(img, str(path)))
             mode = img.mode
@@ -225,20 +232,17 @@ def _read_npy(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[
         shape, dtype = _npy_header(path)  # the header only: nothing is read yet
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {exc}; .npy images must be plain numeric arrays") from None
-    if len(shape) >= 2:
-        check_pixels(str(path), shape[0], shape[1], max_pixels)
+    if len(shape) == 3 and shape[2] not in (1, 3, 4) or len(shape) not in (2, 3):
+        raise DataError(
+            f"{path} holds an array of shape {shape}; a .npy image must be (H, W) or (H, W, C) with "
+            "C in 1, 3, 4 (save a stack of images as .npz or load it with from_arrays)"
+        )
+    check_pixels(str(path), shape[0], shape[1], max_pixels)
     check_memory(int(np.prod(shape)) * dtype.itemsize, str(path), "the array is too large to load", shape=shape)
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {exc}; .npy images must be plain numeric arrays") from None
-    if arr.ndim == 3 and arr.shape[2] not in (1, 3, 4):
-        raise DataError(
-            f"{path} holds an array of shape {arr.shape}; a .npy image must be (H, W) or (H, W, C) with "
-            "C in 1, 3, 4 (save a stack of images as .npz or load it with from_arrays)"
-        )
-    if arr.ndim not in (2, 3):
-        raise DataError(f"{path} holds an array of shape {arr.shape}; a .npy image must be (H, W) or (H, W, C)")
     return [arr], {"format": "NPY"}
 
 
@@ -268,6 +272,8 @@ def read_file(
     """
     path = Path(path)
     if not path.is_file():
+        if path.exists() and not path.is_dir():
+            raise DataError(f"{path} is a pipe, device or socket, not a regular file; copy the data into a file")
         raise DataError(f"no file at {path}; check the path")
     kind = file_kind(path)
     if kind is None:

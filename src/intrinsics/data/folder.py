@@ -47,6 +47,7 @@ def _walk(root: Path, skip: set[Path], follow_links: bool = True) -> tuple[list[
     repeats: list[str] = []
     links: list[str] = []
     broken: list[str] = []
+    special: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_links):
         here = Path(dirpath)
         st = here.stat()
@@ -77,6 +78,9 @@ def _walk(root: Path, skip: set[Path], follow_links: bool = True) -> tuple[list[
                     continue
             if path.is_dir():  # os.walk lists a link to a folder as a file when links are not followed
                 continue
+            if not path.is_file():  # a FIFO, device or socket: reading it could block or never end
+                special.append(_rel(path, root))
+                continue
             if path.resolve() in skip:
                 continue
             (readable if file_kind(path) is not None else unknown).append(path)
@@ -85,6 +89,7 @@ def _walk(root: Path, skip: set[Path], follow_links: bool = True) -> tuple[list[
         ("folder{s} reached twice through symbolic links and read once", repeats,
          "remove the loop or the duplicate link"),
         ("symbolic link{s} pointing to nothing", broken, "fix or remove them"),
+        ("special file{s} (pipes, devices, sockets) skipped", special, "they hold no images; move them out"),
     ):
         if items:
             what = what.format(s="" if len(items) == 1 else "s")
@@ -346,7 +351,23 @@ def read_folder(
         origins=origins,
         info=info,
         value_range=range_of_set,
+        keys=_image_keys(origins, [_rel(f, root) for f in files], metas),
     )
+
+
+# Identifiers a DICOM file carries that a user finds an image by (or groups images by: a patient).
+IMAGE_KEYS = ("SOPInstanceUID", "PatientID")
+
+
+def _image_keys(origins: list[str], rels: list[str], metas: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
+    """Each image's DICOM identifiers, from its file's metadata (an origin is the file's relative path,
+    with ``#...`` for an image inside a multi-image file)."""
+    by_file = dict(zip(rels, metas))
+    names = [k for k in IMAGE_KEYS if any(m.get(k) for m in metas)]
+    if not names:
+        return None
+    file_of = [o if o in by_file else o.rsplit("#", 1)[0] for o in origins]
+    return {k: [by_file.get(f, {}).get(k) for f in file_of] for k in names}
 
 
 def _match_csv_paths(
@@ -468,9 +489,17 @@ def _read_files(
         counts.append(len(arrays))
         for k, arr in enumerate(arrays):
             images.append(arr)
-            origins.append(f"{rel}#{k}" if len(arrays) > 1 else rel)
+            origins.append(f"{rel}#{_part_name(meta, k)}" if len(arrays) > 1 or "slice_indices" in meta else rel)
             raw_labels.append(label)
     return images, origins, raw_labels, metas, counts
+
+
+def _part_name(meta: dict[str, Any], k: int) -> str:
+    """How the k-th image of a file is named after ``#``: ``z=12`` for a NIfTI slice (its axis letter and
+    its index in the volume, so a skipped empty slice leaves a gap), else its position (a frame)."""
+    if "slice_indices" in meta and "axis" in meta:
+        return f"{'xyz'[int(meta['axis'])]}={int(meta['slice_indices'][k])}"
+    return str(k)
 
 
 def _label_by_metadata_key(

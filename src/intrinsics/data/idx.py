@@ -52,7 +52,8 @@ def _read_exactly(stream: Any, n: int, path: Path) -> bytes:
         raise DataError(f"{path} is a damaged or truncated gzip file ({exc}); download it again") from None
 
 
-def read_idx_array(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_idx_array(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                   items: int | None = None, pair: str | os.PathLike | None = None) -> np.ndarray:
     """Parse one IDX file (``.gz`` or plain) into an array of native byte order.
 
     The header is read first and checked before any value is: each item's rows × columns against
@@ -77,6 +78,9 @@ def read_idx_array(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_
         if len(raw_dims) < 4 * ndim:
             raise DataError(f"{path} is truncated inside its header; download it again")
         dims = tuple(int(d) for d in np.frombuffer(raw_dims, dtype=">u4", count=ndim))
+        if items is not None and (ndim != 1 or dims[0] != items):
+            raise DataError(f"{path} declares labels of shape {dims} for {items} images in {pair}; pair each "
+                            "images file with its own labels file")
         if ndim >= 3:
             check_pixels(str(path), dims[1], dims[2], max_pixels, frames=dims[0], unit="images")
         expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
@@ -145,7 +149,7 @@ def read_idx(
     labels_path = Path(labels) if labels is not None else labels_file_for(path)
     label_values = None
     if labels_path is not None:
-        label_values = read_idx_array(labels_path)
+        label_values = read_idx_array(labels_path, items=len(images), pair=path)
         if label_values.ndim != 1 or len(label_values) != len(images):
             raise DataError(
                 f"{labels_path} holds labels of shape {label_values.shape} for {len(images)} images in {path}; "

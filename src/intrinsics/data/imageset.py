@@ -36,6 +36,9 @@ class ImageSet:
         Where each image can be found: the path relative to the folder (``"scan.nii.gz#z=12"`` for a
         NIfTI slice, ``"cine.dcm#3"`` for a frame of a multi-frame DICOM), ``"train.npz:train[41]"`` for
         an npz or IDX item, ``"[7]"`` for arrays. None means the index is the only identifier.
+    keys : dict of str to tuple
+        Further identifiers of each image by name, e.g. ``SOPInstanceUID`` and ``PatientID`` of DICOM
+        files (None where an image has none); empty when the source has none.
     """
 
     images: np.ndarray
@@ -43,6 +46,7 @@ class ImageSet:
     class_names: tuple[str, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)
     ids: tuple[str, ...] | None = None
+    keys: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
@@ -56,6 +60,9 @@ class ImageSet:
             )
         if self.ids is not None and len(self.ids) != len(self.images):
             raise DataError(f"{len(self.images)} images but {len(self.ids)} ids: give one id per image")
+        for name, values in self.keys.items():
+            if len(values) != len(self.images):
+                raise DataError(f"{len(self.images)} images but {len(values)} values of {name!r}: give one per image")
 
     def __repr__(self) -> str:
         labels = "unlabelled" if self.labels is None else f"classes={list(self.class_names)!r}"
@@ -99,6 +106,7 @@ class ImageSet:
             labels=None if self.labels is None else self.labels[index],
             provenance=prov,
             ids=None if self.ids is None else tuple(self.ids[int(i)] for i in np.arange(len(self))[index]),
+            keys={k: tuple(v[int(i)] for i in np.arange(len(self))[index]) for k, v in self.keys.items()},
         )
 
     def describe(self) -> dict[str, Any]:

@@ -59,8 +59,10 @@ def _member_header(npz: Any, key: str) -> tuple[tuple[int, ...], np.dtype] | Non
     """Shape and dtype of an archive member from its .npy header alone: a compressed member is
     decompressed only as far as its header. None when the header cannot be read (``_get`` then says why)."""
     fmt = np.lib.format
+    names = set(npz.zip.namelist())
+    member = f"{key}.npy" if f"{key}.npy" in names else key  # numpy reads a member stored without the suffix too
     try:
-        with npz.zip.open(f"{key}.npy") as fh:
+        with npz.zip.open(member) as fh:
             version = fmt.read_magic(fh)
             read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, _, dtype = read(fh)
@@ -80,6 +82,15 @@ def _check_declared(npz: Any, key: str, path: Path, max_pixels: int | None, imag
         check_pixels(f"{path} ({key!r})", shape[1], shape[2], max_pixels, frames=shape[0], unit="images")
     check_memory(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, f"{key!r} of {path}",
                  "use a smaller file (or save the images in several files)", shape=shape)
+
+
+def _check_label_count(npz: Any, image_key: str, label_key: str, path: Path) -> None:
+    """Refuse, from the headers alone, labels that cannot belong to the images (before either is read)."""
+    images, labels = _member_header(npz, image_key), _member_header(npz, label_key)
+    if images is None or labels is None or not images[0] or not labels[0]:
+        return
+    if labels[0][0] != images[0][0]:
+        raise DataError(f"{path}: {images[0][0]} images but {labels[0][0]} labels in {label_key!r}")
 
 
 def _get(npz: Any, key: str, path: Path) -> np.ndarray:
@@ -176,10 +187,13 @@ def read_npz(
             if split is not None:
                 raise DataError(f"{path} has no splits (keys: {', '.join(keys)}); drop {spell('split', split)}")
         _check_declared(npz, image_key, path, max_pixels, images=True)
-        images = _get(npz, image_key, path)
         if label_key in keys:
             _check_declared(npz, label_key, path, None, images=False)
+            _check_label_count(npz, image_key, label_key, path)
+        images = _get(npz, image_key, path)
         labels = _get(npz, label_key, path) if label_key in keys else None
+    if labels is not None and labels.ndim == 0:
+        raise DataError(f"{path}: {label_key!r} is a single value, not one label per image; save labels of shape (N,)")
     if images.dtype.kind not in "biuf":
         raise DataError(f"{path}: {image_key!r} has dtype {images.dtype}; images must be numeric")
     if images.ndim == 4 and images.shape[3] not in (1, 3, 4) or images.ndim == 5:

@@ -326,6 +326,8 @@ def _group_by_layout(images: Sequence[np.ndarray], origins: list[str]) -> dict[t
                 f"image {origins[i]} has shape {img.shape} and dtype {img.dtype}; each image must be a "
                 "numeric (H, W) or (H, W, C) array"
             )
+        if img.size == 0:
+            raise DataError(f"image {origins[i]} has shape {img.shape}: no pixels; remove it or fix its file")
         groups.setdefault((img.shape, img.dtype.str), []).append(i)
     return groups
 
@@ -351,9 +353,9 @@ def _exclude_ids(origins: list[str], codes: np.ndarray | None, exclude: tuple[st
 
 def _select(
     raw: RawImages, classes: Any, limit: int | None, seed: int, source: str, exclude: tuple[str, ...] | None = None,
-) -> tuple[list[np.ndarray], list[str], np.ndarray | None, tuple[str, ...], list[str] | None]:
+) -> tuple[list[np.ndarray], list[str], np.ndarray | None, tuple[str, ...], list[str] | None, np.ndarray]:
     """Labels encoded, then the ``exclude``, ``classes`` and ``limit`` selections (before any pixel is
-    touched)."""
+    touched); the last item is the positions of the images kept."""
     images = raw.images
     n_read = len(images)
     if n_read == 0:
@@ -379,7 +381,7 @@ def _select(
     if len(index) != n_read:
         images = [images[i] for i in index]
         origins = [origins[i] for i in index]
-    return list(images), origins, codes, names, selected
+    return list(images), origins, codes, names, selected, index
 
 
 def _output_channels(
@@ -642,7 +644,7 @@ def preprocess(
                        seed=seed, exclude=exclude)
     target_size, target_channels, arg_range = opts.size, opts.channels, opts.value_range
     n_read = len(raw.images)
-    images, origins, codes, names, selected = _select(raw, classes, limit, seed, source, opts.exclude)
+    images, origins, codes, names, selected, kept = _select(raw, classes, limit, seed, source, opts.exclude)
     groups = _group_by_layout(images, origins)
     out_c, conversion = _output_channels(images, origins, groups, target_channels)
     out_hw, resized = _output_size(origins, groups, target_size)
@@ -685,5 +687,6 @@ def preprocess(
     if zero_images:
         preprocessing["all_zero_images"] = zero_images
     provenance = {"source": str(source), "reader": to_jsonable(raw.info), "preprocessing": preprocessing}
+    keys = {k: tuple(v[i] for i in kept) for k, v in (raw.keys or {}).items()}
     return ImageSet(images=out, labels=codes, class_names=names if codes is not None else (), provenance=provenance,
-                    ids=tuple(origins))
+                    ids=tuple(origins), keys=keys)

@@ -85,6 +85,8 @@ def read_source(source: str | os.PathLike, options: DataOptions | None = None) -
                            label_column=opts.label_column or "label", unmatched=opts.unmatched,
                            value_range=opts.value_range, file_options=opts.files,
                            follow_links=opts.follow_links)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise DataError(f"{path} is a pipe, device or socket, not a regular file; copy the data into a file")
     if kind == "npz":
         return read_npz(path, split=opts.split, label_column=opts.label_column, max_pixels=opts.max_pixels)
     if kind == "idx":

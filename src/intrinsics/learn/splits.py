@@ -171,7 +171,7 @@ def class_pair(data: ImageSet, pair: Sequence[int | str]) -> ImageSet:
     names = tuple(data.class_names[i] if i < len(data.class_names) else str(i) for i in idx)
     prov = dict(sub.provenance)
     prov["class_pair"] = idx
-    return ImageSet(sub.images, new, names, prov, ids=sub.ids)
+    return ImageSet(sub.images, new, names, prov, ids=sub.ids, keys=sub.keys)
 
 
 def random_class_pairs(n_classes: int, n_pairs: int, seed: int = 0) -> list[tuple[int, int]]:

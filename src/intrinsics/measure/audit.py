@@ -161,6 +161,10 @@ class AuditResult:
     test_labels: tuple[str, ...] | None = None
     seconds: float = 0.0
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    keys: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    test_keys: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    group_key: str | None = None
+    shared_groups: tuple[Any, ...] = ()
 
     def __repr__(self) -> str:
         return f"AuditResult(N={len(self.ids)}, {self.summary()['pairs']})"
@@ -191,6 +195,10 @@ class AuditResult:
             "identical_images_with_other_labels": int(np.sum(self.nn_other_distance == 0)) if labelled else 0,
             "images_whose_nearest_neighbour_has_another_label":
                 int(np.sum(self.labels_of(self.knn_indices[:, 0]) != np.asarray(self.labels))) if labelled else 0,
+            "group_key": self.group_key,
+            "groups_on_both_sides": None if self.group_key is None else {
+                "n": len(self.shared_groups), "groups": list(self.shared_groups[:50]),
+                "more": max(0, len(self.shared_groups) - 50)},
             "settings": self.settings.to_dict(),
             "seconds": round(self.seconds, 3),
             "warnings": list(self.warnings),
@@ -204,11 +212,14 @@ class AuditResult:
         rows = []
         for p in self.pairs:
             b_ids, b_labels = (self.test_ids, self.test_labels) if p.kind == "leak" else (self.ids, self.labels)
+            b_keys = self.test_keys if p.kind == "leak" else self.keys
             rows.append({
                 "kind": p.kind, "id_a": image_id(self.ids, p.a), "id_b": image_id(b_ids, p.b),
                 "label_a": None if self.labels is None else self.labels[p.a],
                 "label_b": None if b_labels is None else b_labels[p.b],
                 "distance": p.distance, "a": p.a, "b": p.b,
+                **{f"{k}_a": v[p.a] for k, v in self.keys.items()},
+                **{f"{k}_b": v[p.b] for k, v in b_keys.items()},
             })
         return rows
 
@@ -226,6 +237,7 @@ class AuditResult:
                 "nn_other_distance": _num(self.nn_other_distance[i]),
                 "nn_same_distance": _num(self.nn_same_distance[i]),
                 "disagreement": _num(self.disagreement[i]), "index": int(i),
+                **{k: v[i] for k, v in self.keys.items()},
             })
         return rows
 
@@ -266,6 +278,32 @@ def _label_rows(group: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.nd
     key = group.astype(np.int64) * (int(codes.max()) + 1) + codes
     _, rep, inverse = np.unique(key, return_index=True, return_inverse=True)
     return rep.astype(np.int64), inverse.astype(np.int64)
+
+
+def _nearest_same_from_graph(A: np.ndarray, codes: np.ndarray, group: np.ndarray, first: np.ndarray,
+                             graph: NeighborGraph) -> np.ndarray:
+    """:func:`_nearest_same` from the distinct rows' neighbour graph when no identical images carry
+    different labels: the nearest same-labelled row is most often among the k nearest; the few rows
+    whose k nearest all carry other labels are compared exactly with every row of their label."""
+    from . import _kernels
+
+    lab_u = codes[first]
+    same = lab_u[graph.indices] == lab_u[:, None]
+    has = same.any(axis=1)
+    d_u = np.where(has, graph.distances[np.arange(first.size), same.argmax(axis=1)], np.nan)
+    for c in np.unique(lab_u[~has]):
+        rows = np.flatnonzero(lab_u == c)
+        if rows.size < 2:
+            continue
+        lacking = np.flatnonzero(~has & (lab_u == c))
+        for s_ in range(0, lacking.size, 256):
+            q = lacking[s_:s_ + 256]
+            cand = np.broadcast_to(first[rows], (q.size, rows.size))
+            d2 = _kernels.exact_sqdist(A, first[q], cand)
+            d2[cand == first[q][:, None]] = np.inf  # not itself
+            d_u[q] = np.sqrt(d2.min(axis=1))
+    count = np.bincount(group, minlength=first.size)
+    return np.where(count[group] > 1, 0.0, d_u[group])
 
 
 def _nearest_same(A: np.ndarray, codes: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -339,10 +377,9 @@ def audit_images(
     if k < s.k:
         notes.append(f"k={s.k} is more than the {n - 1} other images; used k={k}")
     k_u = min(k, n_u - 1)
-    if graph is not None and graph.k >= k_u and graph.n == n_u and np.array_equal(graph.kept, first):
-        graph = graph.restrict(k_u)
-    else:
+    if not (graph is not None and graph.k >= k_u and graph.n == n_u and np.array_equal(graph.kept, first)):
         graph = kneighbors(A[first], k_u, drop_duplicates=False, progress=None)
+    wide, graph = graph, graph.restrict(k_u)  # all the neighbours a measurement found serve nn_same
     knn_i, knn_d = _expand_graph(graph.distances, graph.indices, group, first, k)
     # The neighbour graph's indices are positions in `first`; _expand_graph maps them to images.
     d1 = graph.distances[:, 0]
@@ -392,7 +429,10 @@ def audit_images(
             nn_other_d = d_rep[pos]
         with np.errstate(divide="ignore"):
             sharp = np.where(nn_other_d > 0, 1.0 / nn_other_d, np.nan)
-        nn_same_d = _nearest_same(A, codes, group)
+        if mixed:
+            nn_same_d = _nearest_same(A, codes, group)
+        else:
+            nn_same_d = _nearest_same_from_graph(A, codes, group, first, wide)
         disagreement = (codes[knn_i] != codes[:, None]).mean(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             margin = np.where(nn_other_d > 0, nn_same_d / nn_other_d, np.inf)
@@ -448,6 +488,11 @@ def _leaks(A: np.ndarray, T: np.ndarray, tau: float) -> list[tuple[int, int, flo
     side = np.r_[np.zeros(len(A), np.int64), np.ones(len(T), np.int64)]
     _, group, _ = find_duplicates(Z)
     rep, pos = _label_rows(group, side)
+    # training rows first, then test rows: the engine then skips every same-side pair of blocks
+    order = np.lexsort((rep, side[rep]))
+    where = np.empty_like(order)
+    where[order] = np.arange(order.size)
+    rep, pos = rep[order], where[pos]
     d_rep, j_rep = nearest_other_label(Z[rep], side[rep], progress=None)
     out = []
     for t in range(len(T)):
@@ -495,6 +540,7 @@ def audit_dataset(
     *,
     measure: Any = None,
     test: Any = None,
+    group_key: str | None = None,
     load_warnings: tuple[str, ...] | list[str] = (),
 ) -> DatasetAudit:
     """Audit an ``ImageSet`` (every image) after measuring it, reusing the measurement's exact graph.
@@ -507,6 +553,10 @@ def audit_dataset(
         How d_data and K_F are measured (``max_samples`` must be None: an audit sees every image).
     test : ImageSet, optional
         A test set under the same preprocessing: its images close to a training image are leaks.
+    group_key : str, optional
+        A per-image key of both sets (``ImageSet.keys``, e.g. DICOM ``PatientID``): the groups found on
+        both sides of the split are listed (a patient in the training and the test set is a leak even
+        when no two of their images look alike).
     load_warnings : messages raised while loading, kept in the result's warnings
     """
     from .pipeline import MeasureSettings, measure_dataset
@@ -521,6 +571,18 @@ def audit_dataset(
             raise EstimationError(f"the test set was preprocessed differently ({ds.shape} vs {test.shape}, "
                                   f"{ {k_: mine.get(k_) for k_ in keys} } vs { {k_: theirs.get(k_) for k_ in keys} }); "
                                   "load both with the same options")
+    shared: tuple[Any, ...] = ()
+    if group_key is not None:
+        if test is None:
+            raise SettingError("group_key", group_key, "needs a test set to compare groups with",
+                               "give a test set (or leave the group key out)")
+        for name, data in (("training", ds), ("test", test)):
+            if group_key not in data.keys:
+                have = ", ".join(sorted(data.keys)) or "none"
+                raise SettingError("group_key", group_key, f"is not a key of the {name} images (keys: {have})",
+                                   "DICOM folders carry SOPInstanceUID and PatientID")
+        seen = {g for g in ds.keys[group_key] if g is not None}
+        shared = tuple(sorted({g for g in test.keys[group_key] if g is not None} & seen, key=str))
     m = measure_dataset(ds, ms, load_warnings=load_warnings)
     labels = None if ds.labels is None else np.asarray(ds.labels)
     r = audit_images(
@@ -530,6 +592,10 @@ def audit_dataset(
         test_ids=None if test is None else tuple(test.id_of(i) for i in range(len(test))),
         settings=settings, graph=m.graph, nearest_other=m.nearest_other,
     )
+    from dataclasses import replace
+
+    r = replace(r, keys=dict(ds.keys), test_keys={} if test is None else dict(test.keys), group_key=group_key,
+                shared_groups=shared)
     return DatasetAudit(measurement=m, result=r, dataset=ds.describe(),
                         test_dataset=None if test is None else test.describe())
 
@@ -539,6 +605,7 @@ def audit(
     out: Any = None,
     *,
     test: Any = None,
+    group_key: str | None = None,
     settings: AuditSettings | None = None,
     measure: Any = None,
     **options: Any,
@@ -557,7 +624,7 @@ def audit(
     ds = load(data, **options) if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__") else data
     test_options = {k: v for k, v in options.items() if k not in ("exclude", "split")}
     test_ds = load(test, **test_options) if isinstance(test, str) or hasattr(test, "__fspath__") else test
-    result = audit_dataset(ds, settings, measure=measure, test=test_ds)
+    result = audit_dataset(ds, settings, measure=measure, test=test_ds, group_key=group_key)
     if out is not None:
         from .audit_files import write_audit
 

@@ -97,11 +97,14 @@ def write_audit(audit: DatasetAudit, images: np.ndarray, out_dir: str | os.PathL
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     r = audit.result
+    keys = list(r.keys)
     _write_csv(out / "images.csv", r.image_rows(),
                ["rank", "id", "label", "sharpness", "nn_other_id", "nn_other_label", "nn_other_distance",
-                "nn_same_distance", "disagreement", "index"])
+                "nn_same_distance", "disagreement", "index"] + keys)
     pair_rows = r.pair_rows()
-    _write_csv(out / "pairs.csv", pair_rows, ["kind", "id_a", "id_b", "label_a", "label_b", "distance", "a", "b"])
+    pair_keys = [f"{k}_{side}" for k in dict.fromkeys(keys + list(r.test_keys)) for side in ("a", "b")]
+    _write_csv(out / "pairs.csv", pair_rows,
+               ["kind", "id_a", "id_b", "label_a", "label_b", "distance", "a", "b"] + pair_keys)
     from scipy.sparse import save_npz
 
     buf = io.BytesIO()

@@ -212,6 +212,17 @@ def _block_bounds(n: int, block_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + block_size, n)) for s in range(0, n, block_size)]
 
 
+def _label_aligned_bounds(labels: np.ndarray, block_size: int, default: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Blocks cut at every change of label when the rows come in a few runs of one label (a training
+    set followed by its test set): each block then holds one label and same-label pairs of blocks are
+    skipped. Interleaved labels keep the default blocks."""
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    if starts.size > len(default) + 4:
+        return default
+    ends = np.r_[starts[1:], labels.size]
+    return [(a, min(a + block_size, e)) for s_, e in zip(starts, ends) for a in range(int(s_), int(e), block_size)]
+
+
 def _right(Xa: Any, start: int, stop: int) -> Any:
     """Rows of the augmented matrix with the two extra columns swapped: [x, −|x|²/2, 1]."""
     r = Xa[start:stop].clone()
@@ -242,17 +253,25 @@ def _candidates(
     best_i = np.zeros((n, k_cand), dtype=np.int64)
     worst_pos = np.zeros(n, dtype=np.int64)
     bounds = _block_bounds(n, block_size)
+    if labels is not None:
+        bounds = _label_aligned_bounds(labels.numpy(), block_size, bounds)
     pairs = [(a, b) for b in range(len(bounds)) for a in range(b + 1)]
+    if labels is not None:
+        # A pair of blocks that hold one and the same label throughout has no candidate: skipped (rows
+        # grouped by label, such as a training set followed by its test set, skip most of the work).
+        lab = labels.numpy()
+        single = [lab[s_] if lab[s_:e_].min() == lab[s_:e_].max() else None for s_, e_ in bounds]
+        pairs = [(a, b) for a, b in pairs if single[a] is None or single[a] != single[b]]
     if progress:
         from tqdm.auto import tqdm
 
         pairs = tqdm(pairs, desc=desc, unit="block", leave=False)
-    right = None
+    right, right_of = None, -1
     with _kernels.threads(torch.get_num_threads()):
         for a, b in pairs:
             (sa, ea), (sb, eb) = bounds[a], bounds[b]
-            if a == 0:
-                right = _right(Xa, sb, eb)
+            if right_of != b:  # pairs come column by column: one right-hand block per column
+                right, right_of = _right(Xa, sb, eb), b
             G = Xa[sa:ea] @ right.T  # −d²/2 between rows of block a and rows of block b
             if a == b:
                 G.fill_diagonal_(-math.inf)

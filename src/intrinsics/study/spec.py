@@ -125,6 +125,11 @@ def _hash(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+# A grid larger than this is a typo (a range of seeds instead of a list) far more often than a plan: the
+# reference study's grid is about 400 runs; 100,000 runs of the smallest model take months here.
+MAX_RUNS = 100_000
+
+
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study spec from a TOML file.
 
@@ -141,10 +146,19 @@ def load_spec(path: str | Path) -> StudySpec:
             f"cannot read study spec {str(path)!r} ({exc.strerror}); create one with "
             f"'intrinsics study init --preset demo-quick {path}'"
         ) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise SpecError(f"study spec {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} on line "
+                        f"{line}); save it as UTF-8") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a byte-order mark some editors write: not part of the TOML
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"study spec {str(path)!r} is not valid TOML ({exc}); fix the line it names") from None
+    except RecursionError:
+        raise SpecError(f"study spec {str(path)!r} nests arrays or tables too deeply to be a study spec; "
+                        "fix the file") from None
     return parse_spec(raw, source_text=text, where=str(path))
 
 
@@ -168,6 +182,10 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
     attacks = _parse_attacks(raw, where)
     representation = _parse_representation(raw, where)
     _check_limits(datasets, N, training, where)
+    n_runs = sum(len(ds.N or N) for ds in datasets) * len(models) * len(seeds)
+    if n_runs > MAX_RUNS:
+        raise SpecError(f"{where}: the grid has {n_runs:,} runs (datasets × models × N × seeds), more than "
+                        f"{MAX_RUNS:,}; split it into several studies or use fewer N or seeds")
     return StudySpec(
         name=name,
         datasets=datasets,
