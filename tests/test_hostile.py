@@ -604,3 +604,37 @@ def test_a_usage_error_is_one_line(capsys):
     err = capsys.readouterr().err
     assert stop.value.code == EXIT_ERROR and err.count("\n") == 1
     assert err.startswith("intrinsics: error: intrinsics measure: argument --k: invalid int value: 'nan'")
+
+
+def test_store_and_destination_mix_ups_name_the_real_problem(tmp_path, capsys):
+    (tmp_path / "out" / "study.sqlite").mkdir(parents=True)
+    for argv in (("study", "status", tmp_path / "out"), ("study", "run", tmp_path / "spec.toml", "--out", tmp_path / "out")):
+        (tmp_path / "spec.toml").write_text(SPEC)
+        rc, _, err = cli(capsys, *argv)
+        assert rc == EXIT_ERROR and "is a folder, not a study store" in one_error_line(err)
+
+
+def test_names_that_are_not_utf8_reach_the_json_as_escapes(tmp_path):
+    from intrinsics.jsonio import dumps, to_jsonable
+
+    name = os.fsdecode(b"scan\xff.png")  # how Python hands over a file name that is not UTF-8
+    text = dumps(to_jsonable({"id": name}))
+    assert json.loads(text) == {"id": "scan\\xff.png"} and text.encode("utf-8")
+
+
+def test_a_folder_that_would_exhaust_memory_stops_with_the_total(tmp_path, capsys, monkeypatch):
+    """Every file passes its own limit, but together they would not fit: reading stops at the file where
+    free memory runs out, naming it and the total held (free memory simulated)."""
+    import intrinsics.data.folder as folder
+
+    root = class_folder(tmp_path / "set")
+    left = iter([2**30] * 5 + [2**20] * 100)  # 1 GiB free for five files, then almost nothing
+    monkeypatch.setattr(folder, "available_memory", lambda: next(left))
+    rc, _, err = cli(capsys, "measure", root)
+    line = one_error_line(err)
+    assert rc == EXIT_ERROR and "stopped at file 6 of 24" in line and "memory is nearly exhausted" in line
+
+
+def test_an_absurd_bootstrap_count_is_refused_by_its_flag(capsys):
+    rc, _, err = cli(capsys, "measure", "builtin:digits", "--bootstrap", "100000000")
+    assert rc == EXIT_ERROR and one_error_line(err).endswith("--bootstrap 100000000 must be an integer from 0 to 100,000")

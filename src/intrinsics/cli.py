@@ -97,7 +97,8 @@ _FLAGS = {
     "unmatched": "--unmatched", "window": "--window", "axis": "--axis", "slices": "--slices",
     "skip_empty": "--skip-empty", "volume": "--volume", "size": "--size", "channels": "--channels",
     "intensity": "--intensity", "value_range": "--value-range", "classes": "--classes", "limit": "--limit",
-    "seed": "--seed", "exclude": "--exclude", "group_key": "--group-key", "max_pixels": "--max-pixels", "follow_links": "--no-follow-links", "n_train": "--n-train",
+    "seed": "--seed", "exclude": "--exclude", "group_key": "--group-key", "n_bootstrap": "--bootstrap",
+    "kf_samples": "--kf-samples", "max_pixels": "--max-pixels", "follow_links": "--no-follow-links", "n_train": "--n-train",
     "n_test": "--n-test", "n_val": "--n-val",
 }
 
@@ -268,8 +269,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         rec = audit.to_dict()
         a = rec["audit"]
         counts = ", ".join(f"{v} {k.replace('_', ' ')}{'s' if v != 1 else ''}" for k, v in a["pairs"].items())
+        t = rec["seconds"]
         print(f"audited {a['N']} images" + (f" and {a['n_test']} test images" if a["n_test"] else "")
-              + f" in {a['seconds']:.3g} s: {counts}")
+              + f": {counts} (measure {t['measure']:.3g} s, findings {t['findings']:.3g} s)")
         print(f"near-duplicate threshold {_fmt(a['near_duplicate_threshold'])} ({a['threshold_rule']})")
         if a["groups_on_both_sides"] is not None:
             g = a["groups_on_both_sides"]

@@ -139,6 +139,8 @@ def describe_failure(exc: BaseException) -> str | None:
         if isinstance(exc, sqlite3.DatabaseError):
             return (f"the study store is damaged ({text}); move study.sqlite aside to start over, or restore it "
                     "from a copy")
+        if isinstance(exc, FileExistsError):
+            return f"{_where(exc).strip() or 'the destination'} exists and is not a folder; give a new or existing folder"
         if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
             return f"{exc.strerror or text}:{_where(exc)}; check the path"
         return f"{exc.strerror or text}:{_where(exc)}" if exc.strerror else None

@@ -26,12 +26,24 @@ import numpy as np
 __all__ = ["to_jsonable", "dumps", "write_json"]
 
 
+def _text(s: str) -> str:
+    """A string every JSON parser takes: a file name that is not UTF-8 reaches Python with lone
+    surrogates (``"b\\udcff"``), which strict parsers refuse; its raw bytes are written as ``\\xff``."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def to_jsonable(obj: Any) -> Any:
     """A copy of ``obj`` made only of dicts, lists, strings, finite numbers, booleans and None."""
-    if obj is None or isinstance(obj, (bool, str)):
+    if obj is None or isinstance(obj, bool):
         return obj
+    if isinstance(obj, str):
+        return _text(obj)
     if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
+        return {_text(str(k)): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, (set, frozenset)):

@@ -19,7 +19,11 @@ import numpy as np
 from ..errors import DataError, IntrinsicsWarning, Placeholder, spell
 from ._raw import RawImages
 from .files import file_kind, read_file
+from .limits import available_memory, format_bytes
 from .options import DataOptions, FileOptions
+
+# Memory kept free while a folder is read (for the preprocessing that follows and the rest of the system).
+_MEMORY_RESERVE = 512 * 2**20
 
 __all__ = ["read_folder"]
 
@@ -482,9 +486,19 @@ def _read_files(
         from tqdm.auto import tqdm
 
         pairs = tqdm(pairs, total=len(files), desc=f"reading {root.name}", unit="file", leave=False)
+    held = 0
     for f, label in pairs:
         arrays, meta = read_file(f, file_options)
         rel = _rel(f, root)
+        held += sum(a.nbytes for a in arrays)
+        # Each file passed its own checks; the images of all of them are held at native size until they
+        # are resized together, so the total is watched as well.
+        if available_memory() < _MEMORY_RESERVE:
+            raise DataError(
+                f"reading {root} stopped at file {len(metas) + 1} of {len(files)} ({rel}): the images read so far "
+                f"take {format_bytes(held)} at their native size and memory is nearly exhausted; read fewer files "
+                f"({spell('limit')} applies after reading: split the folder) or smaller images"
+            )
         metas.append(meta)
         counts.append(len(arrays))
         for k, arr in enumerate(arrays):

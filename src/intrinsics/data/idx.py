@@ -38,9 +38,10 @@ def _open(path: Path) -> Any:
         fh = open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"no file at {path}; check the path") from None
-    if fh.read(2) == b"\x1f\x8b":
-        fh.seek(0)
-        return gzip.GzipFile(fileobj=fh, mode="rb")
+    zipped = fh.read(2) == b"\x1f\x8b"
+    if zipped:
+        fh.close()
+        return gzip.open(path, "rb")  # owns (and closes) its file
     fh.seek(0)
     return fh
 

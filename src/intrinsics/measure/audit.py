@@ -518,6 +518,7 @@ class DatasetAudit:
     result: AuditResult
     dataset: dict[str, Any]
     test_dataset: dict[str, Any] | None = None
+    measure_seconds: float = 0.0
 
     def to_dict(self, version: str | None = None) -> dict[str, Any]:
         """``audit.json``: what was audited, its d_data and K_F, and the counts of each finding."""
@@ -529,6 +530,7 @@ class DatasetAudit:
             "d_data": {key: m["d_data"][key] for key in ("value", "ci95", "estimator", "k")},
             "K_F": None if kf is None else {key: kf[key] for key in ("value", "ci95", "exact", "M")},
             "audit": self.result.summary(),
+            "seconds": {"measure": round(self.measure_seconds, 3), "findings": round(self.result.seconds, 3)},
             "warnings": list(dict.fromkeys(list(m["warnings"]) + list(self.result.warnings))),
         }
         return to_jsonable(({"intrinsics_version": version} if version else {}) | out)
@@ -583,7 +585,9 @@ def audit_dataset(
                                    "DICOM folders carry SOPInstanceUID and PatientID")
         seen = {g for g in ds.keys[group_key] if g is not None}
         shared = tuple(sorted({g for g in test.keys[group_key] if g is not None} & seen, key=str))
+    t0 = time.perf_counter()
     m = measure_dataset(ds, ms, load_warnings=load_warnings)
+    t_measure = time.perf_counter() - t0
     labels = None if ds.labels is None else np.asarray(ds.labels)
     r = audit_images(
         ds.images, labels, ids=tuple(ds.id_of(i) for i in range(len(ds))), class_names=tuple(ds.class_names),
@@ -597,7 +601,7 @@ def audit_dataset(
     r = replace(r, keys=dict(ds.keys), test_keys={} if test is None else dict(test.keys), group_key=group_key,
                 shared_groups=shared)
     return DatasetAudit(measurement=m, result=r, dataset=ds.describe(),
-                        test_dataset=None if test is None else test.describe())
+                        test_dataset=None if test is None else test.describe(), measure_seconds=t_measure)
 
 
 def audit(

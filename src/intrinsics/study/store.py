@@ -251,6 +251,9 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.read_only = read_only
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder, not a study store; move it aside (mv {path} {path}.folder) "
+                             "or give another study folder")
         try:
             self._conn = self._connect_read_only(timeout) if read_only else self._connect(timeout)
         except sqlite3.DatabaseError as exc:
