@@ -638,3 +638,40 @@ def test_a_folder_that_would_exhaust_memory_stops_with_the_total(tmp_path, capsy
 def test_an_absurd_bootstrap_count_is_refused_by_its_flag(capsys):
     rc, _, err = cli(capsys, "measure", "builtin:digits", "--bootstrap", "100000000")
     assert rc == EXIT_ERROR and one_error_line(err).endswith("--bootstrap 100000000 must be an integer from 0 to 100,000")
+
+
+def test_a_deflated_dicom_is_checked_before_it_is_inflated(tmp_path, capsys, monkeypatch):
+    """pydicom inflates a deflated dataset whole before any element can be read: a few kilobytes become
+    gigabytes. The size it declares is read from its first inflated megabyte and refused first."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
+
+    from intrinsics.data import read_file
+
+    def write(path: Path, side: int) -> Path:
+        meta = FileMetaDataset()
+        meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+        ds.Rows = ds.Columns = side
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.PixelData = bytes(side * side)
+        ds.save_as(path, enforce_file_format=True)
+        return path
+
+    small = write(tmp_path / "small.dcm", 64)
+    assert read_file(small)[0][0].shape == (64, 64)  # an ordinary deflated file still reads
+    bomb = write(tmp_path / "bomb.dcm", 3000)
+    assert bomb.stat().st_size < 100_000
+
+    def never(*args, **kwargs):
+        raise AssertionError("the whole dataset was inflated before its size was checked")
+
+    monkeypatch.setattr(pydicom, "dcmread", never)
+    rc, _, err = cli(capsys, "measure", bomb, "--max-pixels", "1000000")
+    assert rc == EXIT_ERROR and "declares 3000 × 3000 = 9,000,000 pixels" in one_error_line(err)

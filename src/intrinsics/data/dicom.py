@@ -185,6 +185,7 @@ def read_dicom_file(
     win = parse_window(window)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        _check_deflated(path, max_pixels)
         ds = _read_dataset(path)
         frames, meta = _decode(ds, path, max_pixels)
     meta["reader_warnings"] = sorted({str(w.message) for w in caught})
@@ -208,6 +209,41 @@ def read_dicom_file(
     meta["window"] = _window_record(window, win)
     meta["inverted"] = bool(photometric == "MONOCHROME1" and not colour)
     return images, meta
+
+
+_DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
+_HEAD_BYTES = 1 << 20  # of the inflated dataset: the image elements (group 0028) come long before this
+
+
+def _check_deflated(path: Path, max_pixels: int | None) -> None:
+    """The size a deflated dataset declares, checked before it is inflated.
+
+    pydicom inflates a deflated dataset whole (pixel data included) before it can read any element, so a
+    file of a few kilobytes can take gigabytes first. No library reads the start of a deflated dataset
+    alone, hence this: inflate its first megabyte only, read the elements up to BitsAllocated from it,
+    and check them as every DICOM header is checked.
+    """
+    import io
+    import struct
+    import zlib
+
+    import pydicom
+    from pydicom.filereader import read_dataset
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132 + 12)
+            if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
+                return  # no Part 10 header with its group length: the ordinary reader decides
+            (group_length,) = struct.unpack("<I", head[140:144])
+            meta = fh.read(group_length)
+            if _DEFLATED.encode() not in meta:
+                return
+            inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(fh.read(_HEAD_BYTES), _HEAD_BYTES)
+        ds = read_dataset(io.BytesIO(inflated), False, True, stop_when=lambda tag, vr, length: tag > 0x00280100)
+    except (OSError, zlib.error, struct.error, ValueError, EOFError, pydicom.errors.InvalidDicomError):
+        return  # damaged: the ordinary reader names the problem
+    _check_declared_size(ds, path, max_pixels)
 
 
 def _read_dataset(path: Path) -> Any:
