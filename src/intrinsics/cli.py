@@ -255,7 +255,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
     ds = _load(args, load_notes)
     test = None
     if args.test or args.test_split:
-        kwargs = {k: v for k, v in data_kwargs(args).items() if k not in ("exclude", "split")}
+        kwargs = {k: v for k, v in data_kwargs(args).items() if k not in ("exclude", "split", "labels")}
+        test_labels = args.test_labels
+        if test_labels is None and args.labels and args.test:
+            # the test folder's own labels CSV of the same name, if it has one
+            beside = Path(args.test) / Path(args.labels).name
+            test_labels = str(beside) if beside.is_file() else None
+        if test_labels:
+            kwargs["labels"] = test_labels
+        elif getattr(args, "no_labels", False):
+            kwargs["labels"] = False
+        else:
+            kwargs.pop("label_key", None)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             test = (load(args.test, **kwargs) if args.test
@@ -263,6 +274,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
         load_notes.extend(f"test set: {w.message}" for w in caught)
     audit = audit_dataset(ds, settings, measure=measure, test=test, group_key=args.group_key,
                           load_warnings=load_notes)
+    if args.exclude:
+        from dataclasses import replace
+
+        audit = replace(audit, exclusion=_exclusion(args, audit.measurement, measure))
     page = write_audit(audit, ds.images, args.out, test_images=None if test is None else test.images,
                        n_show=args.show, version=__version__)
     if not args.quiet:
@@ -281,6 +296,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             top = audit.result.image_rows()[:3]
             print("most suspect labels: " + "; ".join(
                 f"{r['id']} ({r['label']}, {r['disagreement']:.0%} of neighbours disagree)" for r in top))
+        if audit.exclusion is not None:
+            print(_exclusion_line(audit.exclusion, args.exclude))
         print(f"wrote {page} and images.csv, pairs.csv, audit.json, knn_graph.npz in {args.out}")
         for w in rec["warnings"]:
             print(f"warning: {w}", file=sys.stderr)
@@ -604,6 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "nearly identical to a training image are leaks")
     p.add_argument("--test-split", metavar="NAME", help="the test set is this split of the same source "
                    "(e.g. test for an .npz or Fashion-MNIST)")
+    p.add_argument("--test-labels", metavar="CSV", help="the test folder's labels CSV (default: a file of the "
+                   "--labels name inside the --test folder, if there is one)")
     p.add_argument("--group-key", metavar="KEY", help="with a test set: list the groups (e.g. PatientID of "
                    "DICOM files) that have images on both sides of the split")
     p.add_argument("--k", type=int, default=10, help="neighbours behind each image's disagreement (default 10)")

@@ -210,8 +210,9 @@ def test_exclude_removes_listed_images_and_reports_the_change(tmp_path, capsys):
     audit_out = tmp_path / "audit"
     assert main(["audit", str(tmp_path / "set"), "--exclude", str(listing), "--out", str(audit_out),
                  "--bootstrap", "0", "--quiet"]) == 0
-    kinds = json.loads((audit_out / "audit.json").read_text())["audit"]["pairs"]
-    assert kinds["exact_duplicate"] == 0
+    summary = json.loads((audit_out / "audit.json").read_text())
+    assert summary["audit"]["pairs"]["exact_duplicate"] == 0
+    assert summary["exclusion"]["N_before"] == len(y) and summary["exclusion"]["N_after"] == len(y) - 2
     # an id that names no image is refused in one line, before any work
     listing.write_text("benign/nope.png\n", encoding="utf-8")
     assert main(["measure", str(tmp_path / "set"), "--exclude", str(listing)]) == 2
@@ -330,3 +331,25 @@ def test_nifti_slices_near_duplicates_are_named_by_slice(tmp_path, capsys):
         pairs = {(p["kind"], p["id_a"], p["id_b"]) for p in csv.DictReader(fh)}
     assert ("near_duplicate", "healthy/healthy.nii.gz#z=4", "healthy/healthy.nii.gz#z=5") in pairs
     assert ("label_conflict", "healthy/healthy.nii.gz#z=9", "lesion/lesion.nii.gz#z=7") in pairs
+
+
+def test_a_labels_csv_column_is_a_group_key(tmp_path, capsys):
+    """The other columns of a labels CSV (a patient, a site) travel with each image: into images.csv, and
+    as the --group-key that finds patients on both sides of a split."""
+    rng = np.random.default_rng(5)
+    for split, patients in (("train", ["p1", "p2", "p3"]), ("test", ["p3", "p4"])):
+        folder = tmp_path / split
+        folder.mkdir()
+        rows = ["path,label,patient"]
+        for i in range(30 if split == "train" else 10):
+            Image.fromarray(rng.integers(0, 255, (6, 6), dtype=np.uint8)).save(folder / f"{split}{i}.png")
+            rows.append(f"{split}{i}.png,{'ab'[i % 2]},{patients[i % len(patients)]}")
+        (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "audit"
+    assert main(["audit", str(tmp_path / "train"), "--labels", str(tmp_path / "train" / "labels.csv"),
+                 "--test", str(tmp_path / "test"), "--group-key", "patient", "--out", str(out),
+                 "--bootstrap", "0"]) == 0
+    assert "1 patient values have images on both sides of the split: p3" in capsys.readouterr().out
+    with open(out / "images.csv", encoding="utf-8") as fh:
+        rows = {r["id"]: r for r in csv.DictReader(fh)}
+    assert rows["train4.png"]["patient"] == "p2" and len(rows) == 30

@@ -149,7 +149,12 @@ def _key_from_header(csv_path: Path, label_key: str) -> str:
     return present[0] if len(present) == 1 else label_key
 
 
-def _read_csv(csv_path: Path, key_column: str, label_column: str, root: Path, by_path: bool) -> dict[str, str]:
+def _read_csv(csv_path: Path, key_column: str, label_column: str, root: Path, by_path: bool,
+              extras: dict[str, dict[str, str | None]] | None = None) -> dict[str, str]:
+    """The labels of a CSV by key; ``extras`` (when given) receives each row's other columns by key
+    (a patient or site column: per-image keys an audit can group by)."""
+    if extras is None:
+        extras = {}
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -161,6 +166,8 @@ def _read_csv(csv_path: Path, key_column: str, label_column: str, root: Path, by
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read the labels CSV {csv_path}: {exc}") from None
     mapping: dict[str, str] = {}
+    extras.clear()
+    others = [h for h in header if h and h not in (key_col, label_col)]
     empty: list[str] = []
     conflicts: list[str] = []
     for number, row in enumerate(rows, start=2):  # row 1 is the header
@@ -177,6 +184,8 @@ def _read_csv(csv_path: Path, key_column: str, label_column: str, root: Path, by
         if key in mapping and mapping[key] != label:
             conflicts.append(f"{key} ({mapping[key]!r} vs {label!r})")
         mapping[key] = label
+        if others:
+            extras[key] = {h: (row.get(h) or "").strip() or None for h in others}
     if empty:
         raise DataError(
             f"{csv_path}: {len(empty)} rows lack a {key_col!r} or {label_col!r} value ({_listing(empty)}); "
@@ -315,9 +324,10 @@ def read_folder(
     class_names: tuple[str, ...] | None = None
     mapping: dict[str, str] = {}
     slice_map: dict[str, dict[int, str]] = {}
+    csv_extras: dict[str, dict[str, str | None]] = {}
     if csv_path is not None:
         label_key = _key_from_header(csv_path, label_key)
-        mapping = _read_csv(csv_path, label_key, label_column, root, label_key == "path")
+        mapping = _read_csv(csv_path, label_key, label_column, root, label_key == "path", csv_extras)
         info.update(mode="csv", labels_csv=str(csv_path), label_key=label_key, label_column=label_column)
         if label_key == "path":
             files, file_labels, unknown, slice_map = _match_csv_paths(
@@ -355,7 +365,8 @@ def read_folder(
         origins=origins,
         info=info,
         value_range=range_of_set,
-        keys=_image_keys(origins, [_rel(f, root) for f in files], metas),
+        keys=_image_keys(origins, [_rel(f, root) for f in files], metas, csv_extras,
+                         None if csv_path is None else label_key),
     )
 
 
@@ -363,15 +374,26 @@ def read_folder(
 IMAGE_KEYS = ("SOPInstanceUID", "PatientID")
 
 
-def _image_keys(origins: list[str], rels: list[str], metas: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
-    """Each image's DICOM identifiers, from its file's metadata (an origin is the file's relative path,
-    with ``#...`` for an image inside a multi-image file)."""
+def _image_keys(origins: list[str], rels: list[str], metas: list[dict[str, Any]],
+                csv_extras: dict[str, dict[str, str | None]] | None = None,
+                label_key: str | None = None) -> dict[str, list[Any]] | None:
+    """Each image's identifiers: its DICOM file's (SOPInstanceUID, PatientID) and the other columns of
+    its labels-CSV row (a slice's own row before its volume's). An origin is the file's relative path,
+    with ``#...`` for an image inside a multi-image file."""
     by_file = dict(zip(rels, metas))
-    names = [k for k in IMAGE_KEYS if any(m.get(k) for m in metas)]
-    if not names:
-        return None
     file_of = [o if o in by_file else o.rsplit("#", 1)[0] for o in origins]
-    return {k: [by_file.get(f, {}).get(k) for f in file_of] for k in names}
+    keys = {k: [by_file.get(f, {}).get(k) for f in file_of] for k in IMAGE_KEYS if any(m.get(k) for m in metas)}
+    if csv_extras:
+        def row_of(origin: str, file: str) -> dict[str, str | None]:
+            if label_key != "path":  # rows keyed by a metadata value of the file (its PatientID, ...)
+                return csv_extras.get(str(by_file.get(file, {}).get(label_key, "")).strip(), {})
+            part = origin[len(file) + 1:].rsplit("=", 1)[-1] if origin != file else ""
+            return csv_extras.get(f"{file}#{part}") or csv_extras.get(file, {})
+
+        rows = [row_of(o, f) for o, f in zip(origins, file_of)]
+        for column in dict.fromkeys(c for r in csv_extras.values() for c in r):
+            keys.setdefault(column, [r.get(column) for r in rows])
+    return keys or None
 
 
 def _match_csv_paths(

@@ -519,6 +519,7 @@ class DatasetAudit:
     dataset: dict[str, Any]
     test_dataset: dict[str, Any] | None = None
     measure_seconds: float = 0.0
+    exclusion: dict[str, Any] | None = None  # how d_data and K_F changed with the excluded images left out
 
     def to_dict(self, version: str | None = None) -> dict[str, Any]:
         """``audit.json``: what was audited, its d_data and K_F, and the counts of each finding."""
@@ -533,6 +534,8 @@ class DatasetAudit:
             "seconds": {"measure": round(self.measure_seconds, 3), "findings": round(self.result.seconds, 3)},
             "warnings": list(dict.fromkeys(list(m["warnings"]) + list(self.result.warnings))),
         }
+        if self.exclusion is not None:
+            out["exclusion"] = self.exclusion
         return to_jsonable(({"intrinsics_version": version} if version else {}) | out)
 
 
