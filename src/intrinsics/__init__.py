@@ -13,6 +13,10 @@ __version__ = "0.1.0"
 __all__ = [
     "ImageSet",
     "load",
+    "from_arrays",
+    "from_torch",
+    "measure_dataset",
+    "MeasureSettings",
     "audit",
     "MLE",
     "TwoNN",
@@ -35,4 +39,12 @@ def __getattr__(name: str):
         from .measure.audit import audit
 
         return audit
+    if name in ("from_arrays", "from_torch"):
+        from .data import arrays
+
+        return getattr(arrays, name)
+    if name in ("measure_dataset", "MeasureSettings"):
+        from .measure import pipeline
+
+        return getattr(pipeline, name)
     raise AttributeError(f"module 'intrinsics' has no attribute {name!r}")

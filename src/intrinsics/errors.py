@@ -15,6 +15,7 @@ __all__ = [
     "IntrinsicsError",
     "DataError",
     "EstimationError",
+    "InputTypeError",
     "IntrinsicsWarning",
     "DuplicateWarning",
     "SettingError",
@@ -36,6 +37,11 @@ class DataError(IntrinsicsError):
 
 class EstimationError(IntrinsicsError):
     """An estimate cannot be computed from this data (too few samples, a single class, ...)."""
+
+
+class InputTypeError(EstimationError, TypeError):
+    """The input holds values of a type no estimator takes (objects that are not numbers); a TypeError
+    too, as Python and scikit-learn raise for such input."""
 
 
 class IntrinsicsWarning(UserWarning):

@@ -38,8 +38,8 @@ def source_kind(source: str | os.PathLike) -> str:
     text = os.fspath(source) if isinstance(source, os.PathLike) else source
     if not isinstance(text, str):
         raise DataError(
-            f"load() takes a source string or path, not {type(source).__name__}; use from_arrays() for arrays "
-            "and from_torch() for a torch Dataset"
+            f"load() takes a source string or path, not {type(source).__name__}; use intrinsics.from_arrays() for "
+            "arrays and intrinsics.from_torch() for a torch Dataset"
         )
     if text.startswith("builtin:"):
         return "builtin"

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EstimationError
+from ..errors import EstimationError, InputTypeError
 
 __all__ = ["as_matrix", "as_labels", "check_seed", "is_int_at_least", "preprocessing_of"]
 
@@ -26,8 +26,15 @@ def as_matrix(X: Any, *, name: str = "X", min_samples: int = 2) -> np.ndarray:
     converted to float64. NaN or infinite values and too few rows raise :class:`EstimationError`.
     """
     A = _to_numpy(X)
-    if A.dtype == object:
-        raise EstimationError(f"{name} has dtype object; pass a numeric array of images or vectors")
+    if A.dtype == object:  # numbers held as Python objects are numbers; anything else is refused
+        try:
+            A = A.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputTypeError(f"{name} has dtype object and not only numbers ({exc}); pass a numeric array "
+                                 "of images or vectors") from None
+    if A.dtype.kind == "c":
+        raise EstimationError(f"{name} holds complex values: Complex data not supported; pass real-valued "
+                              "images, e.g. their magnitude np.abs(X)")
     if A.ndim < 2:
         raise EstimationError(
             f"{name} must have one row per sample, got shape {A.shape}; reshape a single vector "

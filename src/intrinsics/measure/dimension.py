@@ -11,9 +11,10 @@ import warnings
 from typing import Any, Iterable
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from ..errors import EstimationError, IntrinsicsWarning
-from ._validate import check_seed, is_int_at_least, preprocessing_of
+from ._validate import _to_numpy, check_seed, is_int_at_least, preprocessing_of
 from .neighbors import NeighborGraph, kneighbors
 from .results import Estimate, KSweep
 
@@ -83,6 +84,8 @@ def _record(est: Any, value: float, ci: tuple[float, float] | None, graph: Neigh
     est.dimension_ = value
     est.ci95_ = ci
     est.n_samples_ = n_used
+    if not isinstance(X, NeighborGraph):  # scikit-learn's record of the input width
+        est.n_features_in_ = int(np.prod(_to_numpy(X).shape[1:]))
     params = {**params, "n_bootstrap": int(est.n_bootstrap), "seed": None if est.seed is None else int(est.seed),
               "duplicates_removed": graph.duplicates.n_removed}
     est.estimate_ = Estimate(value=value, ci95=ci, estimator=name, k=k, n_samples=n_used, params=params,
@@ -111,7 +114,7 @@ def _mle_inverse(distances: np.ndarray, k: int, normalizer: str) -> np.ndarray:
     return s / (k - 2 if normalizer == "k-2" else k - 1)
 
 
-class MLE:
+class MLE(BaseEstimator):
     """Levina–Bickel maximum-likelihood intrinsic dimension with MacKay–Ghahramani averaging.
 
     Per point, ``m_k(x)^{-1} = (1/(k−2)) Σ_{j=1}^{k−1} log(T_k(x)/T_j(x))``; the global estimate
@@ -198,7 +201,7 @@ class MLE:
         return float(np.mean(1.0 / inv))
 
 
-class TwoNN:
+class TwoNN(BaseEstimator):
     """TwoNN intrinsic dimension (Facco et al. 2017) from the ratio of 2nd to 1st neighbour distance.
 
     μ_i = T_2/T_1 is Pareto-distributed with shape d.

@@ -183,6 +183,17 @@ class DatasetMeasurement:
     graph: Any = field(default=None, repr=False, compare=False)
     nearest_other: Any = field(default=None, repr=False, compare=False)
 
+    def to_json(self, version: str | None = None, indent: int | None = 2) -> str:
+        """The ``intrinsics measure --json`` file's text: :meth:`to_dict` by the toolkit's one encoder."""
+        from ..jsonio import dumps
+
+        return dumps(self.to_dict(version=version), indent=indent)
+
+    def __repr__(self) -> str:
+        kf = "None" if self.K_F is None else f"{self.K_F.value:.4g}"
+        return (f"DatasetMeasurement(source={self.dataset.get('source')!r}, n_measured={len(self.index)}, "
+                f"d_data={self.d_data.value:.4g}, K_F={kf}, warnings=<{len(self.warnings)}>)")
+
     def to_dict(self, version: str | None = None) -> dict[str, Any]:
         """The ``intrinsics measure --json`` record (see the README's table)."""
         d_block = self.d_data.to_dict()

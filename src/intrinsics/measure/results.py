@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-from ..jsonio import to_jsonable
+from ..jsonio import dumps, to_jsonable
 
 __all__ = ["Estimate", "KSweep", "ClosestPair", "SharpnessEstimate"]
 
@@ -52,10 +52,19 @@ class Estimate:
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(asdict(self))
 
+    def to_json(self, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as strict JSON text (the encoder of every file the toolkit writes)."""
+        return dumps(self.to_dict(), indent=indent)
+
     def __str__(self) -> str:
         k = f", k={self.k}" if self.k is not None else ""
         ci = f" [{self.ci95[0]:.2f}, {self.ci95[1]:.2f}]" if self.ci95 is not None else ""
         return f"{self.value:.2f}{ci} ({self.estimator}{k}, n={self.n_samples})"
+
+    def __repr__(self) -> str:
+        ci = "None" if self.ci95 is None else f"({self.ci95[0]:.4g}, {self.ci95[1]:.4g})"
+        return (f"Estimate(value={self.value:.4g}, ci95={ci}, estimator={self.estimator!r}, k={self.k}, "
+                f"n_samples={self.n_samples})")
 
 
 @dataclass(frozen=True)
@@ -136,3 +145,13 @@ class SharpnessEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(asdict(self))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as strict JSON text (the encoder of every file the toolkit writes)."""
+        return dumps(self.to_dict(), indent=indent)
+
+    def __repr__(self) -> str:
+        ci = "None" if self.ci95 is None else f"({self.ci95[0]:.4g}, {self.ci95[1]:.4g})"
+        exact = "None" if self.exact is None else f"{self.exact:.4g}"
+        return (f"SharpnessEstimate(value={self.value:.4g}, ci95={ci}, exact={exact}, M={self.M}, "
+                f"pairs={self.pairs}, closest_pairs=<{len(self.closest_pairs)}>)")

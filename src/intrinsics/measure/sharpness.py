@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from ..errors import EstimationError, IntrinsicsWarning
 from ._validate import as_labels, as_matrix, check_seed, is_int_at_least, preprocessing_of
@@ -84,7 +85,7 @@ def _min_cross_distance(X: np.ndarray, codes: np.ndarray) -> tuple[float, int, i
     return float(np.sqrt(d2x[best])), int(qi[best]), int(ci[best])
 
 
-class LabelSharpness:
+class LabelSharpness(BaseEstimator):
     """Label sharpness K_F of a labelled dataset.
 
     Parameters
@@ -151,6 +152,7 @@ class LabelSharpness:
         if y is None and hasattr(X, "labels"):
             y = X.labels
         A = as_matrix(X)
+        self.n_features_in_ = int(A.shape[1])
         codes = as_labels(y, A.shape[0])
         n_classes = int(codes.max()) + 1
         if n_classes < 2:
