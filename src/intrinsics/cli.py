@@ -98,7 +98,8 @@ _FLAGS = {
     "skip_empty": "--skip-empty", "volume": "--volume", "size": "--size", "channels": "--channels",
     "intensity": "--intensity", "value_range": "--value-range", "classes": "--classes", "limit": "--limit",
     "seed": "--seed", "exclude": "--exclude", "group_key": "--group-key", "n_bootstrap": "--bootstrap",
-    "kf_samples": "--kf-samples", "max_pixels": "--max-pixels", "follow_links": "--no-follow-links", "n_train": "--n-train",
+    "kf_samples": "--kf-samples", "near_duplicate": "--near-duplicate", "near_duplicate_factor": "--near-duplicate-factor",
+    "n_conflicts": "--conflicts", "k": "--k", "max_pixels": "--max-pixels", "follow_links": "--no-follow-links", "n_train": "--n-train",
     "n_test": "--n-test", "n_val": "--n-val",
 }
 
@@ -255,7 +256,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     ds = _load(args, load_notes)
     test = None
     if args.test or args.test_split:
-        kwargs = {k: v for k, v in data_kwargs(args).items() if k not in ("exclude", "split", "labels")}
+        # the test set takes the preprocessing, not the training set's selection or labels file
+        kwargs = {k: v for k, v in data_kwargs(args).items() if k not in ("exclude", "split", "labels", "limit")}
         test_labels = args.test_labels
         if test_labels is None and args.labels and args.test:
             # the test folder's own labels CSV of the same name, if it has one
@@ -292,8 +294,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
             g = a["groups_on_both_sides"]
             print(f"{g['n']} {a['group_key']} values have images on both sides of the split"
                   + (f": {', '.join(map(str, g['groups'][:5]))}" + (" ..." if g["n"] > 5 else "") if g["n"] else ""))
-        if audit.result.labels is not None:
-            top = audit.result.image_rows()[:3]
+        near = a["label_conflicts_identical_or_near"]
+        print(f"label conflicts: {near} identical or closer than the threshold; the others are the closest "
+              "differently-labelled pairs (those that set K_F)")
+        top = [r for r in audit.result.image_rows()[:3] if (r["disagreement"] or 0) > 0]
+        if audit.result.labels is not None and top:
             print("most suspect labels: " + "; ".join(
                 f"{r['id']} ({r['label']}, {r['disagreement']:.0%} of neighbours disagree)" for r in top))
         if audit.exclusion is not None:

@@ -353,3 +353,41 @@ def test_a_labels_csv_column_is_a_group_key(tmp_path, capsys):
     with open(out / "images.csv", encoding="utf-8") as fh:
         rows = {r["id"]: r for r in csv.DictReader(fh)}
     assert rows["train4.png"]["patient"] == "p2" and len(rows) == 30
+
+
+def test_review_cases_mixed_copies_string_labels_twins_and_small_sets(tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(40, 6))
+    X[6] = X[7] = X[0]  # one image, three copies: labelled A, B, B
+    y = np.array(["A"] * 20 + ["B"] * 20, dtype=object)
+    y[0], y[6], y[7] = "A", "B", "B"
+    r = audit_images(X, y)  # string labels are named by their values
+    kinds = {(p.kind, p.a, p.b) for p in r.pairs}
+    assert ("label_conflict", 0, 6) in kinds and ("exact_duplicate", 6, 7) in kinds
+    assert set(r.labels) == {"A", "B"}
+    # most images have a near twin: the derived threshold cannot see them, and says so
+    B = rng.random((100, 50))
+    twins = audit_images(np.r_[B, B + 1e-3 * rng.standard_normal((100, 50))], np.r_[np.zeros(100, int), np.ones(100, int)])
+    assert any("near twin" in w for w in twins.warnings)
+    # twelve images: too few for d_data at k = 20, audited with a smaller k and a note
+    small = tmp_path / "small"
+    _png_folder(small, rng.normal(size=(12, 30)), np.arange(12) % 2)
+    assert main(["audit", str(small), "--out", str(tmp_path / "a"), "--bootstrap", "0", "--quiet"]) == 0
+    warned = json.loads((tmp_path / "a" / "audit.json").read_text())["warnings"]
+    assert any("too few for d_data with k=20" in w for w in warned)
+
+
+def test_a_test_folder_with_other_classes_keeps_its_own_label_names(tmp_path):
+    X, y, _ = planted()
+    _png_folder(tmp_path / "train", X, y, names=("cat", "dog"))
+    leak = tmp_path / "test" / "fox"
+    leak.mkdir(parents=True)
+    shutil.copy(tmp_path / "train" / "cat" / "case0005.png" if y[5] == 0 else tmp_path / "train" / "dog" / "case0005.png",
+                leak / "leak.png")
+    (tmp_path / "test" / "cat").mkdir()
+    shutil.copy(next((tmp_path / "train" / "cat").glob("*.png")), tmp_path / "test" / "cat" / "other.png")
+    import intrinsics
+
+    a = intrinsics.audit(tmp_path / "train", test=tmp_path / "test")
+    leaks = [p for p in a.result.pair_rows() if p["kind"] == "leak"]
+    assert {p["label_b"] for p in leaks} <= {"cat", "fox"} and "fox" in {p["label_b"] for p in leaks}

@@ -87,7 +87,8 @@ class AuditSettings:
         The derived threshold: this share of the median nearest-neighbour distance (default 0.1).
     n_conflicts : int
         Closest differently-labelled pairs listed as ``label_conflict`` even when they are farther
-        apart than the threshold (default 50): the pairs that set K_F.
+        apart than the threshold (default 50): each image paired with its nearest image of another
+        label, the closest of those pairs first; they set K_F.
     """
 
     k: int = 10
@@ -134,7 +135,7 @@ class AuditResult:
         the pair is listed as a ``label_conflict``) or the set has one label.
     nn_other, nn_other_distance : nearest image of another label (-1 and NaN for unlabelled data)
     nn_same_distance : distance to the nearest image of the same label (0 for an identical twin; NaN
-        when no other image has that label)
+        when no other image has that label, and for unlabelled or single-label data)
     disagreement : share of the ``k`` nearest neighbours with another label
     rank : 1 = the most suspect label
     pairs : tuple of AuditPair, by kind then distance
@@ -191,7 +192,11 @@ class AuditResult:
             "near_duplicate_threshold": self.threshold,
             "threshold_rule": self.threshold_rule,
             "k": int(self.knn_indices.shape[1]),
-            "K_F_exact": (float(finite.max()) if finite.size else None) if labelled else None,
+            # 1 / the smallest distance between differently-labelled images that are not identical;
+            # unlike the measurement's exact K_F it keeps the other images' distances to label conflicts
+            "max_sharpness": (float(finite.max()) if finite.size else None) if labelled else None,
+            "label_conflicts_identical_or_near": sum(
+                1 for p in self.pairs if p.kind == "label_conflict" and p.distance < self.threshold),
             "identical_images_with_other_labels": int(np.sum(self.nn_other_distance == 0)) if labelled else 0,
             "images_whose_nearest_neighbour_has_another_label":
                 int(np.sum(self.labels_of(self.knn_indices[:, 0]) != np.asarray(self.labels))) if labelled else 0,
@@ -255,7 +260,8 @@ def _expand_graph(dist_u: np.ndarray, ind_u: np.ndarray, group: np.ndarray, firs
         return ind_u[:, :k].astype(np.int64), dist_u[:, :k]
     members: list[list[int]] = [[] for _ in range(first.size)]
     for i, g in enumerate(group):
-        members[g].append(i)
+        if len(members[g]) <= k:  # no row needs more than k + 1 copies of one image
+            members[g].append(i)
     ind = np.empty((n, k), np.int64)
     dist = np.empty((n, k), np.float64)
     for i in range(n):
@@ -334,6 +340,7 @@ def audit_images(
     test: Any = None,
     test_labels: Any = None,
     test_ids: tuple[str, ...] | None = None,
+    test_class_names: tuple[str, ...] | None = None,
     settings: AuditSettings | None = None,
     graph: NeighborGraph | None = None,
     nearest_other: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
@@ -348,9 +355,10 @@ def audit_images(
         leaks are looked for.
     ids : tuple of str, optional
         Where each image is (default ``"[i]"``).
-    test, test_labels, test_ids : optional
+    test, test_labels, test_ids, test_class_names : optional
         A test set: its images closer than the threshold to a training image (or identical to one)
-        are listed as ``leak`` pairs.
+        are listed as ``leak`` pairs. Its labels are named by ``test_class_names`` (default
+        ``class_names``): a test folder may hold other classes than the training folder.
     settings : AuditSettings, optional
     graph : NeighborGraph, optional
         The exact neighbour graph of ``X`` a measurement already computed (duplicates dropped, at
@@ -389,6 +397,11 @@ def audit_images(
         tau = s.near_duplicate_factor * float(np.median(d1))
         rule = (f"{s.near_duplicate_factor:g} × the median distance of an image to its nearest distinct "
                 f"neighbour ({float(np.median(d1)):.4g}, over {n_u} distinct images)")
+        d_far = float(np.median(graph.distances[:, -1]))
+        if graph.k >= 5 and float(np.median(d1)) < 0.25 * d_far:
+            notes.append(f"most images have a near twin (median nearest distance {float(np.median(d1)):.4g}, "
+                         f"median {graph.k}th {d_far:.4g}), so the derived near-duplicate threshold {tau:.4g} "
+                         "is tighter than the twins; set it in pixel units (near_duplicate)")
 
     pairs: dict[tuple[str, int, int], AuditPair] = {}
 
@@ -396,13 +409,20 @@ def audit_images(
         a, b = (a, b) if kind == "leak" or a < b else (b, a)
         pairs.setdefault((kind, a, b), AuditPair(kind, int(a), int(b), float(d)))
 
-    codes = None if labels is None else np.asarray(labels, dtype=np.int64)
-    # identical images: one pair per copy, with the first occurrence
+    codes, class_names = _codes(labels, class_names, n)
+    # identical images: each copy with the first copy of its own label (exact_duplicate), and the first
+    # copies of different labels with each other (label_conflict)
+    heads: dict[int, dict[int, int]] = {}  # distinct row -> label -> its first copy
     for i in range(n):
-        head = first[group[i]]
+        c = -1 if codes is None else int(codes[i])
+        of_row = heads.setdefault(int(group[i]), {})
+        head = of_row.setdefault(c, i)
         if head != i:
-            same = codes is None or codes[head] == codes[i]
-            add("exact_duplicate" if same else "label_conflict", int(head), i, 0.0)
+            add("exact_duplicate", head, i, 0.0)
+        else:
+            for c_, h in of_row.items():
+                if c_ != c:
+                    add("label_conflict", h, i, 0.0)
     # near-duplicates among the k nearest distinct neighbours
     close_u, close_v = np.nonzero(graph.distances < tau)
     for u, r in zip(close_u, close_v):
@@ -464,7 +484,8 @@ def audit_images(
         for a, b, d in _leaks(A, T, tau):
             add("leak", a, b, d)
         if test_labels is not None:
-            t_names = tuple(_names(np.asarray(test_labels, dtype=np.int64), class_names))
+            t_codes, t_classes = _codes(test_labels, test_class_names or class_names, len(T))
+            t_names = tuple(_names(t_codes, t_classes))
     kinds = {k_: i for i, k_ in enumerate(PAIR_KINDS)}
     ordered = tuple(sorted(pairs.values(), key=lambda p: (kinds[p.kind], p.distance, p.a, p.b)))
     return AuditResult(
@@ -474,6 +495,20 @@ def audit_images(
         threshold=float(tau), threshold_rule=rule, settings=s, test_ids=t_ids, test_labels=t_names,
         seconds=time.perf_counter() - t0, warnings=tuple(notes),
     )
+
+
+def _codes(labels: Any, class_names: tuple[str, ...] | None, n: int) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
+    """Class codes 0.. and their names: integer codes index ``class_names``; any other labels (strings,
+    negative numbers) are named by their own values."""
+    if labels is None:
+        return None, class_names
+    y = np.asarray(labels)
+    if y.shape != (n,):
+        raise EstimationError(f"labels have shape {y.shape} for {n} images; give one label per image")
+    if y.dtype.kind in "iu" and (y.size == 0 or y.min() >= 0):
+        return y.astype(np.int64), class_names
+    values, codes = np.unique(y, return_inverse=True)
+    return codes.astype(np.int64), tuple(str(v) for v in values)
 
 
 def _names(codes: np.ndarray, class_names: tuple[str, ...] | None) -> list[str]:
@@ -567,6 +602,12 @@ def audit_dataset(
     from .pipeline import MeasureSettings, measure_dataset
 
     ms = measure or MeasureSettings()
+    notes: list[str] = list(load_warnings)
+    if len(ds) <= ms.k:
+        from dataclasses import replace as _replace
+
+        notes.append(f"{len(ds)} images are too few for d_data with k={ms.k}; measured with k={max(3, len(ds) - 2)}")
+        ms = _replace(ms, k=max(3, len(ds) - 2))
     if ms.max_samples is not None:
         raise SettingError("max_samples", ms.max_samples, "must be left out for an audit, which looks at every image")
     if test is not None:
@@ -589,7 +630,7 @@ def audit_dataset(
         seen = {g for g in ds.keys[group_key] if g is not None}
         shared = tuple(sorted({g for g in test.keys[group_key] if g is not None} & seen, key=str))
     t0 = time.perf_counter()
-    m = measure_dataset(ds, ms, load_warnings=load_warnings)
+    m = measure_dataset(ds, ms, load_warnings=notes)
     t_measure = time.perf_counter() - t0
     labels = None if ds.labels is None else np.asarray(ds.labels)
     r = audit_images(
@@ -597,6 +638,7 @@ def audit_dataset(
         test=None if test is None else test.images,
         test_labels=None if test is None or test.labels is None else np.asarray(test.labels),
         test_ids=None if test is None else tuple(test.id_of(i) for i in range(len(test))),
+        test_class_names=None if test is None else tuple(test.class_names),
         settings=settings, graph=m.graph, nearest_other=m.nearest_other,
     )
     from dataclasses import replace
@@ -612,6 +654,7 @@ def audit(
     out: Any = None,
     *,
     test: Any = None,
+    test_labels: Any = None,
     group_key: str | None = None,
     settings: AuditSettings | None = None,
     measure: Any = None,
@@ -629,7 +672,10 @@ def audit(
     from ..data import load
 
     ds = load(data, **options) if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__") else data
-    test_options = {k: v for k, v in options.items() if k not in ("exclude", "split")}
+    # the test set takes the preprocessing, not the training set's selection or labels file
+    test_options = {k: v for k, v in options.items() if k not in ("exclude", "split", "labels", "label_key", "limit")}
+    if test_labels is not None:
+        test_options["labels"] = test_labels
     test_ds = load(test, **test_options) if isinstance(test, str) or hasattr(test, "__fspath__") else test
     result = audit_dataset(ds, settings, measure=measure, test=test_ds, group_key=group_key)
     if out is not None:

@@ -67,8 +67,12 @@ def _thumb(a: np.ndarray, b: np.ndarray) -> tuple[str, float]:
 
 
 def _cell(a_img: np.ndarray, b_img: np.ndarray, caption: str) -> str:
+    """One picture and its caption (HTML whose values are already escaped); the alt text is its words."""
+    import re
+
     b64, stretch = _thumb(a_img, b_img)
-    return (f'<div class="pair"><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
+    words = html.unescape(re.sub(r"<[^>]+>", "", caption))
+    return (f'<div class="pair"><img alt="{html.escape(words)}" src="data:image/png;base64,{b64}">'
             f'<span class="small">{caption}, |A−B| ×{stretch:.3g}</span></div>')
 
 
