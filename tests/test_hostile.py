@@ -110,28 +110,36 @@ def test_the_pixel_limit_is_one_option_and_raising_it_reads_the_file(tmp_path, c
     assert img.shape == (300, 400)
 
 
-def test_dicom_nifti_and_npy_headers_are_checked_before_decoding(tmp_path, capsys):
-    import nibabel as nib
+def write_dicom(path: Path, side: int, *, bits: int = 8, pixels: bytes | None = None, deflated: bool = False) -> Path:
+    """A minimal CT DICOM of side × side pixels at ``bits`` bits (``pixels``: the PixelData as stored,
+    default all zeros of the declared size)."""
     import pydicom
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    from intrinsics.data import read_file
-    from intrinsics.errors import DataError
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 
     meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian if deflated else ExplicitVRLittleEndian
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
     meta.MediaStorageSOPInstanceUID = generate_uid()
     ds = pydicom.Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows = ds.Columns = 20000
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.Rows = ds.Columns = side
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.PixelData = b"\0" * 64  # far less than 20000² × 2 bytes: a decoder would fail or allocate
-    dcm = tmp_path / "bomb.dcm"
-    ds.save_as(dcm, enforce_file_format=True)
+    ds.PixelData = bytes(side * side * bits // 8) if pixels is None else pixels
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_dicom_nifti_and_npy_headers_are_checked_before_decoding(tmp_path, capsys):
+    import nibabel as nib
+
+    from intrinsics.data import read_file
+    from intrinsics.errors import DataError
+
+    # far less than 20000² × 2 bytes of pixels: a decoder would fail or allocate
+    dcm = write_dicom(tmp_path / "bomb.dcm", 20000, bits=16, pixels=b"\0" * 64)
 
     header = nib.Nifti1Header()
     header.set_data_shape((20000, 20000, 1))
@@ -644,29 +652,12 @@ def test_a_deflated_dicom_is_checked_before_it_is_inflated(tmp_path, capsys, mon
     """pydicom inflates a deflated dataset whole before any element can be read: a few kilobytes become
     gigabytes. The size it declares is read from its first inflated megabyte and refused first."""
     import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
     from intrinsics.data import read_file
 
-    def write(path: Path, side: int) -> Path:
-        meta = FileMetaDataset()
-        meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds = pydicom.Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-        ds.Rows = ds.Columns = side
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.PixelData = bytes(side * side)
-        ds.save_as(path, enforce_file_format=True)
-        return path
-
-    small = write(tmp_path / "small.dcm", 64)
+    small = write_dicom(tmp_path / "small.dcm", 64, deflated=True)
     assert read_file(small)[0][0].shape == (64, 64)  # an ordinary deflated file still reads
-    bomb = write(tmp_path / "bomb.dcm", 3000)
+    bomb = write_dicom(tmp_path / "bomb.dcm", 3000, deflated=True)
     assert bomb.stat().st_size < 100_000
 
     def never(*args, **kwargs):

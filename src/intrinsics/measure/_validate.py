@@ -103,3 +103,32 @@ def preprocessing_of(X: Any) -> dict | None:
     if isinstance(prov, dict):
         return dict(prov.get("preprocessing", {}))
     return None
+
+
+class CheckedSettings:
+    """Base of the measurement layer's typed settings (frozen dataclasses): each setting's check is
+    declared once, in the subclass's ``_CHECKS`` table, and runs on construction; ``from_dict`` takes
+    settings by name (a spec block) and names an unknown one with the valid ones."""
+
+    _CHECKS: dict[str, Any] = {}
+    _WHAT = "settings"
+
+    def __post_init__(self) -> None:
+        from dataclasses import fields
+
+        for f in fields(self):  # type: ignore[arg-type]
+            object.__setattr__(self, f.name, self._CHECKS[f.name](getattr(self, f.name)))
+
+    @classmethod
+    def from_dict(cls, settings: Any = None) -> Any:
+        """Settings by name; None values mean "the default"."""
+        settings = dict(settings or {})
+        unknown = sorted(set(settings) - set(cls._CHECKS))
+        if unknown:
+            raise EstimationError(f"unknown {cls._WHAT} setting(s) {', '.join(unknown)}; valid: {', '.join(cls._CHECKS)}")
+        return cls(**{k: v for k, v in settings.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)  # type: ignore[call-overload]

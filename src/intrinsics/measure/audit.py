@@ -25,8 +25,7 @@ distance of 0 is always an identity, never rounding.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ import numpy as np
 from ..data.imageset import image_id
 from ..errors import EstimationError, SettingError
 from ..jsonio import to_jsonable
-from ._validate import as_matrix, is_int_at_least
+from ._validate import CheckedSettings, as_matrix, is_int_at_least
 from .neighbors import NeighborGraph, find_duplicates, kneighbors, nearest_other_label
 
 __all__ = ["AuditSettings", "AuditPair", "AuditResult", "DatasetAudit", "PAIR_KINDS", "audit", "audit_images",
@@ -73,7 +72,7 @@ _CHECKS = {
 
 
 @dataclass(frozen=True)
-class AuditSettings:
+class AuditSettings(CheckedSettings):
     """What an audit looks for.
 
     Parameters
@@ -96,20 +95,8 @@ class AuditSettings:
     near_duplicate_factor: float = 0.1
     n_conflicts: int = 50
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _CHECKS[f.name](getattr(self, f.name)))
-
-    @classmethod
-    def from_dict(cls, settings: Mapping[str, Any] | None = None) -> "AuditSettings":
-        settings = dict(settings or {})
-        unknown = sorted(set(settings) - set(_CHECKS))
-        if unknown:
-            raise EstimationError(f"unknown audit setting(s) {', '.join(unknown)}; valid: {', '.join(_CHECKS)}")
-        return cls(**{k: v for k, v in settings.items() if v is not None})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    _CHECKS = _CHECKS
+    _WHAT = "audit"
 
 
 @dataclass(frozen=True)

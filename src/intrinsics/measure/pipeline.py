@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,9 +23,9 @@ import numpy as np
 from ..data.imageset import image_id
 from ..data.options import flag_check
 from ..data.preprocess import COMPARISON_KEYS, comparison_key
-from ..errors import EstimationError, Placeholder, SettingError, spell
+from ..errors import Placeholder, SettingError, spell
 from ..jsonio import to_jsonable
-from ._validate import is_int_at_least
+from ._validate import CheckedSettings, is_int_at_least
 from .dimension import ESTIMATORS, by_estimator, intrinsic_dimension, k_sweep, shared_graph
 from .results import Estimate, KSweep, SharpnessEstimate
 from .sharpness import PAIR_MODES, LabelSharpness
@@ -88,7 +88,7 @@ _CHECKS = {
 
 
 @dataclass(frozen=True)
-class MeasureSettings:
+class MeasureSettings(CheckedSettings):
     """How d_data and K_F are measured.
 
     Attributes
@@ -123,21 +123,8 @@ class MeasureSettings:
     seed: int = 0
     kf_pairs: str = "all"
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _CHECKS[f.name](getattr(self, f.name)))
-
-    @classmethod
-    def from_dict(cls, settings: Mapping[str, Any] | None = None) -> "MeasureSettings":
-        """Settings by name (a study's ``[measure]`` block); an unknown name lists the valid ones."""
-        settings = dict(settings or {})
-        unknown = sorted(set(settings) - set(_CHECKS))
-        if unknown:
-            raise EstimationError(f"unknown measure setting(s) {', '.join(unknown)}; valid: {', '.join(_CHECKS)}")
-        return cls(**{k: v for k, v in settings.items() if v is not None})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    _CHECKS = _CHECKS
+    _WHAT = "measure"
 
 
 @dataclass(frozen=True)
