@@ -89,6 +89,12 @@ def test_compare_refuses_kf_across_preprocessing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "not comparable" not in out and out.count("d.npz") >= 2
     assert main(["compare", str(a), str(b), "--force"]) == 0
+    capsys.readouterr()
+    # three files, one of them different: the two that compare keep their K_F, the third is marked
+    assert main(["compare", str(a), str(c), str(b)]) == 3
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "d.npz" in ln and "×" in ln]
+    assert len(lines) == 3 and "not comparable" not in lines[0] + lines[1]
+    assert "not comparable with row 1: size differs" in lines[2]
 
 
 def test_compare_flags_different_m(tmp_path, capsys):
@@ -208,3 +214,28 @@ def test_closest_pairs_name_the_files_they_come_from(tmp_path, capsys):
     assert main(["measure", str(root), "--classes", "benign,malignant", "--bootstrap", "5"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("closest differently-labelled"))
     assert re.search(r"pair: (benign|malignant)/\S+\.png and (benign|malignant)/\S+\.png \(images \d+ and \d+", line)
+
+
+def test_every_option_and_argument_has_help_text():
+    import argparse
+
+    from intrinsics.cli import build_parser
+
+    missing = []
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, sub_parser in action.choices.items():
+                    walk(sub_parser, f"{name} {sub}")
+            elif not action.help and "-h" not in action.option_strings:
+                missing.append(f"{name} {action.option_strings or action.dest}")
+
+    walk(build_parser(), "intrinsics")
+    assert missing == []
+
+
+def test_k_sweep_is_printed_as_a_table(tmp_path, capsys):
+    assert main(["measure", str(write_npz(tmp_path / "d.npz")), "--bootstrap", "0", "--k-sweep"]) == 0
+    out = capsys.readouterr().out
+    assert "k-sweep (mle):" in out and re.search(r"k\s+5\s+10\s+15", out) and re.search(r"d_data(\s+\d+\.\d+){10}", out)

@@ -330,6 +330,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
         truth = _ground_truth_line(rec)
         if truth:
             print(truth)
+        sweep = rec["d_data"].get("k_sweep")
+        if sweep:
+            shown = [(k, v) for k, v in zip(sweep["ks"], sweep["values"]) if k % 5 == 0]
+            print(f"k-sweep (mle): every k from {sweep['ks'][0]} to {sweep['ks'][-1]} is in the JSON")
+            print(_table([["d_data"] + [_fmt(v) for _, v in shown]], ["k"] + [str(k) for k, _ in shown]))
         kf = rec.get("K_F")
         if kf and kf.get("params", {}).get("pairs") == "aligned":
             print(f"K_F over aligned pairs (the reference study's code, for parity): {kf['pairs']:,} of "
@@ -365,8 +370,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     rows = [_measure_row(r) for r in records]
     header = _measure_header(records[0])
     if problems and not args.force:
-        for r in rows:
-            r[4:7] = ["not comparable", "", ""]
+        # each row against the first: its K_F is shown where the two compare, and marked where they do not
+        for r, rec in zip(rows[1:], records[1:]):
+            against_first = kf_comparable([records[0], rec])
+            if against_first:
+                r[4:7] = ["not comparable with row 1: " + against_first[0].split(" (")[0], "", ""]
     print(_table(rows, header))
     for r in records:
         print(f"{r['dataset']['source']}: {_prep_line(r)}")
@@ -570,13 +578,13 @@ def _add_checkpoint_command(
     """A subcommand that evaluates a checkpoint: ``CHECKPOINT [SOURCE]``, the data options, the
     command's own options (added by ``own_options``), then ``--batch-size``, ``--device``, ``--json``."""
     p = sub.add_parser(name, help=help)
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint written by `intrinsics train` (.pt)")
     p.add_argument("source", nargs="?", help="dataset source (default: the one recorded in the checkpoint)")
     _add_data_options(p, from_checkpoint=True)
     own_options(p)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--json", metavar="FILE", help="write the full result as JSON")
     p.set_defaults(func=func)
     return p
 
@@ -602,7 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("measure", help="measure d_data and K_F of a dataset")
     p.add_argument("source", help="builtin:NAME, synthetic:NAME?k=v, a folder, .npz, IDX, DICOM or NIfTI path")
     _add_data_options(p)
-    p.add_argument("--estimator", default="mle", choices=("mle", "twonn"))
+    p.add_argument("--estimator", default="mle", choices=("mle", "twonn"),
+                   help="d_data estimator: mle (Levina-Bickel, MacKay-Ghahramani averaging; default) or twonn")
     p.add_argument("--k", type=int, default=20, help="neighbours for MLE (default 20)")
     p.add_argument("--kf-samples", type=int, default=1000, metavar="M", help="images per K_F draw (default 1000)")
     p.add_argument("--no-exact", action="store_true", help="skip the exact full-dataset K_F")
@@ -645,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("compare", help="side-by-side table of `measure --json` files")
-    p.add_argument("files", nargs="+", metavar="JSON")
+    p.add_argument("files", nargs="+", metavar="JSON", help="files written by `intrinsics measure --json`")
     p.add_argument("--force", action="store_true", help="show K_F even when preprocessing differs")
     p.set_defaults(func=cmd_compare)
 
@@ -657,21 +666,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-test", type=int, default=750, metavar="M", help="test images, disjoint (default 750)")
     p.add_argument("--n-val", type=int, default=0, metavar="V",
                    help="validation images, disjoint from both: also report the test loss at the best validation epoch")
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=100, help="training epochs (default 100, the reference recipe)")
     p.add_argument("--batch-size", type=int, help="default: the reference recipe's for the model")
     p.add_argument("--lr", type=float, help="default: the reference recipe of the model")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay (default 1e-4)")
     p.add_argument("--keep", choices=("last", "best"), default="last", help="model kept: last epoch or best test loss")
     p.add_argument("--unbalanced", action="store_true", help="do not balance classes in the split")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--parity-head", action="store_true", help="the reference code's 1000-logit head")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the checkpoint and run JSON")
-    p.add_argument("--json", metavar="FILE")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--json", metavar="FILE", help="also write the run record to FILE")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_train)
 
     def attack_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--attack", choices=("fgsm", "pgd"), default="fgsm")
+        p.add_argument("--attack", choices=("fgsm", "pgd"), default="fgsm", help="fgsm (default) or pgd")
         p.add_argument("--eps", default="0,2/255,8/255", help="L∞ sizes on the [0,1] scale, fractions allowed")
         p.add_argument("--steps", type=int, default=10, help="PGD steps")
         p.add_argument("--step-size", type=_fraction, help="PGD step size, fractions allowed (default 2.5·eps/steps)")
@@ -682,15 +691,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     def repr_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--layer", default="penultimate", help="penultimate, layer4, avgpool, features.28, ...")
-        p.add_argument("--estimator", choices=("twonn", "mle"), default="twonn")
-        p.add_argument("--k", type=int, default=20)
+        p.add_argument("--estimator", choices=("twonn", "mle"), default="twonn",
+                       help="twonn (default, as the reference study) or mle")
+        p.add_argument("--k", type=int, default=20, help="neighbours for MLE (default 20)")
         p.add_argument("--twonn-discard", type=_twonn_discard, default=0.1, metavar="F",
                        help="share of the largest TwoNN ratios left out: a number in [0, 1) or a name, facco "
                             "(0.1, the default) or reference (0: the reference study's code fits all but the "
                             "last point)")
         p.add_argument("--images", choices=("train", "test"), default="train",
                        help="the checkpoint's training (default) or test images")
-        p.add_argument("--bootstrap", type=int, default=200)
+        p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the d_repr CI (default 200)")
 
     _add_checkpoint_command(sub, "repr", "d_repr: intrinsic dimension of a layer's activations", cmd_repr,
                             repr_options)
@@ -699,28 +709,29 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = p.add_subparsers(dest="study_command", required=True, metavar="ACTION")
     q = ssub.add_parser("run", help="run (or resume) a study spec")
     q.add_argument("spec", help="study TOML (see `intrinsics study init`)")
-    q.add_argument("--out", required=True, metavar="DIR")
+    q.add_argument("--out", required=True, metavar="DIR", help="the study folder (study.sqlite, runs, checkpoints)")
     q.add_argument("--workers", type=int, default=1, help="local worker processes")
     q.add_argument("--threads", type=int, help="torch threads per worker (default: 1 when sharing cores)")
     q.add_argument("--retry-failed", action="store_true", help="run failed runs again")
-    q.add_argument("--no-progress", action="store_true")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar (logs and CI)")
     q.set_defaults(func=cmd_study_run)
     q = ssub.add_parser("init", help="write a commented study spec from a preset")
-    q.add_argument("file")
-    q.add_argument("--preset", default="demo-quick", choices=("demo-quick", "demo", "reference"))
+    q.add_argument("file", help="the spec file to write")
+    q.add_argument("--preset", default="demo-quick", choices=("demo-quick", "demo", "reference"),
+                   help="demo-quick (default), demo, or reference (the reference study's grid)")
     q.add_argument("--force", action="store_true", help="overwrite an existing file")
     q.set_defaults(func=cmd_study_init)
     q = ssub.add_parser("status", help="progress of a study folder")
-    q.add_argument("dir")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("dir", help="a study folder")
+    q.add_argument("--json", action="store_true", help="print the counts as JSON")
     q.set_defaults(func=cmd_study_status)
     q = ssub.add_parser("export", help="export runs (one wide row per finished run), runs and measurements to CSV and Parquet")
-    q.add_argument("dir")
-    q.add_argument("--to", metavar="DEST")
+    q.add_argument("dir", help="a study folder")
+    q.add_argument("--to", metavar="DEST", help="folder for the CSV and Parquet files (default: DIR/export)")
     q.set_defaults(func=cmd_study_export)
 
     p = sub.add_parser("report", help="fits, figures and a self-contained HTML report of a study")
-    p.add_argument("dir")
+    p.add_argument("dir", help="a study folder")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of every fit (default 1000)")
     p.add_argument("--to", metavar="DEST", help="write fits.json, figures/ and report.html here instead of into "
                    "the study folder, which is then only read")
@@ -728,7 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="predict test loss at N, or the N for a target loss, from a fitted study")
     p.add_argument("--study", required=True, metavar="DIR", help="a study folder (with fits.json) or fits.json")
-    p.add_argument("--d-data", type=float)
+    p.add_argument("--d-data", type=float, help="d_data of the dataset to plan for (or give --source)")
     p.add_argument("--kf", type=float, help="K_F, under the study's preprocessing")
     p.add_argument("--source", help="measure this dataset under the study's preprocessing instead")
     p.add_argument("--pilot", metavar="DATASET[/MODEL]",
@@ -740,15 +751,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", help="DICOM window of the --source (center,width or a preset)")
     p.add_argument("--n", type=float, nargs="+", metavar="N",
                    help="training sizes to predict at, in whole images (1000 or 1e3)")
-    p.add_argument("--target-loss", type=float)
+    p.add_argument("--target-loss", type=float, help="the N that reaches this test loss, instead of the loss at --n")
     p.add_argument("--rank", action="store_true", help="rank the study's datasets (and this one) by difficulty")
-    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--json", metavar="FILE", help="write the full result as JSON")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("demo", help="the embedded default study end to end: data, training, fits, report")
     p.add_argument("--quick", action="store_true", help="the sub-2-minute version")
-    p.add_argument("--out", default="demo-out", metavar="DIR")
-    p.add_argument("--workers", type=int)
+    p.add_argument("--out", default="demo-out", metavar="DIR", help="the demo's study folder (default demo-out)")
+    p.add_argument("--workers", type=int, help="worker processes (default: 1 with --quick, else one per core, at most 4)")
     p.set_defaults(func=cmd_demo)
     return parser
 
