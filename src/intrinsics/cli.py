@@ -497,6 +497,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .study import write_report
 
     path = write_report(args.dir, n_bootstrap=args.bootstrap, to=args.to)
+    fits = json.loads((path.parent / "fits.json").read_text(encoding="utf-8"))
+    print("the method's claims on this study (evidence in the report):")
+    for c in fits.get("claims", []):
+        print(f"  {c['verdict']:>13}  {c['claim']}")
     print(f"report: {path}")
     return 0
 

@@ -136,7 +136,11 @@ def test_cli_status_report_plan_export_on_the_demo(quick_demo, tmp_path, capsys)
     st = json.loads(capsys.readouterr().out)
     assert st["total"] == st["done"] > 0 and st["failed"] == 0 and st["running"] == 0
     assert main(["report", str(out), "--bootstrap", "50"]) == 0
-    assert "report.html" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    fits = json.loads((out / "fits.json").read_text())
+    assert "report.html" in printed and fits["claims"]
+    for c in fits["claims"]:  # every verdict is said on screen, next to its claim
+        assert f"{c['verdict']:>13}  {c['claim']}" in printed
     plan_json = tmp_path / "plan.json"
     assert main(["plan", "--study", str(out), "--d-data", "10", "--kf", "2", "--n", "500", "2000",
                  "--json", str(plan_json)]) == 0
