@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EstimationError, InputTypeError
+from ..errors import EstimationError, InputTypeError, SettingError
 
 __all__ = ["as_matrix", "as_labels", "check_seed", "is_int_at_least", "preprocessing_of"]
 
@@ -103,6 +103,20 @@ def preprocessing_of(X: Any) -> dict | None:
     if isinstance(prov, dict):
         return dict(prov.get("preprocessing", {}))
     return None
+
+
+def int_setting(name: str, minimum: int, *, optional: bool = False):
+    """The check of an integer setting >= ``minimum`` (None allowed when ``optional``), for a
+    :class:`CheckedSettings` table."""
+
+    def check(v: Any) -> Any:
+        if v is None and optional:
+            return None
+        if not is_int_at_least(v, minimum):
+            raise SettingError(name, v, f"must be an integer >= {minimum}" + (" (or left out)" if optional else ""))
+        return int(v)
+
+    return check
 
 
 class CheckedSettings:

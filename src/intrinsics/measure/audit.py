@@ -33,22 +33,13 @@ import numpy as np
 from ..data.imageset import image_id
 from ..errors import EstimationError, SettingError
 from ..jsonio import to_jsonable
-from ._validate import CheckedSettings, as_matrix, is_int_at_least
+from ._validate import CheckedSettings, as_matrix, int_setting
 from .neighbors import NeighborGraph, find_duplicates, kneighbors, nearest_other_label
 
 __all__ = ["AuditSettings", "AuditPair", "AuditResult", "DatasetAudit", "PAIR_KINDS", "audit", "audit_images",
            "audit_dataset"]
 
 PAIR_KINDS = ("label_conflict", "exact_duplicate", "near_duplicate", "leak")
-
-
-def _positive_int(name: str, minimum: int):
-    def check(v: Any) -> int:
-        if not is_int_at_least(v, minimum):
-            raise SettingError(name, v, f"must be an integer >= {minimum}")
-        return int(v)
-
-    return check
 
 
 def _positive_number(name: str, *, optional: bool):
@@ -64,10 +55,10 @@ def _positive_number(name: str, *, optional: bool):
 
 # Each setting's check, declared once.
 _CHECKS = {
-    "k": _positive_int("k", 1),
+    "k": int_setting("k", 1),
     "near_duplicate": _positive_number("near_duplicate", optional=True),
     "near_duplicate_factor": _positive_number("near_duplicate_factor", optional=False),
-    "n_conflicts": _positive_int("n_conflicts", 0),
+    "n_conflicts": int_setting("n_conflicts", 0),
 }
 
 

@@ -25,7 +25,7 @@ from ..data.options import flag_check
 from ..data.preprocess import COMPARISON_KEYS, comparison_key
 from ..errors import Placeholder, SettingError, spell
 from ..jsonio import to_jsonable
-from ._validate import CheckedSettings, is_int_at_least
+from ._validate import CheckedSettings, int_setting, is_int_at_least
 from .dimension import ESTIMATORS, by_estimator, intrinsic_dimension, k_sweep, shared_graph
 from .results import Estimate, KSweep, SharpnessEstimate
 from .sharpness import PAIR_MODES, LabelSharpness
@@ -33,17 +33,6 @@ from .sharpness import PAIR_MODES, LabelSharpness
 __all__ = ["MeasureSettings", "DatasetMeasurement", "measure_dataset", "kf_comparable", "exclusion_change"]
 
 K_SWEEP = range(5, 51)
-
-
-def _int_at_least(name: str, minimum: int, *, optional: bool = False):
-    def check(v: Any) -> Any:
-        if v is None and optional:
-            return None
-        if not is_int_at_least(v, minimum):
-            raise SettingError(name, v, f"must be an integer >= {minimum}" + (" (or left out)" if optional else ""))
-        return int(v)
-
-    return check
 
 
 # Far beyond what a 95% interval needs (its Monte Carlo error at 10,000 is about 0.2% of the width); a
@@ -76,13 +65,13 @@ def _kf_pairs(v: Any) -> str:
 
 _CHECKS = {
     "estimator": _estimator,
-    "k": _int_at_least("k", 3),
-    "kf_samples": _int_at_least("kf_samples", 2),
+    "k": int_setting("k", 3),
+    "kf_samples": int_setting("kf_samples", 2),
     "n_bootstrap": _int_between("n_bootstrap", 0, MAX_BOOTSTRAP),
-    "max_samples": _int_at_least("max_samples", 3, optional=True),
+    "max_samples": int_setting("max_samples", 3, optional=True),
     "exact": flag_check("exact"),
     "k_sweep": flag_check("k_sweep"),
-    "seed": _int_at_least("seed", 0),
+    "seed": int_setting("seed", 0),
     "kf_pairs": _kf_pairs,
 }
 
