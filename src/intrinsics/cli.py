@@ -243,7 +243,7 @@ def _exclusion_line(ex: dict[str, Any], path: str) -> str:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from .data import load
-    from .measure.audit import AuditSettings, audit_dataset
+    from .measure.audit import AuditSettings, audit_dataset, options_for_test_set
     from .measure.audit_files import write_audit
     from .measure.pipeline import MeasureSettings
 
@@ -256,19 +256,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     ds = _load(args, load_notes)
     test = None
     if args.test or args.test_split:
-        # the test set takes the preprocessing, not the training set's selection or labels file
-        kwargs = {k: v for k, v in data_kwargs(args).items() if k not in ("exclude", "split", "labels", "limit")}
         test_labels = args.test_labels
         if test_labels is None and args.labels and args.test:
             # the test folder's own labels CSV of the same name, if it has one
             beside = Path(args.test) / Path(args.labels).name
             test_labels = str(beside) if beside.is_file() else None
-        if test_labels:
-            kwargs["labels"] = test_labels
-        elif getattr(args, "no_labels", False):
-            kwargs["labels"] = False
-        else:
-            kwargs.pop("label_key", None)
+        if test_labels is None and getattr(args, "no_labels", False):
+            test_labels = False
+        kwargs = options_for_test_set(data_kwargs(args), test_labels)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             test = (load(args.test, **kwargs) if args.test

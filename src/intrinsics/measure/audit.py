@@ -25,6 +25,7 @@ distance of 0 is always an identity, never rounding.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,7 @@ from ._validate import CheckedSettings, as_matrix, int_setting
 from .neighbors import NeighborGraph, find_duplicates, kneighbors, nearest_other_label
 
 __all__ = ["AuditSettings", "AuditPair", "AuditResult", "DatasetAudit", "PAIR_KINDS", "audit", "audit_images",
-           "audit_dataset"]
+           "audit_dataset", "options_for_test_set"]
 
 PAIR_KINDS = ("label_conflict", "exact_duplicate", "near_duplicate", "leak")
 
@@ -627,6 +628,18 @@ def audit_dataset(
                         test_dataset=None if test is None else test.describe(), measure_seconds=t_measure)
 
 
+def options_for_test_set(options: Mapping[str, Any], test_labels: Any = None) -> dict[str, Any]:
+    """The load options of an audit's test set: the training set's preprocessing, not its selection
+    (``exclude``, ``split``, ``limit``) nor its labels file. ``test_labels`` is the test set's own labels
+    CSV (read with the same ``label_key``), or False for an unlabelled test set."""
+    out = {k: v for k, v in options.items() if k not in ("exclude", "split", "labels", "label_key", "limit")}
+    if test_labels is not None:
+        out["labels"] = test_labels
+        if test_labels is not False and "label_key" in options:
+            out["label_key"] = options["label_key"]
+    return out
+
+
 def audit(
     data: Any,
     out: Any = None,
@@ -650,11 +663,7 @@ def audit(
     from ..data import load
 
     ds = load(data, **options) if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__") else data
-    # the test set takes the preprocessing, not the training set's selection or labels file
-    test_options = {k: v for k, v in options.items() if k not in ("exclude", "split", "labels", "label_key", "limit")}
-    if test_labels is not None:
-        test_options["labels"] = test_labels
-    test_ds = load(test, **test_options) if isinstance(test, str) or hasattr(test, "__fspath__") else test
+    test_ds = load(test, **options_for_test_set(options, test_labels)) if isinstance(test, str) or hasattr(test, "__fspath__") else test
     result = audit_dataset(ds, settings, measure=measure, test=test_ds, group_key=group_key)
     if out is not None:
         from .audit_files import write_audit
