@@ -149,12 +149,10 @@ def _key_from_header(csv_path: Path, label_key: str) -> str:
     return present[0] if len(present) == 1 else label_key
 
 
-def _read_csv(csv_path: Path, key_column: str, label_column: str, root: Path, by_path: bool,
-              extras: dict[str, dict[str, str | None]] | None = None) -> dict[str, str]:
-    """The labels of a CSV by key; ``extras`` (when given) receives each row's other columns by key
-    (a patient or site column: per-image keys an audit can group by)."""
-    if extras is None:
-        extras = {}
+def _read_csv(csv_path: Path, key_column: str, label_column: str, root: Path,
+              by_path: bool) -> tuple[dict[str, str], dict[str, dict[str, str | None]]]:
+    """The labels of a CSV by key, and each row's other columns by key (a patient or site column:
+    per-image keys an audit can group by)."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -166,7 +164,7 @@ def _read_csv(csv_path: Path, key_column: str, label_column: str, root: Path, by
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read the labels CSV {csv_path}: {exc}") from None
     mapping: dict[str, str] = {}
-    extras.clear()
+    extras: dict[str, dict[str, str | None]] = {}
     others = [h for h in header if h and h not in (key_col, label_col)]
     empty: list[str] = []
     conflicts: list[str] = []
@@ -197,7 +195,7 @@ def _read_csv(csv_path: Path, key_column: str, label_column: str, root: Path, by
         )
     if not mapping:
         raise DataError(f"{csv_path} has no label rows; add rows '{key_col},{label_col}'")
-    return mapping
+    return mapping, extras
 
 
 def _slice_id(fragment: str, csv_path: Path, row: int) -> int:
@@ -327,7 +325,7 @@ def read_folder(
     csv_extras: dict[str, dict[str, str | None]] = {}
     if csv_path is not None:
         label_key = _key_from_header(csv_path, label_key)
-        mapping = _read_csv(csv_path, label_key, label_column, root, label_key == "path", csv_extras)
+        mapping, csv_extras = _read_csv(csv_path, label_key, label_column, root, label_key == "path")
         info.update(mode="csv", labels_csv=str(csv_path), label_key=label_key, label_column=label_column)
         if label_key == "path":
             files, file_labels, unknown, slice_map = _match_csv_paths(

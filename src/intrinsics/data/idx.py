@@ -150,12 +150,8 @@ def read_idx(
     labels_path = Path(labels) if labels is not None else labels_file_for(path)
     label_values = None
     if labels_path is not None:
+        # the count is checked against the images from the labels file's header, before it is read
         label_values = read_idx_array(labels_path, items=len(images), pair=path)
-        if label_values.ndim != 1 or len(label_values) != len(images):
-            raise DataError(
-                f"{labels_path} holds labels of shape {label_values.shape} for {len(images)} images in {path}; "
-                "pair each images file with its own labels file"
-            )
     return RawImages(
         images=list(images),
         labels=label_values,

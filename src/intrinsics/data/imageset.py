@@ -100,13 +100,14 @@ class ImageSet:
         index = np.asarray(index)
         prov = dict(self.provenance)
         prov["subset_of"] = len(self)
+        positions = np.arange(len(self))[index]  # a boolean mask or indices, as positions
         return replace(
             self,
             images=self.images[index],
             labels=None if self.labels is None else self.labels[index],
             provenance=prov,
-            ids=None if self.ids is None else tuple(self.ids[int(i)] for i in np.arange(len(self))[index]),
-            keys={k: tuple(v[int(i)] for i in np.arange(len(self))[index]) for k, v in self.keys.items()},
+            ids=None if self.ids is None else tuple(self.ids[int(i)] for i in positions),
+            keys={k: tuple(v[int(i)] for i in positions) for k, v in self.keys.items()},
         )
 
     def describe(self) -> dict[str, Any]:

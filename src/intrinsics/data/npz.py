@@ -71,10 +71,10 @@ def _member_header(npz: Any, key: str) -> tuple[tuple[int, ...], np.dtype] | Non
     return tuple(int(s) for s in shape), np.dtype(dtype)
 
 
-def _check_declared(npz: Any, key: str, path: Path, max_pixels: int | None, images: bool) -> None:
+def _check_declared(header: tuple[tuple[int, ...], np.dtype] | None, key: str, path: Path,
+                    max_pixels: int | None, images: bool) -> None:
     """Refuse, before decompressing, a member whose header declares images above ``max_pixels`` or an
     array larger than the free memory (a few kilobytes of zeros can declare terabytes)."""
-    header = _member_header(npz, key)
     if header is None:
         return
     shape, dtype = header
@@ -84,9 +84,9 @@ def _check_declared(npz: Any, key: str, path: Path, max_pixels: int | None, imag
                  "use a smaller file (or save the images in several files)", shape=shape)
 
 
-def _check_label_count(npz: Any, image_key: str, label_key: str, path: Path) -> None:
+def _check_label_count(images: tuple[tuple[int, ...], np.dtype] | None, labels: tuple[tuple[int, ...], np.dtype] | None,
+                       label_key: str, path: Path) -> None:
     """Refuse, from the headers alone, labels that cannot belong to the images (before either is read)."""
-    images, labels = _member_header(npz, image_key), _member_header(npz, label_key)
     if images is None or labels is None or not images[0] or not labels[0]:
         return
     if labels[0][0] != images[0][0]:
@@ -186,10 +186,12 @@ def read_npz(
                 )
             if split is not None:
                 raise DataError(f"{path} has no splits (keys: {', '.join(keys)}); drop {spell('split', split)}")
-        _check_declared(npz, image_key, path, max_pixels, images=True)
+        image_header = _member_header(npz, image_key)
+        _check_declared(image_header, image_key, path, max_pixels, images=True)
         if label_key in keys:
-            _check_declared(npz, label_key, path, None, images=False)
-            _check_label_count(npz, image_key, label_key, path)
+            label_header = _member_header(npz, label_key)
+            _check_declared(label_header, label_key, path, None, images=False)
+            _check_label_count(image_header, label_header, label_key, path)
         images = _get(npz, image_key, path)
         labels = _get(npz, label_key, path) if label_key in keys else None
     if labels is not None and labels.ndim == 0:

@@ -253,15 +253,16 @@ def _candidates(
     best_i = np.zeros((n, k_cand), dtype=np.int64)
     worst_pos = np.zeros(n, dtype=np.int64)
     bounds = _block_bounds(n, block_size)
-    if labels is not None:
-        bounds = _label_aligned_bounds(labels.numpy(), block_size, bounds)
-    pairs = [(a, b) for b in range(len(bounds)) for a in range(b + 1)]
-    if labels is not None:
+    if labels is None:
+        pairs = [(a, b) for b in range(len(bounds)) for a in range(b + 1)]
+    else:
         # A pair of blocks that hold one and the same label throughout has no candidate: skipped (rows
         # grouped by label, such as a training set followed by its test set, skip most of the work).
         lab = labels.numpy()
+        bounds = _label_aligned_bounds(lab, block_size, bounds)
         single = [lab[s_] if lab[s_:e_].min() == lab[s_:e_].max() else None for s_, e_ in bounds]
-        pairs = [(a, b) for a, b in pairs if single[a] is None or single[a] != single[b]]
+        pairs = [(a, b) for b in range(len(bounds)) for a in range(b + 1)
+                 if single[a] is None or single[a] != single[b]]
     if progress:
         from tqdm.auto import tqdm
 
