@@ -199,3 +199,20 @@ def test_from_torch_with_target_transform_reads_labels_from_items():
     ds = from_torch(data, limit=6)
     assert data.reads >= 30  # labels come from the items, not from the untransformed targets
     assert set(ds.labels.tolist()) <= {0, 1}
+
+
+def test_from_torch_reads_a_medmnist_dataset_with_its_label_names(tmp_path):
+    medmnist = pytest.importorskip("medmnist", reason="the medmnist package is a dev dependency")
+    n = medmnist.INFO["pneumoniamnist"]["n_samples"]  # the package checks the split sizes of its files
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, (n["train"], 1), dtype=np.uint8)
+    np.savez(tmp_path / "pneumoniamnist.npz",
+             train_images=rng.integers(0, 256, (n["train"], 28, 28), dtype=np.uint8), train_labels=labels,
+             val_images=np.zeros((n["val"], 28, 28), np.uint8), val_labels=np.zeros((n["val"], 1), np.uint8),
+             test_images=np.zeros((n["test"], 28, 28), np.uint8), test_labels=np.zeros((n["test"], 1), np.uint8))
+    dataset = medmnist.PneumoniaMNIST(split="train", root=str(tmp_path))
+    ds = from_torch(dataset, limit=40, seed=3)
+    assert ds.class_names == ("normal", "pneumonia") and ds.N == 40
+    items = [int(i.split()[-1]) for i in ds.ids]  # "item 1234"
+    assert ds.labels.tolist() == labels[items, 0].tolist()
+    np.testing.assert_allclose(ds.images[0, 0], dataset.imgs[items[0]] / 255, atol=1e-7)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import types
 import urllib.error
 
 import numpy as np
 import pytest
 
-from intrinsics.data import builtin, load
+from intrinsics.data import MEDMNIST_LABELS, builtin, load, medmnist
 from intrinsics.errors import DataError
 
 from .test_idx import write_idx
@@ -100,10 +102,25 @@ def mirror(tmp_path, monkeypatch):
             test_images=rng.integers(0, 256, (2, size, size), dtype=np.uint8),
             test_labels=np.array([[1], [0]], np.uint8),
         )
+    findings = rng.integers(0, 2, (5, 14), dtype=np.uint8)
+    np.savez(site / "chestmnist.npz", train_images=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+             train_labels=findings)
     monkeypatch.setattr(builtin, "MEDMNIST_URL", site.as_uri() + "/{name}{suffix}.npz")
     cache = tmp_path / "cache"
     monkeypatch.setenv("INTRINSICS_CACHE", str(cache))
+    # Without the medmnist package (its metadata and its ~/.medmnist folder) unless a test installs a fake.
+    monkeypatch.setattr(medmnist, "_package", lambda: None)
     return site, cache
+
+
+def _fake_package(monkeypatch, info, root=None):
+    """The medmnist package's info module as the loaders see it, with this INFO table."""
+    module = types.SimpleNamespace(INFO=info, __version__="9.9", DEFAULT_ROOT=None if root is None else str(root))
+    monkeypatch.setattr(medmnist, "_package", lambda: module)
+
+
+def _md5(path):
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def test_medmnist_downloads_once_into_the_cache(mirror):
@@ -125,6 +142,79 @@ def test_medmnist_size_suffix(mirror):
     assert (mirror[1] / "medmnist" / "pneumoniamnist_64.npz").is_file()
     with pytest.raises(DataError, match="sizes"):
         load("builtin:pneumoniamnist_32")
+
+
+def test_medmnist_query_names_size_split_and_label(mirror):
+    ds = load("builtin:pneumoniamnist?size=64&split=test")
+    assert ds.images.shape == (2, 1, 64, 64) and ds.labels.tolist() == [1, 0]
+    assert ds.provenance["reader"]["task"] == "binary-class" and ds.provenance["reader"]["size"] == 64
+    assert ds.provenance["reader"]["metadata"] == "intrinsics"
+    assert load("builtin:pneumoniamnist?split=test", split="test").N == 2  # the same split twice is fine
+    with pytest.raises(DataError, match="says split=test but (--split train|split='train') is also given"):
+        load("builtin:pneumoniamnist?split=test", split="train")
+    with pytest.raises(DataError, match=r"takes no 'sizes'; its query keys are size .*split .*label"):
+        load("builtin:pneumoniamnist?sizes=64")
+    with pytest.raises(DataError, match="sizes 28, 64, 128, 224"):
+        load("builtin:pneumoniamnist?size=big")
+    with pytest.raises(DataError, match="takes no 'size'.*resize with (--size|size=)"):
+        load("builtin:digits?size=64")
+    with pytest.raises(DataError, match="one binary-class label per image; drop label=x"):
+        load("builtin:pneumoniamnist?label=x")
+
+
+def test_multilabel_medmnist_needs_a_finding(mirror):
+    site = mirror[0]
+    with pytest.raises(DataError, match=r"chestmnist is multi-label \(14 findings.*builtin:chestmnist\?label=atelectasis"):
+        load("builtin:chestmnist")
+    ds = load("builtin:chestmnist?label=effusion")
+    truth = np.load(site / "chestmnist.npz")["train_labels"][:, 2]
+    assert ds.class_names == ("no effusion", "effusion") and ds.labels.tolist() == truth.tolist()
+    assert load("builtin:chestmnist", label_column=2).labels.tolist() == truth.tolist()
+
+
+def test_volume_medmnist_is_refused_with_the_2d_names():
+    with pytest.raises(DataError, match="organmnist3d holds 3-D volumes.*2-D MedMNIST dataset .*pneumoniamnist"):
+        load("builtin:organmnist3d?size=64")
+
+
+def test_medmnist_package_metadata_checks_checksum_and_split_sizes(mirror, monkeypatch):
+    site, cache = mirror
+    row = {"task": "binary-class", "label": {"0": "normal", "1": "pneumonia"}, "n_channels": 1,
+           "n_samples": {"train": 6, "val": 0, "test": 2}, "MD5": "0" * 32,
+           "MD5_64": _md5(site / "pneumoniamnist_64.npz")}
+    _fake_package(monkeypatch, {"pneumoniamnist": row})
+    with pytest.raises(DataError, match=f"has MD5 {_md5(site / 'pneumoniamnist.npz')}, not the dataset's 0{{32}}"):
+        load("builtin:pneumoniamnist")
+    assert not list(cache.rglob("pneumoniamnist.npz*"))  # a file that fails its checksum is not kept
+    ds = load("builtin:pneumoniamnist?size=64")
+    assert ds.N == 6 and ds.provenance["reader"]["metadata"] == "medmnist 9.9"
+    _fake_package(monkeypatch, {"pneumoniamnist": dict(row, n_samples={"train": 7})})
+    with pytest.raises(DataError, match="holds 6 train images, but pneumoniamnist has 7.*delete the file"):
+        load("builtin:pneumoniamnist?size=64")
+
+
+def test_medmnist_package_download_folder_is_used(mirror, monkeypatch, tmp_path):
+    root = tmp_path / "dot-medmnist"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    np.savez(root / "breastmnist.npz", train_images=rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+             train_labels=np.array([[0], [1], [1]], np.uint8))
+    _fake_package(monkeypatch, {}, root)
+    ds = load("builtin:breastmnist")  # not on the mirror: read from the package's folder, not downloaded
+    assert ds.N == 3 and ds.class_names == ("malignant", "normal, benign")
+    assert not (mirror[1] / "medmnist").exists()
+
+
+def test_our_medmnist_table_matches_the_package():
+    medmnist_pkg = pytest.importorskip("medmnist", reason="the medmnist package is a dev dependency")
+    for flag, labels in MEDMNIST_LABELS.items():
+        row = medmnist_pkg.INFO[flag]
+        assert labels == tuple(row["label"][str(i)] for i in range(len(row["label"]))), flag
+        medmnist._package.cache_clear()
+        info = medmnist.medmnist_info(flag)
+        assert (info.task, info.n_channels, info.labels) == (row["task"], row["n_channels"], labels)
+        assert info.md5[224] == row["MD5_224"] and info.n_samples == row["n_samples"]
+        assert medmnist._TABLE[flag][:2] == (row["task"], row["n_channels"]), flag
 
 
 def test_offline_says_where_to_put_the_file(mirror, monkeypatch):

@@ -169,6 +169,11 @@ def _dataset_classes(dataset: Any) -> tuple[str, ...] | None:
         names = getattr(obj, "classes", None)
         if names is not None and len(names) and all(isinstance(c, str) for c in names):
             return tuple(names)
+        info = getattr(obj, "info", None)  # a medmnist Dataset: INFO[flag]["label"] = {"0": name, ...}
+        labels = info.get("label") if isinstance(info, dict) else None
+        if isinstance(labels, dict) and labels and all(str(k).isdigit() for k in labels) \
+                and not str(info.get("task", "")).startswith("multi-label"):
+            return tuple(str(labels[k]) for k in sorted(labels, key=int))
     return None
 
 

@@ -1,11 +1,18 @@
 """Named datasets: ``builtin:digits``, ``builtin:mnist``, ``builtin:fashion-mnist`` and the MedMNIST 2-D
-sets (``builtin:pneumoniamnist``, ``builtin:pneumoniamnist_64``, ...; downloaded once and cached)."""
+sets (``builtin:pneumoniamnist?size=64&split=test``, ``builtin:chestmnist?label=effusion``, ...;
+downloaded once, checked against the dataset's checksum when the medmnist package is installed, and cached).
+
+A MedMNIST name takes the medmnist package's ``flag`` and ``size`` (28, 64, 128 or 224: which file is
+read; ``--size`` then resizes) as a query; ``split`` (train, val, test) and, for the multi-label
+ChestMNIST, ``label`` (the finding that makes the binary task) may be given there or as options."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
+import urllib.parse
 import urllib.error
 import urllib.request
 import zipfile
@@ -14,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, spell
+from ..errors import DataError, Placeholder, spell
 from ._raw import RawImages
 from .idx import IDX_IMAGES_PATTERN, read_idx
-from .npz import MEDMNIST_LABELS, read_npz
+from .medmnist import MEDMNIST_LABELS, MEDMNIST_SIZES, MedMNISTInfo, medmnist_info, medmnist_package_root
+from .npz import read_npz
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -36,7 +44,6 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 # Where Debian's dataset-fashion-mnist package puts the IDX files.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 MEDMNIST_URL = "https://zenodo.org/records/10519652/files/{name}{suffix}.npz"
-MEDMNIST_SIZES = (28, 64, 128, 224)
 _TIMEOUT_S = 60
 
 
@@ -63,7 +70,15 @@ def _check_npz(path: Path) -> None:
         raise DataError(f"{path} is not a MedMNIST file (keys: {', '.join(sorted(keys))})")
 
 
-def _download(url: str, dest: Path) -> None:
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download(url: str, dest: Path, md5: str | None = None) -> None:
     from tqdm.auto import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +103,9 @@ def _download(url: str, dest: Path) -> None:
             _check_npz(tmp)
         except DataError as exc:
             raise DataError(f"the download from {url} is not a usable MedMNIST file: {exc}; try again") from None
+        if md5 is not None and (got := _md5(tmp)) != md5:
+            raise DataError(f"the download from {url} has MD5 {got}, not the dataset's {md5} (a truncated or "
+                            "altered file); try again")
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
@@ -107,13 +125,16 @@ def fetch_medmnist(name: str, size: int = 28) -> Path:
     Returns
     -------
     Path
-        The cached file, under ``cache_dir() / "medmnist"``.
+        The cached file, under ``cache_dir() / "medmnist"``; or the medmnist package's own copy
+        (``~/.medmnist``) when that package is installed and has already downloaded it.
     """
-    if name not in MEDMNIST_LABELS:
-        raise DataError(f"{name!r} is not a MedMNIST 2-D dataset; available: {', '.join(sorted(MEDMNIST_LABELS))}")
+    info = medmnist_info(name)
     if size not in MEDMNIST_SIZES:
         raise DataError(f"MedMNIST files come in sizes {MEDMNIST_SIZES}, not {size}; pick one and resize with size=")
     suffix = "" if size == 28 else f"_{size}"
+    package_root = medmnist_package_root()
+    if package_root is not None and (package_root / f"{name}{suffix}.npz").is_file():
+        return package_root / f"{name}{suffix}.npz"  # downloaded by the medmnist package: not twice
     dest = cache_dir() / "medmnist" / f"{name}{suffix}.npz"
     if dest.is_file():
         try:
@@ -121,7 +142,7 @@ def fetch_medmnist(name: str, size: int = 28) -> Path:
         except DataError as exc:
             raise DataError(f"the cached file is damaged: {exc}; delete {dest} to download it again") from None
         return dest
-    _download(MEDMNIST_URL.format(name=name, suffix=suffix), dest)
+    _download(MEDMNIST_URL.format(name=name, suffix=suffix), dest, info.md5.get(size))
     return dest
 
 
@@ -186,7 +207,52 @@ def _fashion(split: str | None) -> RawImages:
     return raw
 
 
-_MEDMNIST_RE = re.compile(r"^([a-z]+mnist)(?:_(\d+))?$")
+_MEDMNIST_RE = re.compile(r"^([a-z]+mnist(?:3d)?)(?:_(\d+))?$")
+_QUERY_KEYS = {"size": "MedMNIST", "split": "any", "label": "multi-label MedMNIST"}
+
+
+def _query(name: str) -> tuple[str, dict[str, str]]:
+    """``"pneumoniamnist?size=64&split=test"`` -> ("pneumoniamnist", {"size": "64", "split": "test"})."""
+    base, _, text = name.partition("?")
+    pairs = urllib.parse.parse_qsl(text, keep_blank_values=True) if text else []
+    query: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in _QUERY_KEYS:
+            raise DataError(f"builtin:{base} takes no {key!r}; its query keys are "
+                            f"{', '.join(f'{k} ({w})' for k, w in _QUERY_KEYS.items())}")
+        if key in query and query[key] != value:
+            raise DataError(f"builtin:{base} gives {key} twice ({query[key]!r} and {value!r}); give it once")
+        query[key] = value
+    return base, query
+
+
+def _merge(name: str, query: dict[str, str], key: str, option: str, value: Any) -> Any:
+    """A setting given in the source's query or as an option (both only when they agree)."""
+    if key not in query:
+        return value
+    if value is not None and str(value) != query[key]:
+        raise DataError(f"builtin:{name} says {key}={query[key]} but {spell(option, value)} is also given; "
+                        "give it once")
+    return query[key]
+
+
+def _medmnist(info: MedMNISTInfo, size: int, split: str | None, label: Any) -> RawImages:
+    if info.multilabel and label is None:
+        findings = ", ".join(f"{i}={f!r}" for i, f in enumerate(info.labels))
+        raise DataError(
+            f"{info.flag} is multi-label ({len(info.labels)} findings per image); choose the finding that makes "
+            f"the binary task, e.g. builtin:{info.flag}?label={info.labels[0]} ({findings})"
+        )
+    if not info.multilabel and label is not None:
+        raise DataError(f"{info.flag} has one {info.task} label per image; drop label={label}")
+    path = fetch_medmnist(info.flag, size)
+    raw = read_npz(path, split=split, label_column=label)
+    n_expected = info.n_samples.get(raw.info["split"])
+    if n_expected is not None and n_expected != len(raw.images):
+        raise DataError(f"{path} holds {len(raw.images)} {raw.info['split']} images, but {info.flag} has "
+                        f"{n_expected} ({info.source}); delete the file to download it again")
+    raw.info.update(name=info.flag, size=size, task=info.task, metadata=info.source)
+    return raw
 
 
 def read_builtin(name: str, *, split: str | None = None, label_column: Any = None) -> RawImages:
@@ -195,34 +261,47 @@ def read_builtin(name: str, *, split: str | None = None, label_column: Any = Non
     Parameters
     ----------
     name : str
-        "digits", "mnist", "fashion-mnist", or a MedMNIST 2-D name with an optional size suffix
-        ("pneumoniamnist", "pneumoniamnist_64").
+        "digits", "mnist", "fashion-mnist", or a MedMNIST 2-D flag with an optional query:
+        ``"pneumoniamnist?size=64&split=test"``, ``"chestmnist?label=effusion"`` (the older spelling
+        ``"pneumoniamnist_64"`` is read too).
     split : str, optional
         "train"/"test" (Fashion-MNIST), "train"/"val"/"test" (MedMNIST); default "train".
     label_column : int or str, optional
-        ChestMNIST only: the finding that defines a binary task.
+        ChestMNIST only: the finding (name or index) that defines a binary task; the same as ``?label=``.
 
     Returns
     -------
     RawImages
+        For MedMNIST, ``info`` records the flag, size, task and where its metadata came from.
     """
-    key = name.strip().lower().replace("_mnist", "-mnist")
+    base, query = _query(name)
+    key = base.strip().lower().replace("_mnist", "-mnist")
+    split = _merge(base, query, "split", "split", split)
+    match = _MEDMNIST_RE.match(key)
+    if match and (match.group(1) in MEDMNIST_LABELS or match.group(1).endswith("3d")):
+        info = medmnist_info(match.group(1))
+        label = _merge(base, query, "label", "label_column", label_column)
+        if match.group(2) and "size" in query and query["size"] != match.group(2):
+            raise DataError(f"builtin:{name} names size {match.group(2)} twice differently; write "
+                            f"builtin:{info.flag}?size=N")
+        size_text = query.get("size") or match.group(2) or "28"
+        if not size_text.isdigit():
+            raise DataError(f"builtin:{info.flag}?size={size_text} is not a size; MedMNIST files come in "
+                            f"sizes {', '.join(map(str, MEDMNIST_SIZES))}")
+        return _medmnist(info, int(size_text), split, label)
+    for k in ("size", "label"):
+        if k in query:
+            raise DataError(f"builtin:{base} takes no {k!r} (that is for {_QUERY_KEYS[k]} datasets); "
+                            + (f"resize with {spell('size', Placeholder('N'))} instead" if k == "size" else "drop it"))
     if key in ("fashion-mnist", "fashionmnist"):
         return _fashion(split)
-    if label_column is not None and not key.startswith("chestmnist"):
+    if label_column is not None:
         raise DataError(f"{spell('label_column')} applies to multi-label datasets (chestmnist), not builtin:{name}")
     if key == "digits":
         return _digits(split)
     if key == "mnist":
         return _mnist(split)
-    match = _MEDMNIST_RE.match(key)
-    if match and match.group(1) in MEDMNIST_LABELS:
-        size = int(match.group(2) or 28)
-        path = fetch_medmnist(match.group(1), size)
-        raw = read_npz(path, split=split, label_column=label_column)
-        raw.info.update(name=key, size=size)
-        return raw
     raise DataError(
         f"unknown builtin dataset {name!r}; available: {', '.join(available_builtins())} "
-        "(MedMNIST names take _64, _128 or _224 for larger images)"
+        "(MedMNIST names take ?size=64, 128 or 224 for larger images)"
     )

@@ -14,36 +14,10 @@ import numpy as np
 from ..errors import DataError, Placeholder, SettingError, spell
 from ._raw import RawImages
 from .limits import DEFAULT_MAX_PIXELS, check_memory, check_pixels
+from .medmnist import MEDMNIST_LABELS, MEDMNIST_MULTILABEL
 
 __all__ = ["MEDMNIST_LABELS", "MEDMNIST_MULTILABEL", "medmnist_name", "read_npz"]
 
-# Official label names of the MedMNIST v2 2-D datasets, by class index.
-_ORGAN = ("bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right", "liver",
-          "lung-left", "lung-right", "pancreas", "spleen")
-MEDMNIST_LABELS: dict[str, tuple[str, ...]] = {
-    "pathmnist": ("adipose", "background", "debris", "lymphocytes", "mucus", "smooth muscle",
-                  "normal colon mucosa", "cancer-associated stroma", "colorectal adenocarcinoma epithelium"),
-    "chestmnist": ("atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia",
-                   "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis", "pleural", "hernia"),
-    "dermamnist": ("actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
-                   "benign keratosis-like lesions", "dermatofibroma", "melanoma", "melanocytic nevi",
-                   "vascular lesions"),
-    "octmnist": ("choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
-    "pneumoniamnist": ("normal", "pneumonia"),
-    "retinamnist": ("0", "1", "2", "3", "4"),  # diabetic retinopathy grade (ordinal)
-    "breastmnist": ("malignant", "normal, benign"),
-    "bloodmnist": ("basophil", "eosinophil", "erythroblast",
-                   "immature granulocytes (myelocytes, metamyelocytes and promyelocytes)", "lymphocyte",
-                   "monocyte", "neutrophil", "platelet"),
-    "tissuemnist": ("Collecting Duct, Connecting Tubule", "Distal Convoluted Tubule",
-                    "Glomerular endothelial cells", "Interstitial endothelial cells", "Leukocytes", "Podocytes",
-                    "Proximal Tubule Segments", "Thick Ascending Limb"),
-    "organamnist": _ORGAN,
-    "organcmnist": _ORGAN,
-    "organsmnist": _ORGAN,
-}
-# ChestMNIST holds 14 binary findings per image, not one class: a task picks one finding.
-MEDMNIST_MULTILABEL = frozenset({"chestmnist"})
 _SPLITS = ("train", "val", "test")
 
 
