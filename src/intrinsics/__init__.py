@@ -15,6 +15,7 @@ __all__ = [
     "load",
     "from_arrays",
     "from_torch",
+    "from_monai",
     "measure_dataset",
     "MeasureSettings",
     "audit",
@@ -39,6 +40,10 @@ def __getattr__(name: str):
         from .measure.audit import audit
 
         return audit
+    if name == "from_monai":
+        from .data.monai_data import from_monai
+
+        return from_monai
     if name in ("from_arrays", "from_torch"):
         from .data import arrays
 

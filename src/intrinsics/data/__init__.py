@@ -7,10 +7,12 @@
 from ._raw import RawImages
 from .arrays import from_arrays, from_torch
 from .builtin import available_builtins, cache_dir, fetch_medmnist, read_builtin
+from .datalist import read_datalist, read_datalist_file
 from .files import read_file
 from .folder import read_folder
 from .idx import read_idx
 from .imageset import ImageSet
+from .monai_data import from_monai
 from .npz import MEDMNIST_LABELS, read_npz
 from .options import DataOptions, FileOptions
 from .preprocess import comparison_key, preprocess
@@ -28,9 +30,12 @@ __all__ = [
     "fetch_medmnist",
     "from_arrays",
     "from_torch",
+    "from_monai",
     "load",
     "preprocess",
     "read_builtin",
+    "read_datalist",
+    "read_datalist_file",
     "read_file",
     "read_folder",
     "read_idx",

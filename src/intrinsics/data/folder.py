@@ -103,7 +103,12 @@ def _walk(root: Path, skip: set[Path], follow_links: bool = True) -> tuple[list[
 
 
 def _rel(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
+    """How a file is named: its path relative to the folder (a datalist may also name files outside
+    its folder: those keep their path as written)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def _norm_csv_path(value: str, root: Path) -> str:

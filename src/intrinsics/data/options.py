@@ -34,7 +34,7 @@ __all__ = [
 
 INTENSITY_MODES = ("unit", "per_image_max", "minmax")
 UNMATCHED_MODES = ("error", "skip")
-SOURCE_KINDS = ("builtin", "synthetic", "folder", "npz", "idx", "file")
+SOURCE_KINDS = ("builtin", "synthetic", "folder", "npz", "idx", "file", "datalist")
 AXIS_NAMES = {"sagittal": 0, "coronal": 1, "axial": 2}
 
 
@@ -264,17 +264,18 @@ class _Setting:
 
 
 _ALL = SOURCE_KINDS
-_FILES = ("folder", "file")
+_FILES = ("folder", "file", "datalist")
 # One row per setting: its default, its check, the sources it applies to and what it means.
 SETTINGS: dict[str, _Setting] = {
-    "split": _Setting(None, _optional_str("split"), ("builtin", "npz", "folder"),
-                      "split of an .npz / builtin dataset (train, val, test); for a folder, its subfolder"),
-    "labels": _Setting(None, _labels, ("folder", "idx"),
-                       "labels CSV of a folder (False: unlabelled); an IDX labels file"),
+    "split": _Setting(None, _optional_str("split"), ("builtin", "npz", "folder", "datalist"),
+                      "split of an .npz / builtin dataset (train, val, test); for a folder, its subfolder; "
+                      "for a datalist (dataset.json), its list (training, validation, test)"),
+    "labels": _Setting(None, _labels, ("folder", "idx", "datalist"),
+                       "labels CSV of a folder (False: unlabelled, also for a datalist); an IDX labels file"),
     "label_key": _Setting("path", _optional_str("label_key"), ("folder",),
                           "CSV column that identifies an image (path, SOPInstanceUID, PatientID, ...)"),
-    "label_column": _Setting(None, _label_column, ("folder", "builtin", "npz"),
-                             "CSV column (or MedMNIST finding) to use as the label"),
+    "label_column": _Setting(None, _label_column, ("folder", "builtin", "npz", "datalist"),
+                             "CSV column (or MedMNIST finding, or datalist entry key) to use as the label"),
     "unmatched": _Setting("error", _choice("unmatched", UNMATCHED_MODES), ("folder",),
                           "CSV rows without files / files without rows: error or skip with a warning"),
     "window": _Setting(None, _window, _FILES, "DICOM/NIfTI window: center,width or a preset (brain, lung, ...)"),

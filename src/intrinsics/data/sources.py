@@ -10,6 +10,7 @@ Sources
 - a folder: one subfolder per class, or a CSV of labels (``labels=``), or unlabelled.
 - a ``.npz`` file (MedMNIST layout or ``images``/``labels``), an IDX file (``*-images-idx3-ubyte[.gz]``),
   or a single image/DICOM/NIfTI file.
+- a ``.json`` datalist: a Decathlon ``dataset.json`` or a MONAI-style list of ``{"image", "label"}`` entries.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from ..errors import DataError, spell
 from ._raw import RawImages
 from .builtin import available_builtins, read_builtin
+from .datalist import read_datalist_file
 from .files import file_kind, read_file
 from .folder import read_folder
 from .idx import read_idx
@@ -34,7 +36,7 @@ __all__ = ["load", "read_source", "source_kind"]
 
 
 def source_kind(source: str | os.PathLike) -> str:
-    """Which reader a source goes to: builtin, synthetic, folder, npz, idx or file."""
+    """Which reader a source goes to: builtin, synthetic, folder, npz, idx, datalist or file."""
     text = os.fspath(source) if isinstance(source, os.PathLike) else source
     if not isinstance(text, str):
         raise DataError(
@@ -56,6 +58,8 @@ def source_kind(source: str | os.PathLike) -> str:
     name = path.name.lower()
     if name.endswith(".npz"):
         return "npz"
+    if name.endswith(".json"):
+        return "datalist"
     if "idx" in name and "ubyte" in name:
         return "idx"
     return "file"
@@ -87,6 +91,9 @@ def read_source(source: str | os.PathLike, options: DataOptions | None = None) -
                            follow_links=opts.follow_links)
     if path.exists() and not path.is_file() and not path.is_dir():
         raise DataError(f"{path} is a pipe, device or socket, not a regular file; copy the data into a file")
+    if kind == "datalist":
+        return read_datalist_file(path, split=opts.split, label_column=None if opts.label_column is None
+                                  else str(opts.label_column), labels=opts.labels, file_options=opts.files)
     if kind == "npz":
         return read_npz(path, split=opts.split, label_column=opts.label_column, max_pixels=opts.max_pixels)
     if kind == "idx":
