@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from intrinsics.cli import main
+from intrinsics.schemas import validate
 
 
 def write_npz(path, n=300, size=12, seed=0, scale=255):
@@ -27,7 +28,10 @@ def write_npz(path, n=300, size=12, seed=0, scale=255):
 def run_json(tmp_path, *args):
     out = tmp_path / "out.json"
     assert main([*map(str, args), "--json", str(out), "--bootstrap", "20", "--quiet"]) == 0
-    return json.loads(out.read_text())
+    rec = json.loads(out.read_text())
+    if args[0] == "measure":  # every measure JSON a test writes follows the shipped schema
+        validate(rec, "measure")
+    return rec
 
 
 def test_measure_json_contract(tmp_path):

@@ -17,17 +17,32 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def dist(tmp_path_factory) -> Path:
+    """``python -m build``: the sdist, and the wheel built from that sdist (so the sdist is complete)."""
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True, timeout=600)
-    (path,) = out.glob("intrinsics-*.whl")
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "-o", str(out), str(ROOT)], check=True,
+                   capture_output=True, timeout=600)
+    return out
+
+
+@pytest.fixture(scope="module")
+def wheel(dist) -> Path:
+    (path,) = dist.glob("intrinsics-*.whl")
     return path
+
+
+def test_the_sdist_holds_the_sources_schemas_and_license(dist):
+    import tarfile
+
+    (sdist,) = dist.glob("intrinsics-*.tar.gz")
+    names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
+    assert {"pyproject.toml", "LICENSE", "README.md", "src/intrinsics/schemas/measure.schema.json"} <= names
 
 
 def test_the_wheel_holds_the_code_presets_and_license(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "intrinsics/cli.py" in names and "intrinsics/presets/demo-quick.toml" in names
+    assert {f"intrinsics/schemas/{n}.schema.json" for n in ("measure", "audit", "fits", "common")} <= set(names)
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "License-Expression: MIT" in meta and any(n.endswith("licenses/LICENSE") for n in names)
     assert not any(n.startswith("tests/") for n in names)
@@ -50,6 +65,9 @@ def test_the_installed_wheel_measures_from_a_fresh_environment(wheel, tmp_path):
                            "--bootstrap", "0", "--json", str(out)], **run)
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text())["dataset"]["N"] == 357
+    check = f"import json; from intrinsics.schemas import validate; validate(json.load(open({str(out)!r})), 'measure')"
+    valid = subprocess.run([str(py), "-c", check], **run)  # the installed package's own schema files
+    assert valid.returncode == 0, valid.stderr
     version = subprocess.run([str(env_dir / "bin" / "intrinsics"), "--version"], **run)
     assert version.stdout.strip().startswith("intrinsics ")
     preset = subprocess.run([str(env_dir / "bin" / "intrinsics"), "study", "init", str(tmp_path / "s.toml")], **run)
