@@ -457,7 +457,12 @@ def test_a_study_with_failed_runs_exits_with_its_own_code(tmp_path, capsys, monk
     (tmp_path / "spec.toml").write_text(SPEC.replace("seeds = [0]", "seeds = [0, 1]"))
     rc, out, err = cli(capsys, "study", "run", tmp_path / "spec.toml", "--out", tmp_path / "out", "--no-progress")
     assert rc == EXIT_RUNS_FAILED == 4
-    assert json.loads(out[: out.rindex("}") + 1])["failed"] == 2 and "2 of 4 runs failed" in err
+    rec, end = json.JSONDecoder().raw_decode(out)
+    assert rec["failed"] == 2 and "2 of 4 runs failed" in err
+    # The finished runs' verdicts end the output, as after a study that finished cleanly.
+    summary = out[end:].strip().splitlines()
+    assert summary[0] == "the method's claims on this study (evidence in the report):" and len(summary) == 6
+    assert all(line.split("  ")[-1] for line in summary[1:])
 
 
 def test_runs_left_by_a_killed_study_count_as_stale_not_running(tmp_path):

@@ -23,6 +23,8 @@ __all__ = ["main", "build_parser"]
 EXIT_ERROR = 2
 EXIT_NOT_COMPARABLE = 3
 EXIT_RUNS_FAILED = 4
+# Bootstrap resamples of the study fits behind `report` and the verdicts that end `study run`.
+REPORT_BOOTSTRAP = 1000
 
 
 # --------------------------------------------------------------------------------------------------
@@ -450,6 +452,11 @@ def cmd_study_run(args: argparse.Namespace) -> int:
                     retry_failed=args.retry_failed, progress=not args.no_progress)
     rec = res.to_dict()
     print(dumps(rec, indent=2))
+    if res.total - res.failed > 0:
+        from .study.report import compute_fits
+
+        # The same fits as the report's (its default resamples), so the verdicts here are the report's.
+        _print_claims(compute_fits(args.out, n_bootstrap=REPORT_BOOTSTRAP)["claims"])
     if res.failed:
         print(f"intrinsics: {res.failed} of {res.total} runs failed; see their errors with 'intrinsics study status "
               f"{args.out}', fix the cause and rerun with --retry-failed", file=sys.stderr)
@@ -493,11 +500,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     path = write_report(args.dir, n_bootstrap=args.bootstrap, to=args.to)
     fits = json.loads((path.parent / "fits.json").read_text(encoding="utf-8"))
-    print("the method's claims on this study (evidence in the report):")
-    for c in fits.get("claims", []):
-        print(f"  {c['verdict']:>13}  {c['claim']}")
+    _print_claims(fits.get("claims", []))
     print(f"report: {path}")
     return 0
+
+
+def _print_claims(claims: list[dict[str, Any]]) -> None:
+    """The verdict summary that ends `study run` and `report`."""
+    print("the method's claims on this study (evidence in the report):")
+    for c in claims:
+        print(f"  {c['verdict']:>26}  {c['claim']}")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -731,7 +743,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="fits, figures and a self-contained HTML report of a study")
     p.add_argument("dir", help="a study folder")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of every fit (default 1000)")
+    p.add_argument("--bootstrap", type=int, default=REPORT_BOOTSTRAP,
+                   help=f"bootstrap resamples of every fit (default {REPORT_BOOTSTRAP})")
     p.add_argument("--to", metavar="DEST", help="write fits.json, figures/ and report.html here instead of into "
                    "the study folder, which is then only read")
     p.set_defaults(func=cmd_report)
