@@ -32,10 +32,12 @@ REPORT_BOOTSTRAP = 1000
 def _add_data_options(p: argparse.ArgumentParser, *, from_checkpoint: bool = False) -> None:
     """Dataset options shared by every command; with ``from_checkpoint`` unset ones keep the checkpoint's."""
     g = p.add_argument_group("data options" + (" (default: as recorded in the checkpoint)" if from_checkpoint else ""))
-    g.add_argument("--split", help="split of an .npz / builtin dataset (train, val, test)")
+    g.add_argument("--split", help="split of an .npz / builtin dataset (train, val, test), a folder's subfolder, "
+                   "or a datalist's list (training, validation, test)")
     g.add_argument("--labels", metavar="CSV", help="CSV with columns path,label for a folder of images")
     g.add_argument("--no-labels", action="store_true",
-                   help="read a folder unlabelled (its subfolders are series or studies, not classes)")
+                   help="read a folder unlabelled (its subfolders are series or studies, not classes), or a "
+                        "datalist whose labels are segmentation masks")
     g.add_argument("--label-key", default="path", help="CSV column that identifies an image (path, SOPInstanceUID, PatientID, ...)")
     g.add_argument("--size", metavar="S|H,W", help="resize to S×S or H×W (also HxW)")
     g.add_argument("--channels", type=int, choices=(1, 3), help="convert to 1 or 3 channels")
@@ -43,7 +45,7 @@ def _add_data_options(p: argparse.ArgumentParser, *, from_checkpoint: bool = Fal
                    help="unit: by the dtype's range (or the reader's, e.g. a DICOM window); per_image_max: x/max(x) "
                         "per image (the reference study); minmax: by the dataset's own range (default: unit)")
     g.add_argument("--value-range", metavar="LO,HI", help="intensity range that maps to [0, 1] for float data")
-    g.add_argument("--label-column", help="CSV column (or MedMNIST finding) to use as the label")
+    g.add_argument("--label-column", help="CSV column, MedMNIST finding or datalist key to use as the label")
     g.add_argument("--unmatched", choices=("error", "skip"), help="CSV rows without files / files without rows: "
                    "error (default) or skip with a counted warning")
     g.add_argument("--classes", type=_classes, help="keep these classes, relabelled 0.. in this order (e.g. 3,5)")
@@ -619,7 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("measure", help="measure d_data and K_F of a dataset")
-    p.add_argument("source", help="builtin:NAME, synthetic:NAME?k=v, a folder, .npz, IDX, DICOM or NIfTI path")
+    p.add_argument("source", help="builtin:NAME[?size=64&split=test], synthetic:NAME?k=v, a folder, "
+                   ".npz, IDX, DICOM, NIfTI or a .json datalist (Decathlon dataset.json)")
     _add_data_options(p)
     p.add_argument("--estimator", default="mle", choices=("mle", "twonn"),
                    help="d_data estimator: mle (Levina-Bickel, MacKay-Ghahramani averaging; default) or twonn")
@@ -639,7 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="From one exact neighbour graph: per-image label suspicion (images.csv), "
                                    "label conflicts, exact and near duplicates and leaks (pairs.csv), a gallery "
                                    "(audit.html), counts (audit.json) and the graph for cleanlab (knn_graph.npz).")
-    p.add_argument("source", help="builtin:NAME, synthetic:NAME?k=v, a folder, .npz, IDX, DICOM or NIfTI path")
+    p.add_argument("source", help="builtin:NAME[?size=64&split=test], synthetic:NAME?k=v, a folder, "
+                   ".npz, IDX, DICOM, NIfTI or a .json datalist (Decathlon dataset.json)")
     _add_data_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the audit's files")
     p.add_argument("--test", metavar="SOURCE", help="a test set (same data options): its images identical or "

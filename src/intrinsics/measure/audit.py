@@ -550,7 +550,9 @@ class DatasetAudit:
         }
         if self.exclusion is not None:
             out["exclusion"] = self.exclusion
-        return to_jsonable(({"intrinsics_version": version} if version else {}) | out)
+        from .. import __version__
+
+        return to_jsonable({"intrinsics_version": version or __version__} | out)
 
 
 def audit_dataset(

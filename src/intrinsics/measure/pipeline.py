@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -192,7 +192,9 @@ class DatasetMeasurement:
             "K_F": kf_block,
             "warnings": list(self.warnings),
         }
-        return to_jsonable(({"intrinsics_version": version} if version else {}) | out)
+        from .. import __version__
+
+        return to_jsonable({"intrinsics_version": version or __version__} | out)
 
 
 def measure_dataset(
@@ -248,6 +250,10 @@ def measure_dataset(
     elif kf is None:
         notes.append("dataset has a single class: K_F not measured (K_F needs images of at least two "
                      f"labels; if {spell('classes')} was given, it kept only one)")
+    # Each result carries the preprocessing it was measured under (K_F compares only under the same).
+    prep = ds.describe().get("preprocessing") or None
+    d = replace(d, preprocessing=prep)
+    kf = None if kf is None else replace(kf, preprocessing=prep)
     return DatasetMeasurement(
         dataset=ds.describe(), d_data=d, K_F=kf, k_sweep=sweep, measured_on=measured_on, index=idx,
         settings=s, warnings=tuple(dict.fromkeys(notes)), d_data_by_estimator=d_by,
