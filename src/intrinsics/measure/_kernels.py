@@ -47,18 +47,20 @@ def _insert(v: np.float32, j: np.int64, row: int, best_v, best_i, worst_pos) -> 
 
 
 @njit(parallel=True, cache=True)
-def _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos):
+def _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked):
     nr, nc = G.shape
     for r in prange(nr):
         row = row_off + r
         for c in range(nc):
             g = G[r, c]
             if g > best_v[row, worst_pos[row]]:
+                if masked and labels[row] == labels[col_off + c]:
+                    continue  # a pair of one label is no candidate of the nearest other label
                 _insert(g, col_off + c, row, best_v, best_i, worst_pos)
 
 
 @njit(parallel=True, cache=True)
-def _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos):
+def _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked):
     nr, nc = G.shape
     n_chunks = (nc + _COL_CHUNK - 1) // _COL_CHUNK
     for ch in prange(n_chunks):  # each thread owns a range of columns: no two threads share a row of best_v
@@ -69,21 +71,28 @@ def _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos):
                 g = G[r, c]
                 col = col_off + c
                 if g > best_v[col, worst_pos[col]]:
+                    if masked and labels[col] == labels[row_off + r]:
+                        continue
                     _insert(g, row_off + r, col, best_v, best_i, worst_pos)
 
 
+_NO_LABELS = np.zeros(1, dtype=np.int64)
+
+
 def keep_best(G: np.ndarray, row_off: int, col_off: int, best_v: np.ndarray, best_i: np.ndarray,
-              worst_pos: np.ndarray, *, columns: bool) -> None:
+              worst_pos: np.ndarray, *, columns: bool, labels: np.ndarray | None = None) -> None:
     """Fold a block of scores (larger = nearer) into the running best lists, in place.
 
     ``G[r, c]`` scores the pair (row_off + r, col_off + c). Rows of the block update the lists of rows
     ``row_off + r``; with ``columns`` the same block also updates the lists of rows ``col_off + c``
-    (the symmetric half). Entries equal to −inf are never kept.
+    (the symmetric half). Entries equal to −inf are never kept, nor, with ``labels``, pairs of one label.
     """
+    masked = labels is not None
+    lab = labels if masked else _NO_LABELS
     with _LOCK:
-        _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos)
+        _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos, lab, masked)
         if columns:
-            _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos)
+            _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos, lab, masked)
 
 
 @njit(parallel=True, fastmath=True, cache=True)

@@ -87,7 +87,7 @@ def _record(est: Any, value: float, ci: tuple[float, float] | None, graph: Neigh
     if not isinstance(X, NeighborGraph):  # scikit-learn's record of the input width
         est.n_features_in_ = int(np.prod(_to_numpy(X).shape[1:]))
     params = {**params, "n_bootstrap": int(est.n_bootstrap), "seed": None if est.seed is None else int(est.seed),
-              "duplicates_removed": graph.duplicates.n_removed}
+              "duplicates_removed": graph.duplicates.n_removed} | ({"engine": graph.engine} if graph.engine else {})
     est.estimate_ = Estimate(value=value, ci95=ci, estimator=name, k=k, n_samples=n_used, params=params,
                              warnings=tuple(notes), preprocessing=preprocessing_of(X))
     return est.estimate_

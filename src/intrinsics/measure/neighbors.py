@@ -1,6 +1,7 @@
 """Exact k-nearest neighbours of up to ~10^5 images, the engine under every estimator.
 
-How: squared distances between blocks of rows by one float32 matrix multiply (torch, all cores),
+How: squared distances between blocks of rows by one float32 matrix multiply (on the machine's fastest
+backend, :mod:`intrinsics.measure._gemm`),
 each block folded into every row's running list of nearest candidates by a compiled threshold scan,
 then the distances of the selected candidates recomputed exactly from float64 differences of the
 input values. Memory is bounded by the block (block_size² floats), never N².
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..errors import DuplicateWarning, EstimationError
 from . import _kernels
+from ._gemm import blas_threads, engine_record, gemm_nt
 from ._validate import as_matrix
 
 __all__ = [
@@ -91,6 +93,8 @@ class NeighborGraph:
         Number of input rows before duplicate removal.
     duplicates : DuplicateReport
         What was removed.
+    engine : dict
+        How the graph was computed (matrix-multiply backend, why it was chosen, threads).
     """
 
     distances: np.ndarray
@@ -98,6 +102,7 @@ class NeighborGraph:
     kept: np.ndarray
     n_input: int
     duplicates: DuplicateReport = field(default_factory=DuplicateReport)
+    engine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def k(self) -> int:
@@ -114,7 +119,7 @@ class NeighborGraph:
         if not 1 <= k <= self.k:
             raise EstimationError(f"k={k} is outside 1..{self.k}, the ranks this graph holds")
         return NeighborGraph(
-            self.distances[:, :k], self.indices[:, :k], self.kept, self.n_input, self.duplicates
+            self.distances[:, :k], self.indices[:, :k], self.kept, self.n_input, self.duplicates, self.engine
         )
 
 
@@ -223,10 +228,10 @@ def _label_aligned_bounds(labels: np.ndarray, block_size: int, default: list[tup
     return [(a, min(a + block_size, e)) for s_, e in zip(starts, ends) for a in range(int(s_), int(e), block_size)]
 
 
-def _right(Xa: Any, start: int, stop: int) -> Any:
+def _right(Xa: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Rows of the augmented matrix with the two extra columns swapped: [x, −|x|²/2, 1]."""
-    r = Xa[start:stop].clone()
-    r[:, -2:] = Xa[start:stop, -2:].flip(1)
+    r = Xa[start:stop].copy()
+    r[:, -2:] = Xa[start:stop, -2:][:, ::-1]
     return r
 
 
@@ -247,7 +252,6 @@ def _candidates(
     product is symmetric, so each pair of row blocks is multiplied once and serves the rows of both
     blocks: about half the floating-point work of X·Xᵀ.
     """
-    torch = _torch()
     n = Xa.shape[0]
     best_v = np.full((n, k_cand), -np.inf, dtype=np.float32)
     best_i = np.zeros((n, k_cand), dtype=np.int64)
@@ -258,7 +262,7 @@ def _candidates(
     else:
         # A pair of blocks that hold one and the same label throughout has no candidate: skipped (rows
         # grouped by label, such as a training set followed by its test set, skip most of the work).
-        lab = labels.numpy()
+        lab = labels
         bounds = _label_aligned_bounds(lab, block_size, bounds)
         single = [lab[s_] if lab[s_:e_].min() == lab[s_:e_].max() else None for s_, e_ in bounds]
         pairs = [(a, b) for b in range(len(bounds)) for a in range(b + 1)
@@ -268,44 +272,42 @@ def _candidates(
 
         pairs = tqdm(pairs, desc=desc, unit="block", leave=False)
     right, right_of = None, -1
-    with _kernels.threads(torch.get_num_threads()):
+    with _kernels.threads(cpu_threads()), blas_threads():
         for a, b in pairs:
             (sa, ea), (sb, eb) = bounds[a], bounds[b]
             if right_of != b:  # pairs come column by column: one right-hand block per column
                 right, right_of = _right(Xa, sb, eb), b
-            G = Xa[sa:ea] @ right.T  # −d²/2 between rows of block a and rows of block b
+            G = gemm_nt(Xa[sa:ea], right)  # −d²/2 between rows of block a and rows of block b
             if a == b:
-                G.fill_diagonal_(-math.inf)
-            if labels is not None:
-                G.masked_fill_(labels[sa:ea].unsqueeze(1) == labels[sb:eb].unsqueeze(0), -math.inf)
-            # Rows of block a, and (off the diagonal) rows of block b from the same product.
-            _kernels.keep_best(G.numpy(), sa, sb, best_v, best_i, worst_pos, columns=a != b)
+                np.fill_diagonal(G, -math.inf)
+            # Rows of block a, and (off the diagonal) rows of block b from the same product; with
+            # labels, pairs of one label are skipped inside the scan.
+            _kernels.keep_best(G, sa, sb, best_v, best_i, worst_pos, columns=a != b, labels=labels)
     return best_i
 
 
 def _refine(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Recompute candidate distances exactly (float64 differences of the input values), keep the k
     nearest, ascending."""
-    with _kernels.threads(_torch().get_num_threads()):
+    with _kernels.threads(cpu_threads()):
         d2 = _kernels.exact_sqdist(X, rows, cand)
     order = np.argsort(d2, axis=1, kind="stable")[:, :k]
     d2k = np.take_along_axis(d2, order, axis=1)
     return np.sqrt(d2k), np.take_along_axis(cand, order, axis=1)
 
 
-def _prepare(X: np.ndarray) -> Any:
+def _prepare(X: np.ndarray) -> np.ndarray:
     """Augmented float32 matrix for the candidate search: (N, D+2) rows [x − mean, 1, −|x − mean|²/2]."""
-    torch = _torch()
     n, D = X.shape
     mean = X.mean(axis=0, dtype=np.float64)
     # Centring changes no distance but shrinks |x|², which is what float32 rounding scales with.
-    Xa = torch.empty((n, D + 2), dtype=torch.float32)
+    Xa = np.empty((n, D + 2), dtype=np.float32)
     step = max(1, (1 << 20) // max(1, D))  # 8 MiB float64 chunks: temporaries stay small
     for s in range(0, n, step):
         c = X[s : s + step].astype(np.float64) - mean
-        Xa[s : s + step, :D] = torch.from_numpy(c.astype(np.float32))
+        Xa[s : s + step, :D] = c
         Xa[s : s + step, D] = 1.0
-        Xa[s : s + step, D + 1] = torch.from_numpy((-0.5 * np.einsum("nd,nd->n", c, c)).astype(np.float32))
+        Xa[s : s + step, D + 1] = -0.5 * np.einsum("nd,nd->n", c, c)
     return Xa
 
 
@@ -368,7 +370,7 @@ def kneighbors(
     cand = _candidates(Xa, k_cand, block_size=bs, progress=show, desc="kNN")
     del Xa
     dist, ind = _refine(A, np.arange(n), cand, k)
-    return NeighborGraph(dist, ind, first, int(A.shape[0] + report.n_removed), report)
+    return NeighborGraph(dist, ind, first, int(A.shape[0] + report.n_removed), report, engine_record())
 
 
 def nearest_other_label(
@@ -384,12 +386,11 @@ def nearest_other_label(
     with same-label pairs masked out. ``X`` must be free of exact duplicates across labels (the
     caller reports those as label conflicts: their distance would be 0).
     """
-    torch = _torch()
     A = as_matrix(X)
     n = A.shape[0]
     A = np.ascontiguousarray(A)
     Xa = _prepare(A)
-    lab = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+    lab = np.ascontiguousarray(labels, dtype=np.int64)
     # Every row has at least n_other rows of another label, so k_cand <= n_other candidates per row
     # are always genuine (masked same-label pairs sit at +inf and are never selected).
     n_other = int(n - np.bincount(labels).max())
@@ -406,5 +407,5 @@ def nearest_other_label(
 
 
 def cpu_threads() -> int:
-    """Threads torch uses for the matrix multiplies here."""
+    """The neighbour engine's thread budget: torch's thread count (a study worker's share of the cores)."""
     return int(_torch().get_num_threads() or os.cpu_count() or 1)

@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator
 from ..errors import EstimationError, IntrinsicsWarning
 from ._validate import as_labels, as_matrix, check_seed, is_int_at_least, preprocessing_of
 from ._kernels import exact_sqdist
+from ._gemm import blas_threads, engine_record, gemm_nt
 from .neighbors import _prepare, _right, find_duplicates, nearest_other_label
 from .results import ClosestPair, SharpnessEstimate
 
@@ -74,7 +75,8 @@ def _min_cross_distance(X: np.ndarray, codes: np.ndarray) -> tuple[float, int, i
     """Exact smallest distance between two rows with different labels (all pairs of a small set)."""
     X = np.ascontiguousarray(X)
     Xa = _prepare(X)
-    d2 = (-2.0 * (Xa @ _right(Xa, 0, len(Xa)).T)).numpy()
+    with blas_threads():
+        d2 = -2.0 * gemm_nt(Xa, _right(Xa, 0, len(Xa)))
     d2[codes[:, None] == codes[None, :]] = np.inf
     # Every pair within float32 rounding of the smallest is recomputed exactly in float64.
     tol = 16 * np.finfo(np.float32).eps * float(-4.0 * Xa[:, -1].min()) + 1e-30
@@ -231,7 +233,8 @@ class LabelSharpness(BaseEstimator):
             label_conflicts=tuple(conflicts),
             n_samples=n,
             params={"n_draws": int(draws.size), "seed": self.seed, "M_requested": int(M),
-                    "first_draw": float(draws[0]), "value_is": "median over draws", "pairs": self.pairs}
+                    "first_draw": float(draws[0]), "value_is": "median over draws", "pairs": self.pairs,
+                    "engine": engine_record()}
                    | ({"batch_size": int(self.batch_size)} if aligned else {}),
             warnings=tuple(notes),
             preprocessing=preprocessing_of(X),
