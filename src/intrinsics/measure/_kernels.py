@@ -54,8 +54,8 @@ def _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked):
         for c in range(nc):
             g = G[r, c]
             if g > best_v[row, worst_pos[row]]:
-                if masked and labels[row] == labels[col_off + c]:
-                    continue  # a pair of one label is no candidate of the nearest other label
+                if masked and (labels[row] == labels[col_off + c] or labels[col_off + c] < 0):
+                    continue  # one label, or a candidate left out (label < 0): no nearest-other candidate
                 _insert(g, col_off + c, row, best_v, best_i, worst_pos)
 
 
@@ -71,7 +71,7 @@ def _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked):
                 g = G[r, c]
                 col = col_off + c
                 if g > best_v[col, worst_pos[col]]:
-                    if masked and labels[col] == labels[row_off + r]:
+                    if masked and (labels[col] == labels[row_off + r] or labels[row_off + r] < 0):
                         continue
                     _insert(g, row_off + r, col, best_v, best_i, worst_pos)
 
@@ -85,7 +85,8 @@ def keep_best(G: np.ndarray, row_off: int, col_off: int, best_v: np.ndarray, bes
 
     ``G[r, c]`` scores the pair (row_off + r, col_off + c). Rows of the block update the lists of rows
     ``row_off + r``; with ``columns`` the same block also updates the lists of rows ``col_off + c``
-    (the symmetric half). Entries equal to −inf are never kept, nor, with ``labels``, pairs of one label.
+    (the symmetric half). Entries equal to −inf are never kept, nor, with ``labels``, pairs of one label
+    or candidates whose label is negative (rows left out of the search).
     """
     masked = labels is not None
     lab = labels if masked else _NO_LABELS

@@ -31,6 +31,8 @@ __all__ = [
     "NeighborGraph",
     "find_duplicates",
     "kneighbors",
+    "kneighbors_and_nearest_other",
+    "label_conflicts",
     "nearest_other_label",
 ]
 
@@ -169,6 +171,27 @@ def find_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, DuplicateRep
     return first, group, report
 
 
+def label_conflicts(X: np.ndarray, codes: np.ndarray, duplicates: tuple[np.ndarray, DuplicateReport] | None = None
+                    ) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Groups of identical images with different labels, and a mask of the rows outside them
+    (``duplicates``: the ``group`` and report of :func:`find_duplicates` when already at hand)."""
+    group, report = duplicates if duplicates is not None else find_duplicates(X)[1:]
+    keep = np.ones(len(codes), dtype=bool)
+    conflicts: list[tuple[int, ...]] = []
+    if not report:
+        return keep, conflicts
+    n_groups = int(group.max()) + 1
+    lo = np.full(n_groups, np.iinfo(np.int64).max)
+    hi = np.full(n_groups, -1)
+    np.minimum.at(lo, group, codes)
+    np.maximum.at(hi, group, codes)
+    for g in np.flatnonzero(lo != hi):
+        members = np.flatnonzero(group == g)
+        keep[members] = False
+        conflicts.append(tuple(int(i) for i in members))
+    return keep, conflicts
+
+
 _HASH_WEIGHTS: dict[int, np.ndarray] = {}
 
 
@@ -235,38 +258,50 @@ def _right(Xa: np.ndarray, start: int, stop: int) -> np.ndarray:
     return r
 
 
+@dataclass
+class _Lists:
+    """The running best candidates of every row for one query: the k nearest rows (``labels`` None), or
+    the nearest rows of another label (rows with a negative label are neither queried nor candidates)."""
+
+    k_cand: int
+    labels: np.ndarray | None = None
+
+    def start(self, n: int) -> None:
+        self.best_v = np.full((n, self.k_cand), -np.inf, dtype=np.float32)
+        self.best_i = np.zeros((n, self.k_cand), dtype=np.int64)
+        self.worst_pos = np.zeros(n, dtype=np.int64)
+
+
 def _candidates(
     Xa: Any,
-    k_cand: int,
+    lists: list[_Lists],
     *,
-    labels: Any = None,
     block_size: int,
     progress: bool,
     desc: str,
-) -> np.ndarray:
-    """Indices of the k_cand smallest float32 distances of every row, as an (N, k_cand) array.
+) -> None:
+    """Fill each of ``lists`` with the indices of its smallest float32 distances of every row.
 
     ``Xa`` is the augmented matrix of :func:`_prepare`, rows [x, 1, −|x|²/2], so that one product
     ``Xa_a · [x, −|x|²/2, 1]_bᵀ = −d²/2`` gives the distances with no further pass over the block.
-    Self-pairs are excluded; with ``labels`` only pairs of different labels are candidates. The
-    product is symmetric, so each pair of row blocks is multiplied once and serves the rows of both
-    blocks: about half the floating-point work of X·Xᵀ.
+    Self-pairs are excluded. The product is symmetric, so each pair of row blocks is multiplied once and
+    serves the rows of both blocks: about half the floating-point work of X·Xᵀ; and one product serves
+    every list (the k nearest and the nearest of another label from one pass).
     """
     n = Xa.shape[0]
-    best_v = np.full((n, k_cand), -np.inf, dtype=np.float32)
-    best_i = np.zeros((n, k_cand), dtype=np.int64)
-    worst_pos = np.zeros(n, dtype=np.int64)
+    for lst in lists:
+        lst.start(n)
     bounds = _block_bounds(n, block_size)
-    if labels is None:
-        pairs = [(a, b) for b in range(len(bounds)) for a in range(b + 1)]
-    else:
+    if all(lst.labels is not None for lst in lists):
         # A pair of blocks that hold one and the same label throughout has no candidate: skipped (rows
         # grouped by label, such as a training set followed by its test set, skip most of the work).
-        lab = labels
+        lab = lists[0].labels
         bounds = _label_aligned_bounds(lab, block_size, bounds)
         single = [lab[s_] if lab[s_:e_].min() == lab[s_:e_].max() else None for s_, e_ in bounds]
         pairs = [(a, b) for b in range(len(bounds)) for a in range(b + 1)
                  if single[a] is None or single[a] != single[b]]
+    else:
+        pairs = [(a, b) for b in range(len(bounds)) for a in range(b + 1)]
     if progress:
         from tqdm.auto import tqdm
 
@@ -282,8 +317,9 @@ def _candidates(
                 np.fill_diagonal(G, -math.inf)
             # Rows of block a, and (off the diagonal) rows of block b from the same product; with
             # labels, pairs of one label are skipped inside the scan.
-            _kernels.keep_best(G, sa, sb, best_v, best_i, worst_pos, columns=a != b, labels=labels)
-    return best_i
+            for lst in lists:
+                _kernels.keep_best(G, sa, sb, lst.best_v, lst.best_i, lst.worst_pos, columns=a != b,
+                                   labels=lst.labels)
 
 
 def _refine(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -367,10 +403,79 @@ def kneighbors(
     k_cand = min(n - 1, k + _MARGIN)
     bs = block_size or _default_block(n, A.shape[1])
     show = _show_progress(progress, n, A.shape[1])
-    cand = _candidates(Xa, k_cand, block_size=bs, progress=show, desc="kNN")
+    knn = _Lists(k_cand)
+    _candidates(Xa, [knn], block_size=bs, progress=show, desc="kNN")
     del Xa
-    dist, ind = _refine(A, np.arange(n), cand, k)
+    dist, ind = _refine(A, np.arange(n), knn.best_i, k)
     return NeighborGraph(dist, ind, first, int(A.shape[0] + report.n_removed), report, engine_record())
+
+
+def kneighbors_and_nearest_other(
+    X: Any,
+    k: int,
+    labels: np.ndarray,
+    *,
+    block_size: int | None = None,
+    progress: bool | None = None,
+) -> tuple[NeighborGraph, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """The k-nearest-neighbour graph and the exact K_F's nearest differently-labelled rows, from one pass.
+
+    The same results as :func:`kneighbors` (exact duplicates removed, with a warning) and as the nearest
+    other label of :class:`~intrinsics.measure.LabelSharpness` (``nearest_other_``: rows outside the label
+    conflicts, their distance to the nearest row of another label, and its position among those rows),
+    for about the cost of one of them: one product of every pair of row blocks feeds both.
+
+    Returns
+    -------
+    graph : NeighborGraph
+    nearest_other : (rows, distances, positions) or None
+        None when fewer than two labels are left outside the label conflicts.
+    """
+    A = np.ascontiguousarray(as_matrix(X))
+    codes = np.asarray(labels, dtype=np.int64)
+    k = int(k)
+    first, group, report = find_duplicates(A)
+    if report:
+        warnings.warn(report.message(), DuplicateWarning, stacklevel=2)
+    n = first.size
+    if k < 1:
+        raise EstimationError(f"k={k} must be a positive number of neighbours; use e.g. k=20")
+    if k >= n:
+        raise EstimationError(
+            f"k={k} neighbours need at least k+1={k + 1} distinct samples, got {n}"
+            f"{' after removing duplicates' if report else ''}; use a smaller k or more images"
+        )
+    keep, _ = label_conflicts(A, codes, (group, report))
+    # One label per distinct row; a distinct row whose copies carry different labels gets -1: it is
+    # neither queried nor a candidate of the nearest other label (as LabelSharpness leaves it out).
+    dlab = np.where(keep[first], codes[first], -1)
+    valid = dlab >= 0
+    counts = np.bincount(dlab[valid], minlength=int(codes.max()) + 1) if valid.any() else np.zeros(1, np.int64)
+    n_other = int(valid.sum() - counts[counts > 0].max()) if valid.any() else 0
+    B = A[first] if report else A
+    Xa = _prepare(B)
+    bs = block_size or _default_block(n, B.shape[1])
+    lists = [_Lists(min(n - 1, k + _MARGIN))]
+    if n_other >= 1:
+        lists.append(_Lists(min(n_other, 1 + _MARGIN), np.ascontiguousarray(dlab)))
+    _candidates(Xa, lists, block_size=bs, progress=_show_progress(progress, n, B.shape[1]), desc="kNN and K_F")
+    del Xa
+    dist, ind = _refine(B, np.arange(n), lists[0].best_i, k)
+    graph = NeighborGraph(dist, ind, first, int(A.shape[0]), report, engine_record())
+    if n_other < 1:
+        return graph, None
+    q = np.flatnonzero(valid)
+    d_o, j_o = _refine(B, q, lists[1].best_i[q], 1)
+    # Back to input rows: every copy of a distinct row has its distance; the nearest row is the first
+    # copy of the distinct row found, given as a position among the rows outside the conflicts.
+    rows = np.flatnonzero(keep)
+    pos = np.full(A.shape[0], -1, dtype=np.int64)
+    pos[rows] = np.arange(rows.size)
+    d_distinct = np.full(n, np.inf)
+    j_distinct = np.full(n, -1, dtype=np.int64)
+    d_distinct[q], j_distinct[q] = d_o[:, 0], j_o[:, 0]
+    g = group[rows]
+    return graph, (rows, d_distinct[g], pos[first[j_distinct[g]]])
 
 
 def nearest_other_label(
@@ -399,9 +504,10 @@ def nearest_other_label(
     k_cand = min(n_other, 1 + _MARGIN)
     bs = block_size or _default_block(n, A.shape[1])
     show = _show_progress(progress, n, A.shape[1])
-    cand = _candidates(Xa, k_cand, labels=lab, block_size=bs, progress=show, desc="K_F")
+    other = _Lists(k_cand, lab)
+    _candidates(Xa, [other], block_size=bs, progress=show, desc="K_F")
     del Xa
-    d, i = _refine(A, np.arange(n), cand, 1)
+    d, i = _refine(A, np.arange(n), other.best_i, 1)
     dist, ind = d[:, 0], i[:, 0]
     return dist, ind
 

@@ -23,10 +23,11 @@ import numpy as np
 from ..data.imageset import image_id
 from ..data.options import flag_check
 from ..data.preprocess import COMPARISON_KEYS, comparison_key
-from ..errors import Placeholder, SettingError, spell
+from ..errors import EstimationError, Placeholder, SettingError, spell
 from ..jsonio import to_jsonable
 from ._validate import CheckedSettings, int_setting, is_int_at_least
 from .dimension import ESTIMATORS, by_estimator, intrinsic_dimension, k_sweep, shared_graph
+from .neighbors import kneighbors_and_nearest_other
 from .results import Estimate, KSweep, SharpnessEstimate
 from .sharpness import PAIR_MODES, LabelSharpness
 
@@ -232,15 +233,25 @@ def measure_dataset(
     labels = None if ds.labels is None else np.asarray(ds.labels)[idx]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        # k neighbours for either estimator, so the other one's value comes from the same graph
-        graph = shared_graph(X, s.estimator, s.k, max(s.k, max(K_SWEEP)) if s.k_sweep else None)
+        # k neighbours for either estimator, so the other one's value comes from the same graph; with
+        # labels, the exact K_F's nearest differently-labelled images come from the same pass.
+        k_graph = max(s.k, max(K_SWEEP)) if s.k_sweep else s.k
+        labelled = labels is not None and len(np.unique(labels)) > 1
+        graph, other = None, None
+        if labelled and s.exact:
+            try:
+                graph, other = kneighbors_and_nearest_other(X, k_graph, labels)
+            except EstimationError:
+                pass  # too few images for k: the estimators' own fallback below says what to do
+        if graph is None:
+            graph = shared_graph(X, s.estimator, s.k, k_graph)
         d = intrinsic_dimension(graph, s.estimator, s.k, n_bootstrap=s.n_bootstrap, seed=s.seed)
         d_by = by_estimator(graph, s.k, d)
         sweep = k_sweep(graph, K_SWEEP) if s.k_sweep else None
         kf, nearest_other = None, None
-        if labels is not None and len(np.unique(labels)) > 1:
+        if labelled:
             sharpness = LabelSharpness(min(s.kf_samples, len(idx)), seed=s.seed, exact=s.exact,
-                                       pairs=s.kf_pairs).fit(X, labels)
+                                       pairs=s.kf_pairs).fit(X, labels, nearest_other=other)
             kf, nearest_other = sharpness.estimate_, sharpness.nearest_other_
     # Every warning a part of the result carries is also a warning of the whole (shown and in the JSON).
     notes = list(load_warnings) + [str(w.message) for w in caught] + list(kf.warnings if kf is not None else ())

@@ -21,31 +21,12 @@ from ..errors import EstimationError, IntrinsicsWarning
 from ._validate import as_labels, as_matrix, check_seed, is_int_at_least, preprocessing_of
 from ._kernels import exact_sqdist
 from ._gemm import blas_threads, engine_record, gemm_nt
-from .neighbors import _prepare, _right, find_duplicates, nearest_other_label
+from .neighbors import _prepare, _right, label_conflicts, nearest_other_label
 from .results import ClosestPair, SharpnessEstimate
 
 __all__ = ["LabelSharpness", "label_sharpness", "label_conflicts", "PAIR_MODES"]
 
 PAIR_MODES = ("all", "aligned")
-
-
-def label_conflicts(X: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, list[tuple[int, ...]]]:
-    """Groups of identical images with different labels, and a mask of the rows outside them."""
-    _, group, report = find_duplicates(X)
-    keep = np.ones(len(codes), dtype=bool)
-    conflicts: list[tuple[int, ...]] = []
-    if not report:
-        return keep, conflicts
-    n_groups = int(group.max()) + 1
-    lo = np.full(n_groups, np.iinfo(np.int64).max)
-    hi = np.full(n_groups, -1)
-    np.minimum.at(lo, group, codes)
-    np.maximum.at(hi, group, codes)
-    for g in np.flatnonzero(lo != hi):
-        members = np.flatnonzero(group == g)
-        keep[members] = False
-        conflicts.append(tuple(int(i) for i in members))
-    return keep, conflicts
 
 
 def _aligned_min_distance(X: np.ndarray, codes: np.ndarray, rng: np.random.Generator,
@@ -137,8 +118,14 @@ class LabelSharpness(BaseEstimator):
         self.batch_size = batch_size
         self.seed = seed
 
-    def fit(self, X: Any, y: Any = None) -> "LabelSharpness":
-        """Measure K_F of images ``X`` ((N, D), (N, C, H, W), tensor or ImageSet) with labels ``y``."""
+    def fit(self, X: Any, y: Any = None, *, nearest_other: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+            ) -> "LabelSharpness":
+        """Measure K_F of images ``X`` ((N, D), (N, C, H, W), tensor or ImageSet) with labels ``y``.
+
+        ``nearest_other``: the exact nearest differently-labelled rows when already computed for the same
+        ``X`` and ``y`` (by :func:`~intrinsics.measure.neighbors.kneighbors_and_nearest_other`, in one
+        pass with the neighbour graph); the exact K_F is then read from it instead of searched again.
+        """
         M = self.n_samples
         if not is_int_at_least(M, 2):
             raise EstimationError(f"n_samples={M!r} must be an integer >= 2 (the reference uses 1000)")
@@ -185,7 +172,13 @@ class LabelSharpness(BaseEstimator):
         closest: tuple[ClosestPair, ...] = ()
         self.nearest_other_ = None
         if self.exact or M_eff >= n:
-            dist, nn = nearest_other_label(A_k, c_k)
+            if nearest_other is not None:
+                rows, dist, nn = nearest_other
+                if not np.array_equal(rows, idx):
+                    raise EstimationError("nearest_other was computed for other rows than these; compute it "
+                                          "for the same images and labels")
+            else:
+                dist, nn = nearest_other_label(A_k, c_k)
             self.nearest_other_ = (idx, dist, nn)  # input rows, distances, positions in rows (the audit's)
             exact_value = float(1.0 / dist.min())
             closest = self._closest_pairs(dist, nn, idx, codes)
