@@ -3,8 +3,7 @@
 Prints, measured side by side in one run (medians of repeats; the machine is shared and noisy):
 - ours (MLE k=20) vs scikit-dimension's MLE(unbiased=True), and that both give the same value;
 - ours vs the matrix-multiply floor F: one float32 Gram matrix X·Xᵀ on the machine's fastest backend
-  (every installed backend is timed: numpy's BLAS — which takes X @ X.T as a symmetric rank-k update —,
-  scipy's BLAS ssyrk, torch), and which backend the engine chose and why;
+  (every installed backend is timed, benchmarks/_floor.py), and which backend the engine chose and why;
 - MLE + TwoNN + k-sweep 5..50 from one graph vs MLE alone;
 - peak resident memory of a fresh process running our MLE.
 Usage: python benchmarks/bench_neighbors.py [--n 10000] [--d 3072] [--repeats 3] [--skip-peer]
@@ -76,18 +75,12 @@ def main() -> None:
     from intrinsics.measure import MLE, TwoNN, k_sweep, kneighbors
 
     X = make_data(a.n, a.d)
-    Xt = torch.from_numpy(X)
     print(f"N={a.n} D={a.d} torch threads={torch.get_num_threads()}")
 
-    from scipy.linalg import blas
+    from _floor import gram_floor
+    from intrinsics.measure._gemm import backend_info
 
-    from intrinsics.measure._gemm import backend_info, blas_threads
-
-    floors = {}
-    with blas_threads():
-        floors["numpy"], _ = median_time(lambda: X @ X.T, a.repeats)
-        floors["scipy"], _ = median_time(lambda: blas.ssyrk(1.0, X), a.repeats)  # X·Xᵀ, one triangle
-    floors["torch"], _ = median_time(lambda: Xt @ Xt.T, a.repeats)
+    floors = gram_floor(X, a.repeats)
     fastest = min(floors, key=floors.__getitem__)
     t_gram = floors[fastest]
     chosen = backend_info()

@@ -19,8 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
     """``python -m build``: the sdist, and the wheel built from that sdist (so the sdist is complete)."""
+    import shutil
+
+    # Built from a copy of what a release holds, so the source tree gets no build/ or egg-info, and test
+    # processes running side by side (pytest -n) never build in one folder.
+    src = tmp_path_factory.mktemp("tree")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(ROOT / "src", src / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "-o", str(out), str(ROOT)], check=True,
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "-o", str(out), str(src)], check=True,
                    capture_output=True, timeout=600)
     return out
 

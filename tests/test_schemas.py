@@ -88,6 +88,8 @@ def test_fits_json_follows_the_schema(tmp_path):
     (("K_F", "value"), "NaN"),
     (("dataset", "N"), -1),
     (("dataset", "shape"), [8, 8]),
+    (("d_data", "value"), -5.0),
+    (("K_F", "exact"), -1.0),
 ])
 def test_a_wrong_document_is_refused(tmp_path, path, value):
     doc = copy.deepcopy(_measure(tmp_path, _npz(tmp_path / "d.npz"), "--kf-samples", "50"))

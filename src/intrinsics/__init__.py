@@ -8,12 +8,7 @@
 from .data import ImageSet
 from .measure import MLE, Estimate, LabelSharpness, SharpnessEstimate, TwoNN, intrinsic_dimension, label_sharpness
 
-from importlib.metadata import PackageNotFoundError, version as _version
-
-try:
-    __version__ = _version("intrinsics")  # one home: pyproject.toml's version, as installed
-except PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
+from ._version import __version__
 
 __all__ = [
     "ImageSet",

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
-from . import __version__
+from ._version import __version__
 from .data.options import SETTINGS
 from .registry import DEFAULT_MODEL, model_help
 from .errors import IntrinsicsError, Placeholder, describe_failure, python_spelling, use_spelling

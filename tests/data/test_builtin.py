@@ -160,6 +160,24 @@ def test_medmnist_query_names_size_split_and_label(mirror):
         load("builtin:digits?size=64")
     with pytest.raises(DataError, match="one binary-class label per image; drop label=x"):
         load("builtin:pneumoniamnist?label=x")
+    for odd in ("?size=²", "?size=", "?size"):
+        with pytest.raises(DataError, match="sizes 28|no value"):
+            load("builtin:pneumoniamnist" + odd)
+    with pytest.raises(DataError, match="has no splits; drop \\?split=test"):
+        load("builtin:digits?split=test")
+
+
+def test_query_typos_are_refused_before_any_download(mirror, monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded before the options were checked")
+
+    monkeypatch.setattr(builtin, "_download", no_download)
+    with pytest.raises(DataError, match="has splits train, val and test, not 'bogus'"):
+        load("builtin:pneumoniamnist?split=bogus")
+    with pytest.raises(DataError, match="label=Effusion is not a finding of chestmnist; choose one of 0='atelectasis'"):
+        load("builtin:chestmnist?label=Effusion")
+    with pytest.raises(DataError, match="sizes 28, 64, 128, 224, not 32"):
+        load("builtin:pneumoniamnist?size=32")
 
 
 def test_multilabel_medmnist_needs_a_finding(mirror):

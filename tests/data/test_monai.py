@@ -158,3 +158,42 @@ def test_datalist_mistakes_get_one_line_each(pngs, tmp_path):
     bad.write_text(json.dumps(entries))
     with pytest.raises(DataError, match="plain list of entries with no splits"):
         load(bad, split="training")
+
+
+def test_review_cases_get_one_line_each(pngs, tmp_path):
+    root, entries, _ = pngs
+    with pytest.raises(DataError, match="no entry of datalist has 'lable' \\(keys: label, patient_id, site\\)"):
+        from_monai(entries, base_dir=root, label_key="lable")
+    listed = tmp_path / "list.json"
+    listed.write_text(json.dumps(entries))
+    with pytest.raises(DataError, match="no entry of list.json has 'lable'"):
+        load(listed, label_column="lable")
+    # a mask path is refused whether or not the mask file is there
+    with pytest.raises(DataError, match="image files \\(labelsTr/x.nii.gz: segmentation masks\\)"):
+        from_monai([dict(entries[0], label="labelsTr/x.nii.gz")], base_dir=root)
+    # group values are unwrapped from one-element lists and tensors; a null or list group is refused
+    torch = pytest.importorskip("torch")
+    ds = from_monai([dict(e, patient_id=[e["patient_id"]]) for e in entries], base_dir=root, group_key="patient_id")
+    assert ds.keys["patient_id"][0] == "p0"
+    with pytest.raises(DataError, match="patient_id=None, not one value"):
+        from_monai([dict(entries[0], patient_id=None)], base_dir=root, group_key="patient_id")
+    items = [{"image": torch.zeros(1, 4, 4), "label": torch.tensor(1), "pid": torch.tensor(7)}]
+    ds = from_monai(items, lambda item: item, group_key="pid")
+    assert ds.keys["pid"] == (7,) and ds.labels.tolist() == [0] and ds.class_names == ("1",)
+    assert from_monai([{"image": torch.zeros(1, 4, 4, dtype=torch.bfloat16), "label": np.int64(1)}],
+                      lambda item: item).N == 1
+    with pytest.raises(DataError, match=r"shape \(8, 8, 3\): channel-last .*EnsureChannelFirstd"):
+        from_monai([{"image": np.zeros((8, 8, 3)), "label": 0}], lambda item: item)
+    with pytest.raises(DataError, match="is a path \\(a.png\\), not an image; add LoadImaged"):
+        from_monai([{"image": "a.png", "label": 0}], lambda item: item)
+    with pytest.raises(DataError, match="is a folder, not a datalist"):
+        from_monai(root)
+    with pytest.raises(DataError, match="is not a datalist \\(.json\\)"):
+        from_monai(root / "img" / "s00.png")
+    with pytest.raises(DataError, match="a dict .*doc\\['training'\\]"):
+        from_monai({"training": entries})
+    with pytest.raises(DataError, match="drop base_dir"):
+        from_monai(listed, base_dir=root)
+    listed.write_text('[{"image": "img/s00.png", "label": ' + "9" * 5000 + "}]")
+    with pytest.raises(DataError, match="is not valid JSON"):
+        load(listed)

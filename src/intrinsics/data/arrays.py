@@ -21,7 +21,10 @@ _CHANNEL_SIZES = (1, 3, 4)
 
 def _as_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if str(getattr(x, "dtype", "")) == "torch.bfloat16":  # numpy has no bfloat16: widen, exactly
+            x = x.float()
+        return x.numpy()
     return np.asarray(x)
 
 

@@ -222,6 +222,8 @@ def _query(name: str) -> tuple[str, dict[str, str]]:
                             f"{', '.join(f'{k} ({w})' for k, w in _QUERY_KEYS.items())}")
         if key in query and query[key] != value:
             raise DataError(f"builtin:{base} gives {key} twice ({query[key]!r} and {value!r}); give it once")
+        if not value.strip():
+            raise DataError(f"builtin:{base} gives {key} no value; write {key}=VALUE or drop it")
         query[key] = value
     return base, query
 
@@ -237,14 +239,23 @@ def _merge(name: str, query: dict[str, str], key: str, option: str, value: Any) 
 
 
 def _medmnist(info: MedMNISTInfo, size: int, split: str | None, label: Any) -> RawImages:
+    # Every choice is checked before the file is fetched: a typo should not cost a download of gigabytes.
+    findings = ", ".join(f"{i}={f!r}" for i, f in enumerate(info.labels))
     if info.multilabel and label is None:
-        findings = ", ".join(f"{i}={f!r}" for i, f in enumerate(info.labels))
         raise DataError(
             f"{info.flag} is multi-label ({len(info.labels)} findings per image); choose the finding that makes "
             f"the binary task, e.g. builtin:{info.flag}?label={info.labels[0]} ({findings})"
         )
     if not info.multilabel and label is not None:
         raise DataError(f"{info.flag} has one {info.task} label per image; drop label={label}")
+    if info.multilabel and str(label).strip() not in info.labels and not (
+            str(label).strip().isdecimal() and int(str(label)) < len(info.labels)):
+        raise DataError(f"label={label} is not a finding of {info.flag}; choose one of {findings}")
+    if split is not None and split not in ("train", "val", "test"):
+        raise DataError(f"{info.flag} has splits train, val and test, not {split!r}")
+    if size not in MEDMNIST_SIZES:
+        raise DataError(f"MedMNIST files come in sizes {', '.join(map(str, MEDMNIST_SIZES))}, not {size}; pick one "
+                        f"and resize with {spell('size', Placeholder('N'))}")
     path = fetch_medmnist(info.flag, size)
     raw = read_npz(path, split=split, label_column=label)
     n_expected = info.n_samples.get(raw.info["split"])
@@ -285,7 +296,7 @@ def read_builtin(name: str, *, split: str | None = None, label_column: Any = Non
             raise DataError(f"builtin:{name} names size {match.group(2)} twice differently; write "
                             f"builtin:{info.flag}?size=N")
         size_text = query.get("size") or match.group(2) or "28"
-        if not size_text.isdigit():
+        if not re.fullmatch(r"[0-9]{1,4}", size_text):
             raise DataError(f"builtin:{info.flag}?size={size_text} is not a size; MedMNIST files come in "
                             f"sizes {', '.join(map(str, MEDMNIST_SIZES))}")
         return _medmnist(info, int(size_text), split, label)
@@ -295,6 +306,8 @@ def read_builtin(name: str, *, split: str | None = None, label_column: Any = Non
                             + (f"resize with {spell('size', Placeholder('N'))} instead" if k == "size" else "drop it"))
     if key in ("fashion-mnist", "fashionmnist"):
         return _fashion(split)
+    if key in ("digits", "mnist") and "split" in query:
+        raise DataError(f"builtin:{key} has no splits; drop ?split={query['split']}")
     if label_column is not None:
         raise DataError(f"{spell('label_column')} applies to multi-label datasets (chestmnist), not builtin:{name}")
     if key == "digits":

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, spell
+from ..errors import DataError, Placeholder, spell
 from ._raw import RawImages
 from .files import file_kind
 from .folder import _check_modality, _image_keys, _listing, _read_files, _read_info, _rel, _union_range
@@ -32,31 +32,67 @@ DATALIST_SPLITS = ("training", "validation", "test")
 _MAX_JSON_BYTES = 256 * 2**20
 
 
-def _scalar(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool)) or value is None
+_MISSING = object()
 
 
-def _entry_label(value: Any, i: int, label_key: str, base_dir: Path) -> Any:
-    """The class of entry ``i``: an int or a string; a one-element list is its element."""
-    if isinstance(value, list) and len(value) == 1:
+def scalar_of(value: Any) -> Any:
+    """A field's plain value: a str, int, float or bool, unwrapped from a one-element list, a 0-d or
+    one-element array or tensor, or a numpy scalar; ``_MISSING`` for anything else (a mask, a dict)."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
         value = value[0]
-    if isinstance(value, bool) or not isinstance(value, (int, str, float)):
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor (or MONAI MetaTensor)
+        value = value.detach().cpu()
+        if getattr(value, "numel", lambda: 2)() != 1:
+            return _MISSING
+        return value.reshape(()).item()
+    if isinstance(value, np.ndarray):
+        return value.reshape(()).item() if value.size == 1 else _MISSING
+    if isinstance(value, np.generic):
+        return value.item()
+    return value if isinstance(value, (str, int, float, bool)) else _MISSING
+
+
+def class_of(value: Any, where: str, label_key: str) -> Any:
+    """The class an entry or item gives: an int or a name (an integral float is its int); anything else
+    (a mask, a one-hot vector, a continuous value, a path to a mask) is refused with the fix."""
+    v = scalar_of(value)
+    if v is _MISSING:
+        shape = tuple(getattr(value, "shape", ())) or (len(value) if isinstance(value, (list, tuple)) else "?")
         raise DataError(
-            f"entry {i} has {label_key}={value!r}, not a class; give one class (an int or a name) per image, "
-            f"e.g. one column of a multi-label list"
+            f"{where} has a {label_key!r} of shape {shape}, not one class (a segmentation mask or a one-hot "
+            f"vector); give each image its class (an int or a name), or read the images unlabelled "
+            f"({spell('labels', False)}; from_monai: label_key=None)"
         )
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise DataError(f"entry {i} has {label_key}={value!r}: a continuous value, not a class; give classes "
+    if isinstance(v, bool) or v is None:
+        raise DataError(f"{where} has {label_key}={v!r}, not a class; give an int or a name per image")
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise DataError(f"{where} has {label_key}={v!r}: a continuous value, not a class; give classes "
                             "(ints or names)")
-        value = int(value)
-    if isinstance(value, str) and file_kind(Path(value)) is not None and (base_dir / value).exists():
+        v = int(v)
+    if isinstance(v, str) and file_kind(Path(v)) is not None:
         raise DataError(
-            f"the {label_key!r} entries are image files ({value}: segmentation masks), not classes; measure the "
+            f"the {label_key!r} entries are image files ({v}: segmentation masks), not classes; measure the "
             f"images unlabelled with {spell('labels', False)} (d_data only), or give a datalist whose "
             f"{label_key!r} is each image's class"
         )
-    return value
+    return v
+
+
+def keys_of(item: Mapping[str, Any], skip: tuple[Any, ...], group_key: str | None, where: str) -> dict[str, Any]:
+    """The scalar fields of an entry or item other than ``skip`` (its image and label), unwrapped; the
+    ``group_key`` field must be one, not null."""
+    out = {}
+    for key, value in item.items():
+        if key in skip:
+            continue
+        v = scalar_of(value)
+        if key == group_key and (v is _MISSING or v is None):
+            raise DataError(f"{where} has {group_key}={value!r}, not one value; give every image one group "
+                            "(a patient id, say)")
+        if v is not _MISSING:
+            out[str(key)] = v
+    return out
 
 
 def read_datalist(
@@ -133,14 +169,20 @@ def read_datalist(
         if group_key is not None and group_key not in entry:
             raise DataError(f"entry {i} of {name} has no {group_key!r}; give every entry one, or drop group_key")
         if label_key is not None and label_key in entry:
-            labels.append(_entry_label(entry[label_key], i, label_key, root))
+            labels.append(class_of(entry[label_key], f"entry {i} of {name}", label_key))
         else:
             labels.append(None)
-        extras.append({k: v for k, v in entry.items() if k not in (image_key, label_key) and _scalar(v)})
+        extras.append(keys_of(entry, (image_key, label_key), group_key, f"entry {i} of {name}"))
         files.append(file)
     if twice:
         raise DataError(f"{name} lists {len(twice)} files more than once: {_listing(twice, 5)}; list each image once")
     labelled = [lab is not None for lab in labels]
+    named = [i for i, e in enumerate(entries) if isinstance(e, Mapping)]
+    if label_key is not None and named and not any(labelled):
+        have = sorted({str(k) for i in named for k in entries[i]} - {image_key})
+        raise DataError(f"no entry of {name} has {label_key!r} (keys: {', '.join(have) or 'none'}); name the label "
+                        f"key ({spell('label_column', Placeholder('KEY'))}; from_monai: label_key=), or read the "
+                        f"images unlabelled ({spell('labels', False)}; from_monai: label_key=None)")
     if any(labelled) and not all(labelled):
         missing = [str(i) for i, has in enumerate(labelled) if not has]
         raise DataError(f"entries {_listing(missing, 5)} of {name} have no {label_key!r} but others do; label every "
@@ -198,6 +240,11 @@ def read_datalist_file(
         With class names from the file's ``labels`` object when it names every class index.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a datalist; load a folder of images with load({str(path)!r}), or "
+                        "pass its dataset.json")
+    if path.suffix.lower() != ".json":
+        raise DataError(f"{path} is not a datalist (.json); load an image file with load({str(path)!r})")
     if labels not in (None, False):
         raise DataError(f"a datalist holds its own labels; {spell('labels', labels)} does not apply (pass "
                         f"{spell('labels', False)} to read it unlabelled, {spell('label_column')} to name its key)")
@@ -212,7 +259,7 @@ def read_datalist_file(
         doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#x}); save it as UTF-8") from None
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, and integers too long to convert
         raise DataError(f"{path} is not valid JSON ({exc}); fix the file") from None
     label_key = None if labels is False else (label_column or "label")
     class_names = None

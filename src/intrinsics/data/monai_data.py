@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import DataError, spell
 from ._raw import RawImages
 from .arrays import _CHANNEL_SIZES, _as_numpy
-from .datalist import read_datalist, read_datalist_file
+from .datalist import class_of, keys_of, read_datalist, read_datalist_file
 from .imageset import ImageSet
 from .options import DataOptions
 from .preprocess import preprocess
@@ -33,28 +33,21 @@ from .preprocess import preprocess
 __all__ = ["from_monai", "monai_to_raw"]
 
 
-def _label_of(value: Any, i: int, label_key: str) -> Any:
-    if hasattr(value, "detach") or isinstance(value, np.ndarray):
-        arr = _as_numpy(value)
-        if arr.size != 1:
-            raise DataError(
-                f"item {i} has a {label_key!r} of shape {tuple(arr.shape)}, not one class (a segmentation mask or "
-                f"a one-hot vector); give each image its class, or read the images unlabelled with label_key=None"
-            )
-        value = arr.reshape(()).item()
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, str, np.integer)):
-        raise DataError(f"item {i} has {label_key}={value!r}, not a class; give an int or a name per image")
-    return value
-
-
 def _image_of(value: Any, i: int, image_key: str) -> np.ndarray:
+    if isinstance(value, (str, os.PathLike)):
+        raise DataError(f"item {i}'s {image_key!r} is a path ({value}), not an image; add LoadImaged(keys="
+                        f"{image_key!r}) to the transforms, or pass the datalist without transforms")
     arr = _as_numpy(value)
     if arr.ndim == 3 and arr.shape[0] in _CHANNEL_SIZES:
         return arr.transpose(1, 2, 0)  # MONAI images are channel-first
     if arr.ndim == 2:
         return arr
+    if arr.ndim == 3 and arr.shape[-1] in _CHANNEL_SIZES:
+        raise DataError(
+            f"item {i}'s {image_key!r} has shape {tuple(arr.shape)}: channel-last (LoadImaged without "
+            f"EnsureChannelFirstd); add EnsureChannelFirstd(keys={image_key!r}) after LoadImaged (a 3-D volume "
+            "of that depth needs a transform that takes 2-D slices)"
+        )
     if arr.ndim in (3, 4):
         raise DataError(
             f"item {i}'s {image_key!r} has shape {tuple(arr.shape)}: a 3-D volume; intrinsics measures 2-D images: "
@@ -106,9 +99,8 @@ def monai_to_raw(
                             "item one, or drop group_key")
         images.append(_image_of(item[image_key], i, image_key))
         origins.append(_origin(item[image_key], i))
-        labels.append(None if label_key is None else _label_of(item[label_key], i, label_key))
-        extras.append({k: v for k, v in item.items() if k not in (image_key, label_key)
-                       and (isinstance(v, (str, int, float, bool)) or v is None)})
+        labels.append(None if label_key is None else class_of(item[label_key], f"item {i}", label_key))
+        extras.append(keys_of(item, (image_key, label_key), group_key, f"item {i}"))
     if len(set(origins)) < len(origins):  # two items from one file (or no file names): index them
         origins = [f"{o}#{i}" if o != f"item {i}" else o for i, o in enumerate(origins)]
     columns = list(dict.fromkeys(k for e in extras for k in e))
@@ -181,7 +173,13 @@ def from_monai(
     if not_here:
         raise DataError(f"from_monai() names its keys with image_key= and label_key= (None: unlabelled); "
                         f"drop {', '.join(not_here)}")
+    if isinstance(data, Mapping):
+        lists = [k for k, v in data.items() if isinstance(v, list)]
+        raise DataError(f"data is a dict (a parsed dataset.json?), not a datalist; pass the dataset.json path, or "
+                        f"one of its lists ({', '.join(repr(k) for k in lists) or 'none'}), e.g. doc['training']")
     if isinstance(data, (str, os.PathLike)):
+        if base_dir is not None:
+            raise DataError("a dataset.json's relative paths are read from its own folder; drop base_dir=")
         if transform is not None:
             raise DataError("transforms apply to a datalist or a dataset; for a dataset.json, load its list with "
                             "monai.data.load_decathlon_datalist and pass the list with the transforms")
@@ -203,7 +201,11 @@ def from_monai(
             raise DataError(f"{', '.join(opts.files.to_dict())} apply to files intrinsics reads; a MONAI "
                             "dataset's transforms read its files: set them there")
         if isinstance(data, Sequence) and not isinstance(data, (bytes, str)):  # a datalist with its transforms
-            from monai.data import Dataset  # MONAI itself only where its transforms are used
+            try:
+                from monai.data import Dataset  # MONAI itself only where its transforms are used
+            except ImportError:
+                raise DataError("transforms need MONAI: pip install 'intrinsics[monai]' (or pass the datalist "
+                                "without transforms: intrinsics reads its files itself)") from None
 
             data = Dataset(data=list(data), transform=transform)
         elif transform is not None:

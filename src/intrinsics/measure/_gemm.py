@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -63,9 +64,15 @@ class GemmBackend:
 
 
 def _threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads() or os.cpu_count() or 1)
+    """The thread budget: torch's where torch is loaded (a study worker sets its share there), else the
+    cores this process may run on; torch is not imported for it (a cold import takes seconds)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads() or 1)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return int(os.cpu_count() or 1)
 
 
 @contextmanager
@@ -101,18 +108,11 @@ _current: GemmBackend | None = None
 
 
 def _available() -> list[str]:
-    names = ["numpy"]
-    try:
-        from scipy.linalg import blas  # noqa: F401
-        names.append("scipy")
-    except ImportError:
-        pass
-    try:
-        import torch  # noqa: F401
-        names.append("torch")
-    except ImportError:
-        pass
-    return names
+    """The installed backends (found without importing torch)."""
+    import importlib.util
+
+    return ["numpy"] + [name for name, module in (("scipy", "scipy.linalg"), ("torch", "torch"))
+                        if importlib.util.find_spec(module.split(".")[0]) is not None]
 
 
 def time_backends(shape: tuple[int, int, int] = _BLOCK, repeats: int = 3) -> dict[str, float]:
@@ -136,8 +136,13 @@ def time_backends(shape: tuple[int, int, int] = _BLOCK, repeats: int = 3) -> dic
 
 
 def _fingerprint(threads: int) -> str:
-    import scipy
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
 
     cpu = platform.processor() or ""
     try:
@@ -145,7 +150,7 @@ def _fingerprint(threads: int) -> str:
             cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    key = json.dumps([cpu, platform.machine(), threads, np.__version__, scipy.__version__, torch.__version__])
+    key = json.dumps([cpu, platform.machine(), threads, np.__version__, installed("scipy"), installed("torch")])
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 

@@ -51,12 +51,14 @@ def _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked):
     nr, nc = G.shape
     for r in prange(nr):
         row = row_off + r
+        thr = best_v[row, worst_pos[row]]  # the row's current worst, kept in a register
         for c in range(nc):
             g = G[r, c]
-            if g > best_v[row, worst_pos[row]]:
+            if g > thr:
                 if masked and (labels[row] == labels[col_off + c] or labels[col_off + c] < 0):
                     continue  # one label, or a candidate left out (label < 0): no nearest-other candidate
                 _insert(g, col_off + c, row, best_v, best_i, worst_pos)
+                thr = best_v[row, worst_pos[row]]
 
 
 @njit(parallel=True, cache=True)
@@ -66,14 +68,18 @@ def _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked):
     for ch in prange(n_chunks):  # each thread owns a range of columns: no two threads share a row of best_v
         c0 = ch * _COL_CHUNK
         c1 = min(nc, c0 + _COL_CHUNK)
+        thr = np.empty(c1 - c0, dtype=best_v.dtype)  # each column's current worst, read once
+        for c in range(c0, c1):
+            thr[c - c0] = best_v[col_off + c, worst_pos[col_off + c]]
         for r in range(nr):
             for c in range(c0, c1):
                 g = G[r, c]
-                col = col_off + c
-                if g > best_v[col, worst_pos[col]]:
+                if g > thr[c - c0]:
+                    col = col_off + c
                     if masked and (labels[col] == labels[row_off + r] or labels[row_off + r] < 0):
                         continue
                     _insert(g, row_off + r, col, best_v, best_i, worst_pos)
+                    thr[c - c0] = best_v[col, worst_pos[col]]
 
 
 _NO_LABELS = np.zeros(1, dtype=np.int64)

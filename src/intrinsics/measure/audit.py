@@ -550,7 +550,7 @@ class DatasetAudit:
         }
         if self.exclusion is not None:
             out["exclusion"] = self.exclusion
-        from .. import __version__
+        from .._version import __version__
 
         return to_jsonable({"intrinsics_version": version or __version__} | out)
 

@@ -13,7 +13,6 @@ estimators blow up; a sum of squared float64 differences never does. Exact dupli
 from __future__ import annotations
 
 import math
-import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 
 from ..errors import DuplicateWarning, EstimationError
 from . import _kernels
+from ._gemm import _threads as _gemm_threads
 from ._gemm import blas_threads, engine_record, gemm_nt
 from ._validate import as_matrix
 
@@ -215,12 +215,6 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
             c = np.where(c == neg_zero, 0, c).astype(np.uint64)
             h[s : s + step] = (c * w).sum(axis=1, dtype=np.uint64)
     return h
-
-
-def _torch():
-    import torch
-
-    return torch
 
 
 def _default_block(n: int, d: int) -> int:
@@ -513,5 +507,7 @@ def nearest_other_label(
 
 
 def cpu_threads() -> int:
-    """The neighbour engine's thread budget: torch's thread count (a study worker's share of the cores)."""
-    return int(_torch().get_num_threads() or os.cpu_count() or 1)
+    """The neighbour engine's thread budget: torch's thread count where torch is loaded (a study worker
+    sets its share of the cores there), else the cores this process may run on (torch not imported:
+    measuring needs no torch when another backend multiplies)."""
+    return _gemm_threads()

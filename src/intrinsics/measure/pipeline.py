@@ -193,7 +193,7 @@ class DatasetMeasurement:
             "K_F": kf_block,
             "warnings": list(self.warnings),
         }
-        from .. import __version__
+        from .._version import __version__
 
         return to_jsonable({"intrinsics_version": version or __version__} | out)
 

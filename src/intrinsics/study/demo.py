@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, TextIO
 
-from .. import __version__
+from .._version import __version__
 from .._machine import describe_machine
 from ..data.builtin import FASHION_MNIST_DIR
 from .report import write_report

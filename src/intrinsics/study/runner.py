@@ -259,7 +259,7 @@ def _grid_counts(store: Store, keys: set[str]) -> dict[str, int]:
 
 def code_version() -> str:
     """The package version, plus the git commit when run from a checkout."""
-    from .. import __version__
+    from .._version import __version__
 
     version = str(__version__)
     try:

@@ -1,0 +1,38 @@
+"""The matrix-multiply floor F of a benchmark: X·Xᵀ in float32 on each installed backend, the fastest
+being F. The product is computed as the pairs of 4,096-row blocks on and above the diagonal (the
+symmetric half, as a symmetric rank-k update does, and as the neighbour engine does), so that its memory
+stays bounded at any N (a full 60,000² result would take 14 GB) and every backend does the same work."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+BLOCK = 4096
+
+
+def _half_gram(X: np.ndarray, mul) -> None:
+    for s in range(0, len(X), BLOCK):
+        a = X[s : s + BLOCK]
+        for t in range(s, len(X), BLOCK):
+            mul(a, X[t : t + BLOCK])
+
+
+def gram_floor(X: np.ndarray, repeats: int = 1) -> dict[str, float]:
+    """Median seconds of the symmetric half of X·Xᵀ by block pairs, per backend (numpy, scipy, torch)."""
+    from intrinsics.measure._gemm import _FUNCTIONS, _available, blas_threads
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    out = {}
+    with blas_threads():
+        for name in _available():
+            mul = _FUNCTIONS[name]
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                _half_gram(X, mul)
+                times.append(time.perf_counter() - t)
+            out[name] = statistics.median(times)
+    return out

@@ -1,0 +1,88 @@
+"""`intrinsics measure` end to end against the matrix-multiply floor F of the same images.
+
+Prints, measured side by side in one run:
+- F: one float32 Gram matrix X·Xᵀ on the machine's fastest backend (numpy's BLAS, scipy's BLAS, torch;
+  each timed; benchmarks/_floor.py);
+- the measure pipeline (MLE k=20 with its bootstrap interval, sampled K_F with M=1,000 and 20 draws, the
+  exact K_F), which computes the neighbour graph and the nearest differently-labelled images in one pass;
+- the same numbers by two passes (kneighbors, then LabelSharpness's own search), as before the fusion;
+- peak resident memory of this process.
+Usage: python benchmarks/bench_measure.py [--source builtin:fashion-mnist] [--limit N] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+
+def _median(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def _peak_mb() -> float:
+    with open("/proc/self/status") as fh:
+        return next(float(ln.split()[1]) / 1024 for ln in fh if ln.startswith("VmHWM:"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--source", default="builtin:fashion-mnist")
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=1)
+    a = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    from _floor import gram_floor
+    from intrinsics import load
+    from intrinsics.measure import LabelSharpness, MLE, kneighbors
+    from intrinsics.measure._gemm import backend_info
+    from intrinsics.measure.pipeline import MeasureSettings, measure_dataset
+
+    ds = load(a.source, limit=a.limit)
+    X = np.ascontiguousarray(ds.flat())
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+               platform.processor())
+    chosen = backend_info()
+    print(f"{a.source}: N={ds.N} D={X.shape[1]}; CPU {cpu}; {torch.get_num_threads()} threads; engine backend "
+          f"{chosen.name} ({chosen.chosen_by})")
+    floors = gram_floor(X, a.repeats)
+    fastest = min(floors, key=floors.__getitem__)
+    F = floors[fastest]
+    settings = MeasureSettings()
+    t_measure, m = _median(lambda: measure_dataset(ds, settings), a.repeats)
+
+    def two_passes():
+        g = kneighbors(X, settings.k)
+        d = MLE(k=settings.k, n_bootstrap=settings.n_bootstrap).fit(g).dimension_
+        kf = LabelSharpness(settings.kf_samples, seed=settings.seed).fit(X, ds.labels)
+        return d, kf.exact_
+
+    t_two, (d2, kf2) = _median(two_passes, a.repeats)
+    assert abs(d2 - m.d_data.value) < 1e-9 and kf2 == m.K_F.exact, "the two routes must agree"
+    peak = _peak_mb()
+    for name, t in sorted(floors.items(), key=lambda kv: kv[1]):
+        print(f"X·Xᵀ float32 with {name:6s}            : {t:8.2f} s" + ("   <- floor F" if name == fastest else ""))
+    print(f"measure (one pass: graph + K_F)      : {t_measure:8.2f} s   {t_measure / F:.2f} F   "
+          f"d_data {m.d_data.value:.3f}, K_F exact {m.K_F.exact:.4f}")
+    print(f"the same by two passes               : {t_two:8.2f} s   {t_two / F:.2f} F   "
+          f"(one pass is {t_two / t_measure:.2f}x faster)")
+    print(f"peak resident memory of this process : {peak:8.0f} MB")
+    print(json.dumps({"source": a.source, "N": ds.N, "D": int(X.shape[1]), "cpu": cpu, "floors_s": floors,
+                      "floor_backend": fastest, "engine_backend": chosen.to_dict(), "measure_s": t_measure,
+                      "measure_over_F": t_measure / F, "two_passes_s": t_two, "two_passes_over_F": t_two / F,
+                      "peak_rss_mb": peak}))
+
+
+if __name__ == "__main__":
+    main()
