@@ -19,7 +19,7 @@ import threading
 import numpy as np
 from numba import config, get_num_threads, njit, prange, set_num_threads
 
-__all__ = ["exact_sqdist", "keep_best", "threads"]
+__all__ = ["exact_sqdist", "keep_best", "keep_best_at", "threads"]
 
 # numba's OpenMP layer brings a second OpenMP runtime next to torch's; with two such processes on a
 # machine (study workers), torch's training then ran ~35x slower. The workqueue layer has no such
@@ -83,6 +83,31 @@ def _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked):
 
 
 _NO_LABELS = np.zeros(1, dtype=np.int64)
+
+
+@njit(parallel=True, cache=True)
+def _keep_rows_at(G, ridx, cidx, best_v, best_i, worst_pos, labels, masked):
+    nr, nc = G.shape
+    for r in prange(nr):
+        row = ridx[r]
+        thr = best_v[row, worst_pos[row]]
+        for c in range(nc):
+            g = G[r, c]
+            if g > thr:
+                col = cidx[c]
+                if col == row or masked and (labels[row] == labels[col] or labels[col] < 0):
+                    continue
+                _insert(g, col, row, best_v, best_i, worst_pos)
+                thr = best_v[row, worst_pos[row]]
+
+
+def keep_best_at(G: np.ndarray, rows: np.ndarray, cols: np.ndarray, best_v: np.ndarray, best_i: np.ndarray,
+                 worst_pos: np.ndarray, *, labels: np.ndarray | None = None) -> None:
+    """As :func:`keep_best` for the rows only, with the block's rows and columns given by index arrays
+    (``G[r, c]`` scores the pair (rows[r], cols[c]); a pair of a row with itself is skipped)."""
+    masked = labels is not None
+    with _LOCK:
+        _keep_rows_at(G, rows, cols, best_v, best_i, worst_pos, labels if masked else _NO_LABELS, masked)
 
 
 def keep_best(G: np.ndarray, row_off: int, col_off: int, best_v: np.ndarray, best_i: np.ndarray,

@@ -24,6 +24,9 @@ from ..errors import DuplicateWarning, EstimationError
 from . import _kernels
 from ._gemm import _threads as _gemm_threads
 from ._gemm import blas_threads, engine_record, gemm_nt
+from ._prune import plan as prune_plan
+from ._prune import right_rows
+from ._prune import search as pruned_search
 from ._validate import as_matrix
 
 __all__ = [
@@ -245,11 +248,7 @@ def _label_aligned_bounds(labels: np.ndarray, block_size: int, default: list[tup
     return [(a, min(a + block_size, e)) for s_, e in zip(starts, ends) for a in range(int(s_), int(e), block_size)]
 
 
-def _right(Xa: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Rows of the augmented matrix with the two extra columns swapped: [x, −|x|²/2, 1]."""
-    r = Xa[start:stop].copy()
-    r[:, -2:] = Xa[start:stop, -2:][:, ::-1]
-    return r
+_right = right_rows  # rows [x, −|x|²/2, 1]: the right-hand side of the augmented product
 
 
 @dataclass
@@ -273,7 +272,9 @@ def _candidates(
     block_size: int,
     progress: bool,
     desc: str,
-) -> None:
+    rows: np.ndarray | None = None,
+    prune: bool | None = None,
+) -> dict[str, Any]:
     """Fill each of ``lists`` with the indices of its smallest float32 distances of every row.
 
     ``Xa`` is the augmented matrix of :func:`_prepare`, rows [x, 1, −|x|²/2], so that one product
@@ -281,8 +282,17 @@ def _candidates(
     Self-pairs are excluded. The product is symmetric, so each pair of row blocks is multiplied once and
     serves the rows of both blocks: about half the floating-point work of X·Xᵀ; and one product serves
     every list (the k nearest and the nearest of another label from one pass).
+
+    With ``rows`` (the input rows of ``Xa``) and ``prune`` not False, the search is pruned by a
+    principal-component bound where the data allow (:mod:`intrinsics.measure._prune`): the same
+    candidates for a fraction of the products. Returns how the search ran (for provenance).
     """
     n = Xa.shape[0]
+    if rows is not None and prune is not False:
+        with _kernels.threads(cpu_threads()), blas_threads():
+            p = prune_plan(rows, max(lst.k_cand for lst in lists))
+            if p is not None:
+                return _pruned(Xa, lists, p, rows.shape[1])
     for lst in lists:
         lst.start(n)
     bounds = _block_bounds(n, block_size)
@@ -314,6 +324,24 @@ def _candidates(
             for lst in lists:
                 _kernels.keep_best(G, sa, sb, lst.best_v, lst.best_i, lst.worst_pos, columns=a != b,
                                    labels=lst.labels)
+    return {"pruned": False}
+
+
+def _pruned(Xa: np.ndarray, lists: list[_Lists], p: Any, D: int) -> dict[str, Any]:
+    """The pruned search on the rows in the plan's order, its lists then put back in input order."""
+    order = p.order
+    labels = [lst.labels for lst in lists]
+    for lst, lab in zip(lists, labels):
+        lst.labels = None if lab is None else np.ascontiguousarray(lab[order])
+    with _kernels.threads(cpu_threads()), blas_threads():
+        info = pruned_search(np.ascontiguousarray(Xa[order]), lists, p, D)
+    for lst, lab in zip(lists, labels):
+        best_v, best_i, worst = lst.best_v, order[lst.best_i], lst.worst_pos
+        lst.best_v, lst.best_i, lst.worst_pos = (np.empty_like(best_v), np.empty_like(best_i),
+                                                 np.empty_like(worst))
+        lst.best_v[order], lst.best_i[order], lst.worst_pos[order] = best_v, best_i, worst
+        lst.labels = lab
+    return info
 
 
 def _refine(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -348,6 +376,7 @@ def kneighbors(
     drop_duplicates: bool = True,
     block_size: int | None = None,
     progress: bool | None = None,
+    prune: bool | None = None,
 ) -> NeighborGraph:
     """Exact k-nearest neighbours of every row of ``X`` (self excluded).
 
@@ -364,6 +393,9 @@ def kneighbors(
         Query rows per matrix multiply; memory is about ``block_size × N × 4`` bytes.
     progress : bool, optional
         Show a progress bar (default: only for large inputs on a terminal).
+    prune : bool, optional
+        Prune the search by a principal-component bound where the data allow it (default: decided from
+        the data; False: never). The result is the same either way.
 
     Returns
     -------
@@ -398,10 +430,11 @@ def kneighbors(
     bs = block_size or _default_block(n, A.shape[1])
     show = _show_progress(progress, n, A.shape[1])
     knn = _Lists(k_cand)
-    _candidates(Xa, [knn], block_size=bs, progress=show, desc="kNN")
+    how = _candidates(Xa, [knn], block_size=bs, progress=show, desc="kNN", rows=A, prune=prune)
     del Xa
     dist, ind = _refine(A, np.arange(n), knn.best_i, k)
-    return NeighborGraph(dist, ind, first, int(A.shape[0] + report.n_removed), report, engine_record())
+    return NeighborGraph(dist, ind, first, int(A.shape[0] + report.n_removed), report,
+                         engine_record() | {"search": how})
 
 
 def kneighbors_and_nearest_other(
@@ -411,6 +444,7 @@ def kneighbors_and_nearest_other(
     *,
     block_size: int | None = None,
     progress: bool | None = None,
+    prune: bool | None = None,
 ) -> tuple[NeighborGraph, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
     """The k-nearest-neighbour graph and the exact K_F's nearest differently-labelled rows, from one pass.
 
@@ -452,10 +486,11 @@ def kneighbors_and_nearest_other(
     lists = [_Lists(min(n - 1, k + _MARGIN))]
     if n_other >= 1:
         lists.append(_Lists(min(n_other, 1 + _MARGIN), np.ascontiguousarray(dlab)))
-    _candidates(Xa, lists, block_size=bs, progress=_show_progress(progress, n, B.shape[1]), desc="kNN and K_F")
+    how = _candidates(Xa, lists, block_size=bs, progress=_show_progress(progress, n, B.shape[1]),
+                      desc="kNN and K_F", rows=B, prune=prune)
     del Xa
     dist, ind = _refine(B, np.arange(n), lists[0].best_i, k)
-    graph = NeighborGraph(dist, ind, first, int(A.shape[0]), report, engine_record())
+    graph = NeighborGraph(dist, ind, first, int(A.shape[0]), report, engine_record() | {"search": how})
     if n_other < 1:
         return graph, None
     q = np.flatnonzero(valid)
@@ -478,6 +513,7 @@ def nearest_other_label(
     *,
     block_size: int | None = None,
     progress: bool | None = None,
+    prune: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For every row, the exact distance to and index of the nearest row with a different label.
 
@@ -499,7 +535,7 @@ def nearest_other_label(
     bs = block_size or _default_block(n, A.shape[1])
     show = _show_progress(progress, n, A.shape[1])
     other = _Lists(k_cand, lab)
-    _candidates(Xa, [other], block_size=bs, progress=show, desc="K_F")
+    _candidates(Xa, [other], block_size=bs, progress=show, desc="K_F", rows=A, prune=prune)
     del Xa
     d, i = _refine(A, np.arange(n), other.best_i, 1)
     dist, ind = d[:, 0], i[:, 0]

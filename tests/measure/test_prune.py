@@ -1,0 +1,95 @@
+"""The pruned neighbour search gives the brute-force engine's results exactly (same neighbours, same
+distances), on data it prunes well and on adversarial data: noise, duplicates and near-duplicates, a few
+extreme outliers, one dominant direction, labels in runs."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from intrinsics.errors import DuplicateWarning
+from intrinsics.measure import _prune, kneighbors
+from intrinsics.measure.neighbors import kneighbors_and_nearest_other, nearest_other_label
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    """Blocks of 96 rows, so that pruning starts at a few hundred rows (the tests stay fast)."""
+    monkeypatch.setattr(_prune, "_LEAF", 96)
+    monkeypatch.setattr(_prune, "_SAMPLE", 400)
+
+
+def _manifold(n=1200, D=120, d=6, seed=0, noise=0.02):
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((d, D))
+    z = rng.standard_normal((n, d))
+    X = np.tanh(z @ basis) + noise * rng.standard_normal((n, D))
+    y = (z[:, 0] + 0.3 * z[:, 1] > 0).astype(int) + (z[:, 2] > 1)
+    return X.astype(np.float32), y
+
+
+def _cases():
+    X, y = _manifold()
+    yield "manifold", X, y, True
+    rng = np.random.default_rng(1)
+    yield "iid noise", rng.standard_normal((1200, 120)).astype(np.float32), rng.integers(0, 2, 1200), False
+    D, yD = X.copy(), y.copy()
+    D[100:110] = D[5]                      # exact copies, some with another label (a conflict)
+    yD[100:104] = (yD[5] + 1) % 3
+    D[200] = D[201] + 1e-5                 # near-duplicates of other labels
+    yD[200] = (yD[201] + 1) % 3
+    yield "duplicates", D, yD, True
+    O = X.copy()
+    O[:3] *= 1e3                           # a few extreme outliers
+    yield "outliers", O, y, True
+    S = X.copy()
+    S[:, 0] += 50.0 * rng.standard_normal(len(S))  # one dominant direction
+    yield "dominant direction", S, y, True
+    order = np.argsort(y, kind="stable")   # labels in runs (a training set, then its test set)
+    yield "labels in runs", X[order], y[order], True
+
+
+@pytest.mark.parametrize("name, X, y, prunes", list(_cases()), ids=[c[0] for c in _cases()])
+def test_pruned_search_equals_brute_force(name, X, y, prunes):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DuplicateWarning)
+        brute = kneighbors(X, 15, prune=False, block_size=96)
+        fast = kneighbors(X, 15)
+        bg, bo = kneighbors_and_nearest_other(X, 10, y, prune=False, block_size=96)
+        fg, fo = kneighbors_and_nearest_other(X, 10, y)
+    search = fast.engine["search"]
+    assert search["pruned"] is prunes, search
+    if prunes and name in ("manifold", "labels in runs"):
+        assert search["share_of_products"] < 0.8, search  # it does skip work
+    assert np.array_equal(brute.indices, fast.indices) and np.array_equal(brute.distances, fast.distances)
+    assert np.array_equal(bg.indices, fg.indices) and np.array_equal(bg.distances, fg.distances)
+    for b, f in zip(bo, fo):
+        assert np.array_equal(b, f)
+    rows = bo[0]
+    d_b, _ = nearest_other_label(X[rows], y[rows], prune=False, block_size=96)
+    d_f, _ = nearest_other_label(X[rows], y[rows])
+    assert np.array_equal(d_b, d_f)
+
+
+def test_the_bound_never_exceeds_a_distance():
+    X, _ = _manifold(n=900)
+    p = _prune.plan(X, 12)
+    assert p is not None and p.m >= 8
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, len(X), 5000), rng.integers(0, len(X), 5000)
+    W = p.W.astype(np.float64)
+    z = W[:, : p.m + 1]  # [z, ρ] in plan order
+    lb2 = ((z[i] - z[j]) ** 2).sum(1)
+    Xo = X[p.order].astype(np.float64)
+    d2 = ((Xo[i] - Xo[j]) ** 2).sum(1)
+    assert (lb2 <= d2 * (1 + 1e-5) + 1e-6).all()
+    assert np.median(lb2[d2 > 0] / d2[d2 > 0]) > 0.5  # and it is a useful bound on such data
+
+
+def test_small_or_flat_data_gets_no_plan():
+    rng = np.random.default_rng(0)
+    assert _prune.plan(rng.standard_normal((200, 120)), 10) is None          # too few rows
+    assert _prune.plan(rng.standard_normal((1200, 120)), 10) is None         # a flat spectrum
+    assert _prune.plan(rng.standard_normal((1200, 30)), 10) is None          # too few dimensions
