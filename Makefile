@@ -40,6 +40,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_neighbors.py
+	$(PY) benchmarks/bench_measure.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/grid_cost.py
 

@@ -13,6 +13,16 @@ import numpy as np
 BLOCK = 4096
 
 
+def median_time(fn, repeats: int) -> tuple[float, object]:
+    """Median seconds of ``repeats`` calls of ``fn``, and its last result."""
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
 def _half_gram(X: np.ndarray, mul) -> None:
     for s in range(0, len(X), BLOCK):
         a = X[s : s + BLOCK]
@@ -28,11 +38,5 @@ def gram_floor(X: np.ndarray, repeats: int = 1) -> dict[str, float]:
     out = {}
     with blas_threads():
         for name in _available():
-            mul = _FUNCTIONS[name]
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                _half_gram(X, mul)
-                times.append(time.perf_counter() - t)
-            out[name] = statistics.median(times)
+            out[name], _ = median_time(lambda: _half_gram(X, _FUNCTIONS[name]), repeats)
     return out

@@ -6,6 +6,7 @@ Prints, measured side by side in one run:
 - the measure pipeline (MLE k=20 with its bootstrap interval, sampled K_F with M=1,000 and 20 draws, the
   exact K_F), which computes the neighbour graph and the nearest differently-labelled images in one pass;
 - the same numbers by two passes (kneighbors, then LabelSharpness's own search), as before the fusion;
+- the fused search alone with and without pruning (identical results);
 - peak resident memory of this process.
 Usage: python benchmarks/bench_measure.py [--source builtin:fashion-mnist] [--limit N] [--repeats 1]
 """
@@ -15,17 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
-
-
-def _median(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 def _peak_mb() -> float:
@@ -44,6 +34,7 @@ def main() -> None:
     import torch
 
     from _floor import gram_floor
+    from _floor import median_time as _median
     from intrinsics import load
     from intrinsics.measure import LabelSharpness, MLE, kneighbors
     from intrinsics.measure._gemm import backend_info
@@ -69,6 +60,11 @@ def main() -> None:
         return d, kf.exact_
 
     t_two, (d2, kf2) = _median(two_passes, a.repeats)
+    from intrinsics.measure.neighbors import kneighbors_and_nearest_other
+
+    t_brute, (gb, ob) = _median(lambda: kneighbors_and_nearest_other(X, settings.k, ds.labels, prune=False), a.repeats)
+    t_pruned, (gp, op) = _median(lambda: kneighbors_and_nearest_other(X, settings.k, ds.labels), a.repeats)
+    assert np.array_equal(gb.indices, gp.indices) and np.array_equal(ob[1], op[1]), "pruning must change nothing"
     assert abs(d2 - m.d_data.value) < 1e-9 and kf2 == m.K_F.exact, "the two routes must agree"
     peak = _peak_mb()
     for name, t in sorted(floors.items(), key=lambda kv: kv[1]):
@@ -77,10 +73,14 @@ def main() -> None:
           f"d_data {m.d_data.value:.3f}, K_F exact {m.K_F.exact:.4f}")
     print(f"the same by two passes               : {t_two:8.2f} s   {t_two / F:.2f} F   "
           f"(one pass is {t_two / t_measure:.2f}x faster)")
+    print(f"graph + K_F search, brute force      : {t_brute:8.2f} s   {t_brute / F:.2f} F")
+    print(f"graph + K_F search, pruned           : {t_pruned:8.2f} s   {t_pruned / F:.2f} F   "
+          f"({t_pruned / t_brute:.2f}x brute force, identical; {gp.engine['search']})")
     print(f"peak resident memory of this process : {peak:8.0f} MB")
     print(json.dumps({"source": a.source, "N": ds.N, "D": int(X.shape[1]), "cpu": cpu, "floors_s": floors,
                       "floor_backend": fastest, "engine_backend": chosen.to_dict(), "measure_s": t_measure,
                       "measure_over_F": t_measure / F, "two_passes_s": t_two, "two_passes_over_F": t_two / F,
+                      "search_brute_s": t_brute, "search_pruned_s": t_pruned, "search": gp.engine["search"],
                       "peak_rss_mb": peak}))
 
 

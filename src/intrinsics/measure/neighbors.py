@@ -369,6 +369,17 @@ def _prepare(X: np.ndarray) -> np.ndarray:
     return Xa
 
 
+def _check_k(k: int, n: int, report: DuplicateReport) -> None:
+    """k neighbours need k + 1 distinct rows."""
+    if k < 1:
+        raise EstimationError(f"k={k} must be a positive number of neighbours; use e.g. k=20")
+    if k >= n:
+        raise EstimationError(
+            f"k={k} neighbours need at least k+1={k + 1} distinct samples, got {n}"
+            f"{' after removing duplicates' if report else ''}; use a smaller k or more images"
+        )
+
+
 def kneighbors(
     X: Any,
     k: int,
@@ -417,13 +428,7 @@ def kneighbors(
         warnings.warn(report.message(), DuplicateWarning, stacklevel=2)
         A = A[first]
     n = A.shape[0]
-    if k < 1:
-        raise EstimationError(f"k={k} must be a positive number of neighbours; use e.g. k=20")
-    if k >= n:
-        raise EstimationError(
-            f"k={k} neighbours need at least k+1={k + 1} distinct samples, got {n}"
-            f"{' after removing duplicates' if report else ''}; use a smaller k or more images"
-        )
+    _check_k(k, n, report)
     A = np.ascontiguousarray(A)
     Xa = _prepare(A)
     k_cand = min(n - 1, k + _MARGIN)
@@ -466,13 +471,7 @@ def kneighbors_and_nearest_other(
     if report:
         warnings.warn(report.message(), DuplicateWarning, stacklevel=2)
     n = first.size
-    if k < 1:
-        raise EstimationError(f"k={k} must be a positive number of neighbours; use e.g. k=20")
-    if k >= n:
-        raise EstimationError(
-            f"k={k} neighbours need at least k+1={k + 1} distinct samples, got {n}"
-            f"{' after removing duplicates' if report else ''}; use a smaller k or more images"
-        )
+    _check_k(k, n, report)
     keep, _ = label_conflicts(A, codes, (group, report))
     # One label per distinct row; a distinct row whose copies carry different labels gets -1: it is
     # neither queried nor a candidate of the nearest other label (as LabelSharpness leaves it out).
