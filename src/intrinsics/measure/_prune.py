@@ -13,8 +13,10 @@ and more pairs are skipped. Nothing is approximate: a skipped pair is provably f
 candidates a row already holds, every comparison carries the worst-case float32 rounding of both
 products as slack, and the candidates kept are then refined in float64 exactly as without pruning.
 
-Where the spectrum is flat (data without structure, such as noise), the bound cannot prune and the
-search runs without it; so it does for small inputs.
+Where the spectrum is flat (data without structure, such as noise), or where the k-th neighbours lie as
+far as most other rows (intrinsically high-dimensional data), the bound cannot prune and the search runs
+without it; the second is found by computing the neighbour distances of 256 sampled rows first. So it
+does for small inputs.
 
 Written here rather than taken from a library: the exact k-NN libraries (scikit-learn's trees, FAISS's
 flat index) either fall back to brute force in hundreds of dimensions or are approximate.
@@ -39,6 +41,7 @@ _MS = (8, 16, 32, 64, 128)
 _RESIDUAL_OK = 0.10  # the smallest m whose residual energy share is at most this
 _RESIDUAL_MAX = 0.50  # above this share at m = 128 the bound cannot prune: no plan
 _U32 = 2.0 ** -24    # float32 unit roundoff
+_GIVE_UP = 0.25      # above this estimated share of (row, block) products the bound is not used
 
 
 @dataclass
@@ -52,9 +55,11 @@ class Plan:
     m: int
     residual: float          # share of the sample's energy outside the projection
     centroids: np.ndarray    # each block's mean of [z, ρ]
+    estimated_share: float   # share of (row, block) products the bound is expected to leave
 
     def info(self) -> dict[str, Any]:
-        return {"m": self.m, "residual_energy": round(float(self.residual), 4), "blocks": len(self.bounds)}
+        return {"m": self.m, "residual_energy": round(float(self.residual), 4), "blocks": len(self.bounds),
+                "estimated_share": round(self.estimated_share, 3)}
 
 
 def _cluster_blocks(Z: np.ndarray, leaf: int, seed: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -112,7 +117,10 @@ def plan(B: np.ndarray, k_cand: int, *, seed: int = 0) -> Plan | None:
     W[:, :m], W[:, m], W[:, m + 1], W[:, m + 2] = Z, rho, 1.0, -0.5 * nx
     Zr = np.concatenate([Z, rho[:, None]], axis=1)
     centroids = np.stack([Zr[s:e].mean(axis=0) for s, e in bounds])
-    return Plan(order, bounds, W, nx, m, float(residual[m - 1]), centroids)
+    share = _estimated_share(B, mean, W, order, bounds, nx, k_cand, m)
+    if share > _GIVE_UP:  # the bound would rule out too little to pay for itself
+        return None
+    return Plan(order, bounds, W, nx, m, float(residual[m - 1]), centroids, share)
 
 
 def right_rows(M: np.ndarray, s: int, e: int) -> np.ndarray:
@@ -198,6 +206,29 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
     return {"pruned": True, **p.info(), "block_pairs": n_pairs + nb, "block_pairs_skipped": skipped,
             "block_pairs_full": full_pairs,
             "share_of_products": round((full_pairs * _LEAF ** 2 + partial_rows * _LEAF) / ((n_pairs + nb) * _LEAF ** 2), 4)}
+
+
+def _estimated_share(B: np.ndarray, mean: np.ndarray, W: np.ndarray, order: np.ndarray,
+                     bounds: list[tuple[int, int]], nx: np.ndarray, k_cand: int, m: int) -> float:
+    """The share of (row, other block) products the bound would leave, estimated on 256 rows: their
+    k_cand-th neighbour distances computed (float32: an estimate, not a result) and their bounds to every
+    block compared with them. Decides only whether to prune; the search itself is exact either way."""
+    n = len(order)
+    rows = np.sort(np.random.default_rng(1).choice(n, size=min(n, 256), replace=False))  # in plan order
+    B32 = B if B.dtype == np.float32 else B.astype(np.float32)
+    S = np.ascontiguousarray(B32[order[rows]])
+    # Squared distances from the input rows as they are (columns in input order): an estimate suffices.
+    d2 = np.einsum("nd,nd->n", S, S)[:, None] + np.einsum("nd,nd->n", B32, B32)[None, :] - 2.0 * gemm_nt(S, B32)
+    d2[np.arange(rows.size), order[rows]] = np.inf
+    reach = np.partition(d2, k_cand - 1, axis=1)[:, k_cand - 1].astype(np.float64)
+    top = gemm_nt(np.ascontiguousarray(W[rows]), right_rows(W, 0, n))  # −LB²/2 to every row
+    starts = np.array([s for s, _ in bounds])
+    nx_max = np.maximum.reduceat(nx, starts)
+    lb2 = -2.0 * np.maximum.reduceat(top, starts, axis=1).astype(np.float64) \
+        - 2.0 * (m + 5) * _U32 * (nx[rows][:, None] + nx_max[None, :])
+    need = lb2 <= reach[:, None]
+    need[np.arange(rows.size), np.searchsorted(starts, rows, side="right") - 1] = False  # its own block
+    return float(need.sum() / max(1, rows.size * (len(bounds) - 1)))
 
 
 def _tighten(lst: Any, thr: np.ndarray, rows: np.ndarray, nx: np.ndarray, slack: float) -> None:
