@@ -288,6 +288,13 @@ def _candidates(
     candidates for a fraction of the products. Returns how the search ran (for provenance).
     """
     n = Xa.shape[0]
+    masked_only = all(lst.labels is not None for lst in lists)
+    if masked_only and prune is None:
+        lab = lists[0].labels
+        runs = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]]).size
+        if runs <= len(_block_bounds(n, block_size)) + 4:
+            prune = False  # labels in a few runs (a training set, then its test set): skipping the blocks
+            #                of one label does more than the bound would
     if rows is not None and prune is not False:
         with _kernels.threads(cpu_threads()), blas_threads():
             p = prune_plan(rows, max(lst.k_cand for lst in lists))
