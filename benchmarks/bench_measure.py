@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 
 
 def _peak_mb() -> float:
@@ -42,8 +41,9 @@ def main() -> None:
 
     ds = load(a.source, limit=a.limit)
     X = np.ascontiguousarray(ds.flat())
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor())
+    from intrinsics._machine import describe_machine, machine_line
+
+    cpu = machine_line(describe_machine())
     chosen = backend_info()
     print(f"{a.source}: N={ds.N} D={X.shape[1]}; CPU {cpu}; {torch.get_num_threads()} threads; engine backend "
           f"{chosen.name} ({chosen.chosen_by})")

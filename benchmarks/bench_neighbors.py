@@ -122,10 +122,9 @@ def main() -> None:
     base, peak = map(float, out.stdout.split())
     res.update(peak_rss_mb=peak, rss_before_fit_mb=base, fit_extra_mb=peak - base)
 
-    import platform
+    from intrinsics._machine import describe_machine, machine_line
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor())
+    cpu = machine_line(describe_machine())
     print(f"CPU: {cpu}; engine's matrix-multiply backend: {chosen.name} ({chosen.chosen_by}; block timings "
           + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in chosen.seconds.items()) + ")")
     for name, t in sorted(floors.items(), key=lambda kv: kv[1]):

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["describe_machine", "machine_line"]
+__all__ = ["cpu_info", "describe_machine", "machine_line"]
 
 # Extensions that change which matrix-multiply kernels run (and so speed and rounding).
 _FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "fma")
 
 
-def _cpuinfo() -> tuple[str | None, list[str]]:
+def cpu_info() -> tuple[str | None, list[str]]:
+    """The CPU model and which of the vector extensions that change matrix-multiply kernels it has."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -40,7 +41,7 @@ def describe_machine() -> dict[str, Any]:
     ``numpy``, ``torch`` (versions; None when not installed) and ``date`` (UTC, ISO 8601)."""
     import numpy
 
-    model, flags = _cpuinfo()
+    model, flags = cpu_info()
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

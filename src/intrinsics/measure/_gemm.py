@@ -144,13 +144,11 @@ def _fingerprint(threads: int) -> str:
         except PackageNotFoundError:
             return "-"
 
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    key = json.dumps([cpu, platform.machine(), threads, np.__version__, installed("scipy"), installed("torch")])
+    from .._machine import cpu_info
+
+    model, flags = cpu_info()
+    key = json.dumps([model or platform.processor(), flags, platform.machine(), threads, np.__version__,
+                      installed("scipy"), installed("torch")])
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 

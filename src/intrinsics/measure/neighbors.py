@@ -99,7 +99,8 @@ class NeighborGraph:
     duplicates : DuplicateReport
         What was removed.
     engine : dict
-        How the graph was computed (matrix-multiply backend, why it was chosen, threads).
+        How the graph was computed: matrix-multiply backend, threads, and whether (and how) the search
+        was pruned.
     """
 
     distances: np.ndarray
