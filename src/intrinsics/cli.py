@@ -451,7 +451,8 @@ def cmd_study_run(args: argparse.Namespace) -> int:
     from .study import run_study
 
     res = run_study(args.spec, args.out, workers=args.workers, threads=args.threads,
-                    retry_failed=args.retry_failed, progress=not args.no_progress)
+                    retry_failed=args.retry_failed, progress=not args.no_progress,
+                    executor=args.executor, address=args.address)
     rec = res.to_dict()
     print(dumps(rec, indent=2))
     if res.total - res.failed > 0:
@@ -484,6 +485,12 @@ def cmd_study_status(args: argparse.Namespace) -> int:
         return 0
     keys = [k for k in ("total", "done", "failed", "running", "stale", "pending") if k in st]
     print(_table([[str(st[k]) for k in keys]], keys))
+    ex = st.get("executor") or {}
+    if ex.get("executor") == "ray":
+        print(f"executor: ray at {ex.get('address')} ({ex.get('nodes')} node(s), {ex.get('cpus', 0):g} CPUs, "
+              f"{ex.get('gpus', 0):g} GPUs; {ex.get('slots')} runs at once; driver pid {ex.get('driver_pid')})")
+    elif ex:
+        print(f"executor: local ({ex.get('workers')} worker(s); driver pid {ex.get('driver_pid')})")
     for f in st.get("failures", [])[:10]:
         print(f"failed: {f}", file=sys.stderr)
     return 0
@@ -725,8 +732,14 @@ def build_parser() -> argparse.ArgumentParser:
     q = ssub.add_parser("run", help="run (or resume) a study spec")
     q.add_argument("spec", help="study TOML (see `intrinsics study init`)")
     q.add_argument("--out", required=True, metavar="DIR", help="the study folder (study.sqlite, runs, checkpoints)")
-    q.add_argument("--workers", type=int, default=1, help="local worker processes")
+    q.add_argument("--workers", type=int, default=1,
+                   help="local worker processes (one GPU each, round-robin, where the machine has GPUs)")
     q.add_argument("--threads", type=int, help="torch threads per worker (default: 1 when sharing cores)")
+    q.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local processes, or a task per run on Ray (pip install 'intrinsics[ray]'); "
+                        "[resources] in the spec says what each run needs")
+    q.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="with --executor ray: the cluster to join (default: a local Ray instance for this study)")
     q.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     q.add_argument("--no-progress", action="store_true", help="no progress bar (logs and CI)")
     q.set_defaults(func=cmd_study_run)

@@ -1,9 +1,12 @@
 """Running a study: measure each dataset once, then every (dataset, model, N, seed) run, resumably.
 
 The parent process holds a lock on the output folder (one study process per folder), measures the
-datasets, inserts the grid into the store and then either works through the runs itself
+datasets, inserts the grid into the store and then hands the runs to an executor
+(:mod:`intrinsics.study.executors`): with ``executor="local"`` it works through them itself
 (``workers=1``) or starts ``workers`` local processes that each claim runs from the store until none is
-left. Each worker gets ``max(1, cores // workers)`` torch threads so the machine is not oversubscribed.
+left, one GPU each (round-robin) where the machine has GPUs; each gets ``max(1, cores // workers)`` torch
+threads so the machine is not oversubscribed. With ``executor="ray"`` every run is a Ray task and this
+process is the store's only writer.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from ..errors import IntrinsicsError
 from ._execute import check_datasets, progress_over
+from .executors import EXECUTORS, Resources, gpu_slots
 from .spec import StudySpec, expand_grid, load_spec
 from .store import STORE_NAME, Store
 
@@ -145,6 +149,8 @@ def run_study(
     retry_failed: bool = False,
     progress: bool = True,
     threads: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> StudyResult:
     """Run (or resume) a study and return its run counts.
 
@@ -168,8 +174,14 @@ def run_study(
     progress : bool
         Show a tqdm progress bar.
     threads : int, optional
-        torch threads per worker; default ``max(1, cores // workers)``. Small models on a busy
-        machine run faster with 1.
+        torch threads per worker; default ``max(1, cores // workers)`` (with Ray, ``cpus_per_run``).
+        Small models on a busy machine run faster with 1.
+    executor : "local" or "ray"
+        Where the runs execute: local worker processes, or tasks on a Ray cluster (each declaring the
+        spec's ``[resources]``; retried when its worker dies). Measuring stays in this process.
+    address : str, optional
+        With ``executor="ray"``: the cluster to join (``"auto"`` or ``HOST:PORT``); default a local
+        Ray instance started for this study and shut down after it.
 
     Returns
     -------
@@ -180,9 +192,23 @@ def run_study(
         raise IntrinsicsError(f"workers={workers!r} must be at least 1; use --workers 1 for one process")
     if threads is not None and threads < 1:
         raise IntrinsicsError(f"threads={threads!r} must be at least 1")
+    if executor not in EXECUTORS:
+        raise IntrinsicsError(f"executor={executor!r} is not one of {', '.join(EXECUTORS)}")
+    if address is not None and executor != "ray":
+        raise IntrinsicsError(f"address={address!r} names a Ray cluster; add executor='ray' (--executor ray)")
+    if executor == "ray" and workers != 1:
+        raise IntrinsicsError(f"workers={workers} is for the local executor; with Ray the cluster's CPUs and GPUs "
+                              "and [resources] in the spec set how many runs execute at once")
     n_threads = threads or max(1, (os.cpu_count() or 1) // workers)
     if not isinstance(spec, StudySpec):
         spec = load_spec(spec)
+    resources = Resources.from_dict(spec.resources)
+    device = str(spec.training.get("device", "auto"))
+    devices = gpu_slots(workers, resources, device) if executor == "local" and workers > 1 else None
+    if executor == "ray":
+        from .executors import _import_ray
+
+        _import_ray()  # refused before any work when Ray is missing
     if measure_fn == DEFAULT_MEASURE_FN or run_fn == DEFAULT_RUN_FN:
 
         # What the default steps need of each dataset, checked before anything is written (custom
@@ -215,11 +241,19 @@ def run_study(
             for ds in progress_over(todo, "measuring datasets", progress):
                 fn(ds, spec, store, out_dir)
         keys = [r["run_key"] for r in grid]
-        if workers == 1:
+        if executor == "ray":
+            from .executors import run_on_ray
+
+            run_on_ray(store, keys, _ref(run_fn), resources, out_dir=out_dir, address=address, device=device,
+                       threads=threads, progress=progress)
+        elif workers == 1:
+            store.set_meta("executor", {"executor": "local", "workers": 1, "driver_pid": os.getpid()})
             _set_threads(n_threads)
             _work(store, keys, _resolve(run_fn), progress=progress, total=len(keys))
         else:
-            _run_workers(store, keys, _ref(run_fn), workers, n_threads, progress=progress)
+            store.set_meta("executor", {"executor": "local", "workers": workers, "driver_pid": os.getpid(),
+                                        "gpus": [d for d in devices or () if d is not None]})
+            _run_workers(store, keys, _ref(run_fn), workers, n_threads, progress=progress, devices=devices)
         counts = _grid_counts(store, set(keys))
     return StudyResult(
         out_dir=str(out_dir),
@@ -358,7 +392,7 @@ def _worker_main(db_path: str, keys: list[str], run_fn: str, threads: int, paren
 
 
 def _run_workers(store: Store, keys: list[str], run_fn: str, workers: int, threads: int, *,
-                 progress: bool) -> None:
+                 progress: bool, devices: list[str | None] | None = None) -> None:
     # spawn, not fork: forking a process that has already started torch's thread pools can deadlock.
     ctx = mp.get_context("spawn")
     procs = [
@@ -369,8 +403,18 @@ def _run_workers(store: Store, keys: list[str], run_fn: str, workers: int, threa
         )
         for i in range(workers)
     ]
-    for p in procs:
-        p.start()
+    for p, device in zip(procs, devices or [None] * workers):
+        # A spawned child starts with this process's environment as it is at start(): its own GPU.
+        before = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if device is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = device
+        try:
+            p.start()
+        finally:
+            if before is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = before
     bar = _bar(store, keys, progress)
     try:
         while any(p.is_alive() for p in procs):
@@ -421,6 +465,7 @@ def study_status(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
         done_times = [t for t in done_times if isinstance(t, (int, float))]
         out["mean_run_s"] = round(sum(done_times) / len(done_times), 3) if done_times else None
         out["spec"] = (store.get_meta("spec") or {}).get("name")
+        out["executor"] = store.get_meta("executor")
         out["code_version"] = store.get_meta("code_version")
     return out
 

@@ -68,6 +68,8 @@ class StudySpec:
     attacks: dict[str, Any]
     representation: dict[str, Any]
     source_text: str = ""
+    # Where runs execute ([resources]: CPUs and GPUs per run, retries); not what they compute.
+    resources: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (without the TOML text)."""
@@ -76,8 +78,11 @@ class StudySpec:
         return d
 
     def digest(self) -> str:
-        """Short hash of the spec's content (not its comments or layout)."""
-        return _hash(self.to_dict())
+        """Short hash of the spec's content (not its comments or layout, nor its ``[resources]``: the
+        same study may resume on another machine or cluster)."""
+        d = self.to_dict()
+        d.pop("resources")
+        return _hash(d)
 
     def dataset(self, name: str) -> DatasetSpec:
         """The dataset called ``name``."""
@@ -118,7 +123,7 @@ _REPR_DEFAULTS: dict[str, Any] = {"layers": ["penultimate"], "estimator": "twonn
 _REPR_OPTIONAL = ("twonn_discard",)
 _PREPROCESSING_KEYS = {"size", "channels", "intensity", "seed"}
 _TOP_KEYS = {"name", "datasets", "models", "N", "seeds", "preprocessing", "training", "measure",
-             "attacks", "representation"}
+             "attacks", "representation", "resources"}
 
 
 def _hash(obj: Any) -> str:
@@ -181,6 +186,7 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
     measure = _parse_measure(raw, where)
     attacks = _parse_attacks(raw, where)
     representation = _parse_representation(raw, where)
+    resources = _parse_resources(raw, where, training)
     _check_limits(datasets, N, training, where)
     n_runs = sum(len(ds.N or N) for ds in datasets) * len(models) * len(seeds)
     if n_runs > MAX_RUNS:
@@ -198,6 +204,7 @@ def parse_spec(raw: dict[str, Any], *, source_text: str = "", where: str = "spec
         attacks=attacks,
         representation=representation,
         source_text=source_text,
+        resources=resources,
     )
 
 
@@ -344,6 +351,17 @@ def _parse_measure(raw: dict[str, Any], where: str) -> dict[str, Any]:
     measure = _block(raw, "measure", _MEASURE_DEFAULTS, where, optional=_MEASURE_OPTIONAL)
     _typed("measure", where, MeasureSettings, measure)
     return measure
+
+
+def _parse_resources(raw: dict[str, Any], where: str, training: dict[str, Any]) -> dict[str, Any]:
+    from .executors import Resources
+
+    block = _block(raw, "resources", {}, where, optional=("cpus_per_run", "gpus_per_run", "max_retries"))
+    _typed("resources", where, Resources, block)
+    if training["device"] == "cpu" and block.get("gpus_per_run"):
+        raise SpecError(f"{where}: resources.gpus_per_run is {block['gpus_per_run']!r} but training.device is "
+                        "'cpu'; set device = \"auto\" (or \"cuda\") to train on GPUs, or leave gpus_per_run out")
+    return block
 
 
 def _typed(block: str, where: str, settings_type: Any, values: dict[str, Any]) -> None:

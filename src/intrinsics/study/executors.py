@@ -1,0 +1,317 @@
+"""Where a study's runs execute: local worker processes (one GPU each, round-robin) or a Ray cluster.
+
+Both executors keep the same contract with the store: the study process (the *driver*) is the only
+one that decides which run is next, and a run is recorded at most once (its claim token). With Ray the
+driver is also the only *writer* of ``study.sqlite``: it claims a run, submits it as a Ray task that
+declares its resources (``[resources]`` of the spec), and records what the task returns. A task whose
+worker process or node dies is retried by Ray (``max_retries``); a run that raises is recorded as failed
+with its error and the study goes on. The driver killed with ``kill -9`` leaves its claimed runs
+``running`` under its own (dead) pid, so the next ``study run`` puts them back in the queue, exactly as
+with local workers.
+
+A run writes its artefacts (checkpoints) beside a store; on a Ray worker that "store" is a scratch
+folder whose files come back to the driver as bytes and are written into the study folder under the
+same relative path, so a cluster needs no shared file system.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import IntrinsicsError, SettingError
+
+__all__ = ["Resources", "EXECUTORS", "gpu_slots", "visible_gpus", "run_on_ray"]
+
+EXECUTORS = ("local", "ray")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one run needs of a machine: a spec's ``[resources]`` block, checked when made.
+
+    ``gpus_per_run`` may be fractional (0.25: four runs share one device); None means one GPU per run
+    where the cluster (or machine) has GPUs and the spec trains on them, else none. These settings say
+    *where* runs execute, never what they compute: they are not part of a spec's digest or run keys, so
+    a study started on a laptop resumes on a cluster.
+    """
+
+    cpus_per_run: float = 1.0
+    gpus_per_run: float | None = None
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        if not (_number(self.cpus_per_run) and self.cpus_per_run > 0):
+            raise SettingError("cpus_per_run", self.cpus_per_run, "must be a positive number", "e.g. cpus_per_run = 1")
+        g = self.gpus_per_run
+        if g is not None and not (_number(g) and g >= 0 and (g <= 1 or float(g).is_integer())):
+            raise SettingError("gpus_per_run", g, "must be 0, a fraction of one GPU (0 < g < 1) or a whole number",
+                               "e.g. gpus_per_run = 0.25 packs four runs on a GPU")
+        if not (isinstance(self.max_retries, int) and not isinstance(self.max_retries, bool)
+                and 0 <= self.max_retries <= 100):
+            raise SettingError("max_retries", self.max_retries, "must be an integer from 0 to 100",
+                               "e.g. max_retries = 3")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Resources":
+        return cls(**(d or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def gpus(self, available: float, device: str) -> float:
+        """GPUs one run asks for, on a machine or cluster with ``available`` GPUs, training on ``device``."""
+        if self.gpus_per_run is not None:
+            return float(self.gpus_per_run)
+        return 1.0 if available >= 1 and device != "cpu" else 0.0
+
+
+# -- local workers: every GPU of one machine -----------------------------------------------------------
+
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (empty without CUDA)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return []
+    if not torch.cuda.is_available():
+        return []
+    n = torch.cuda.device_count()
+    listed = [s.strip() for s in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if s.strip()]
+    return listed[:n] if listed else [str(i) for i in range(n)]
+
+
+def gpu_slots(workers: int, resources: Resources, device: str, gpus: list[str] | None = None) -> list[str | None]:
+    """``CUDA_VISIBLE_DEVICES`` for each of ``workers`` local worker processes (None: leave it alone).
+
+    Workers go round-robin over the machine's GPUs, so G GPUs serve G workers one each, and 2G workers
+    two each. With ``gpus_per_run`` given, a GPU takes at most ``1 / gpus_per_run`` workers: more workers
+    than that is refused before anything starts.
+    """
+    gpus = visible_gpus() if gpus is None else gpus
+    if not gpus or device == "cpu" or resources.gpus_per_run == 0:
+        return [None] * workers
+    g = resources.gpus_per_run
+    if g is not None and g > 1:
+        raise IntrinsicsError(f"[resources] gpus_per_run = {g:g} asks for several GPUs per run, which local workers "
+                              "cannot give one run; use gpus_per_run = 1 (or less to pack runs), or --executor ray")
+    if g is not None:
+        per_gpu = int(math.floor(1 / g + 1e-9))
+        if workers > per_gpu * len(gpus):
+            raise IntrinsicsError(
+                f"--workers {workers} on {len(gpus)} GPU(s) with [resources] gpus_per_run = {g:g} would put more than "
+                f"{per_gpu} run(s) on one GPU; use --workers {per_gpu * len(gpus)} or a smaller gpus_per_run")
+    return [gpus[i % len(gpus)] for i in range(workers)]
+
+
+# -- Ray ----------------------------------------------------------------------------------------------
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise IntrinsicsError("--executor ray needs Ray, which is not installed; pip install 'intrinsics[ray]' "
+                              "(or use --executor local)") from None
+    return ray
+
+
+class _ScratchStore:
+    """What a run function sees as its store on a Ray worker: only ``path``, in a scratch folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "study.sqlite"
+
+
+def _remote_run(run: dict[str, Any], run_fn: str, threads: int) -> dict[str, Any]:
+    """One run on a Ray worker: its result (or error) plus the files it wrote, as plain data."""
+    from .runner import _resolve, _set_threads, code_version
+
+    _set_threads(threads)
+    scratch = Path(tempfile.mkdtemp(prefix="intrinsics-run-"))
+    t0 = time.time()
+    try:
+        try:
+            result = dict(_resolve(run_fn)(run, _ScratchStore(scratch)) or {})
+        except IntrinsicsError as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        except Exception:  # noqa: BLE001 - the run failed for its own reasons: recorded, the study goes on
+            return {"error": traceback.format_exc()}
+        timings = dict(result.get("timings") or {})
+        timings.setdefault("total_s", round(time.time() - t0, 3))
+        result["timings"] = timings
+        result.setdefault("code_version", code_version())
+        files = {str(p.relative_to(scratch)): p.read_bytes() for p in sorted(scratch.rglob("*")) if p.is_file()}
+        return {"result": result, "files": files, "scratch": str(scratch), "node": _node_name()}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        _release_gpu_memory()
+
+
+def _node_name() -> str:
+    """The Ray node a run executed on (its id's first 12 hex digits), kept in the run's timings."""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())[:12]
+
+
+def _release_gpu_memory() -> None:
+    """A reused worker keeps its CUDA context but hands cached blocks back for the next run."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _probe() -> dict[str, Any]:
+    """What a Ray worker has: the intrinsics version it imports (checked before any run is claimed)."""
+    from .._version import __version__
+
+    return {"version": str(__version__), "python": sys.version.split()[0]}
+
+
+def _write_files(out_dir: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        dest = out_dir / rel
+        if out_dir.resolve() not in dest.resolve().parents:
+            raise IntrinsicsError(f"a run returned a file outside the study folder ({rel!r})")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+
+
+def _adopt_paths(result: dict[str, Any], scratch: str, out_dir: Path) -> dict[str, Any]:
+    """Paths a run returned inside its scratch folder, rewritten to where the driver wrote the files."""
+    ck = result.get("checkpoint")
+    if isinstance(ck, str) and ck.startswith(scratch.rstrip("/") + "/"):
+        result["checkpoint"] = str(out_dir / ck[len(scratch.rstrip("/")) + 1:])
+    return result
+
+
+def _init_ray(ray: Any, address: str | None) -> bool:
+    """Connect to ``address`` (or start a local instance); True when this call started Ray."""
+    if ray.is_initialized():
+        return False
+    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+    try:
+        # "local": a fresh instance for this study even where `ray start` left one running on the machine.
+        ray.init(address=address or "local", **kw)
+    except ConnectionError as exc:
+        raise IntrinsicsError(f"cannot reach the Ray cluster at {address!r} ({exc}); start it with 'ray start "
+                              "--head' (see the README's cluster section) or leave out --address") from None
+    return True
+
+
+def cluster_slots(ray: Any, resources: Resources, device: str) -> tuple[int, float, dict[str, Any]]:
+    """(runs the cluster can hold at once, GPUs per run, a description) for these resources."""
+    total = ray.cluster_resources()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    cpus, gpus = float(total.get("CPU", 0)), float(total.get("GPU", 0))
+    g = resources.gpus(gpus, device)
+    if g > 0 and gpus == 0:
+        raise IntrinsicsError(f"[resources] gpus_per_run = {g:g} but the Ray cluster has no GPUs; set gpus_per_run = 0 "
+                              "to train on its CPUs, or join GPU nodes")
+    largest_cpu = max((float(n["Resources"].get("CPU", 0)) for n in nodes), default=0.0)
+    largest_gpu = max((float(n["Resources"].get("GPU", 0)) for n in nodes), default=0.0)
+    if resources.cpus_per_run > largest_cpu or g > largest_gpu:
+        raise IntrinsicsError(
+            f"no node of the Ray cluster can hold one run ([resources] cpus_per_run = {resources.cpus_per_run:g}, "
+            f"gpus_per_run = {g:g}; its largest node has {largest_cpu:g} CPUs and {largest_gpu:g} GPUs); "
+            "lower them in the spec")
+    slots = int(cpus // resources.cpus_per_run)
+    if g > 0:
+        slots = min(slots, int(gpus // g + 1e-9))
+    info = {"executor": "ray", "nodes": len(nodes), "cpus": cpus, "gpus": gpus, "slots": max(1, slots),
+            "cpus_per_run": resources.cpus_per_run, "gpus_per_run": g, "max_retries": resources.max_retries,
+            "driver_pid": os.getpid()}
+    return max(1, slots), g, info
+
+
+def run_on_ray(store: Any, keys: list[str], run_fn: str, resources: Resources, *, out_dir: Path,
+               address: str | None = None, device: str = "auto", threads: int | None = None,
+               progress: bool = True) -> dict[str, Any]:
+    """Work through the pending runs among ``keys`` on Ray; the calling process records every result.
+
+    At most as many runs are claimed (``running`` in the store) as the cluster can execute at once,
+    so the store's ``pending`` runs are the queue and ``running`` ones are on a worker.
+    Returns the cluster description also kept in the store's ``executor`` meta.
+    """
+    ray = _import_ray()
+    started = _init_ray(ray, address)
+    try:
+        slots, g, info = cluster_slots(ray, resources, device)
+        try:
+            worker = ray.get(ray.remote(num_cpus=0)(_probe).remote(), timeout=300)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the workers cannot run intrinsics
+            raise IntrinsicsError(f"the Ray cluster's workers cannot run intrinsics ({type(exc).__name__}: "
+                                  f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}); install "
+                                  "the same intrinsics on every node") from None
+        from .._version import __version__
+
+        if worker["version"] != str(__version__):
+            print(f"warning: the Ray workers run intrinsics {worker['version']}, this driver {__version__}; "
+                  "results may differ from a local run", file=sys.stderr)
+        info["address"] = address or "local"
+        store.set_meta("executor", info)
+        n_threads = threads or max(1, int(resources.cpus_per_run))
+        task = ray.remote(num_cpus=resources.cpus_per_run, num_gpus=g, max_retries=resources.max_retries,
+                          retry_exceptions=False, max_calls=0)(_remote_run)
+        _drive(ray, store, keys, task, run_fn, n_threads, slots, out_dir, progress, resources.max_retries)
+        return info
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _drive(ray: Any, store: Any, keys: list[str], task: Any, run_fn: str, threads: int, slots: int,
+           out_dir: Path, progress: bool, max_retries: int) -> None:
+    from .runner import _bar, _done_in
+
+    inflight: dict[Any, dict[str, Any]] = {}
+    bar = _bar(store, keys, progress)
+    try:
+        while True:
+            while len(inflight) < slots:
+                run = store.claim(keys)
+                if run is None:
+                    break
+                inflight[task.remote(run, run_fn, threads)] = run
+            if not inflight:
+                break
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            for ref in ready:
+                _record(ray, store, inflight.pop(ref), ref, out_dir, max_retries)
+            if bar is not None:
+                bar.update(_done_in(store, keys) - bar.n)
+                bar.set_postfix(running=len(inflight), queued=store.counts().get("pending", 0), refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _record(ray: Any, store: Any, run: dict[str, Any], ref: Any, out_dir: Path, max_retries: int) -> None:
+    try:
+        out = ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        # The worker process or node died more often than max_retries allows (or Ray itself failed).
+        text = str(exc).strip().splitlines()
+        store.fail(run, f"{type(exc).__name__} after {max_retries} retries: {text[0] if text else ''}")
+        return
+    if "error" in out:
+        store.fail(run, out["error"])
+        return
+    _write_files(out_dir, out["files"])
+    result = _adopt_paths(out["result"], out["scratch"], out_dir)
+    result["timings"]["ray_node"] = out["node"]
+    store.finish(run, result)
