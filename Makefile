@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_measure.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/grid_cost.py
+	$(PY) benchmarks/bench_executors.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -11,14 +11,22 @@ steps of 250 × 100 epochs, at 224×224 grey-scale, with the 750-image test set 
    for resnet18 only (a few batches: the others are hours per epoch here), and on CUDA for every model
    when a GPU is present (mixed precision and channels_last, as `train` does on CUDA);
 3. prints the grid's total operations, the sustained rate a device needs to finish it in 24 h, and
-   the grid time extrapolated from each measured throughput.
+   the grid time extrapolated from each measured throughput;
+4. predicts the grid's wall time on 1, 4, 8 ... devices (``--devices``): every run's time from its
+   model's measured throughput (on the CPU: resnet18's measured FLOP rate applied to every model), the
+   runs scheduled longest first on the first free device, as `study run --executor ray` hands them out;
+5. on CUDA, with ``--pack P``, trains P resnet18 runs at once on one GPU (P processes, as fractional
+   ``gpus_per_run = 1/P`` does) and reports their summed images/s beside one run's: the reference
+   grid's runs are small and leave a large GPU partly idle one at a time.
 
-    .venv/bin/python benchmarks/grid_cost.py [--datasets 11] [--epochs 100] [--json out.json]
+    .venv/bin/python benchmarks/grid_cost.py [--datasets 11] [--epochs 100] [--devices 1,4,8] [--pack 4]
+                                             [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import sys
 import time
@@ -56,6 +64,46 @@ def measure(name: str, device: str, n: int, batch_size: int | None) -> float:
     return max(train(model, (x, y), None, TrainConfig(**cfg)).images_per_s for _ in range(2))
 
 
+def run_hours(model_rate: dict[str, float], flops: dict[str, tuple[float, float]], datasets: int,
+              sizes: list[int], epochs: int, n_test: int) -> list[float]:
+    """Hours of every run of the grid, from each model's training images/s; its test images cost their
+    counted forward FLOPs at the same FLOP rate."""
+    out = []
+    for model, ips in model_rate.items():
+        f_train, f_test = flops[model]
+        for n in sizes:
+            images = epochs * (n + n_test * f_test / f_train)  # test images in training-image equivalents
+            out.extend([images / ips / 3600] * datasets)
+    return out
+
+
+def makespan(hours: list[float], devices: int) -> float:
+    """Wall time of independent runs on ``devices`` devices, longest first onto the first free one."""
+    free = [0.0] * devices
+    for h in sorted(hours, reverse=True):
+        heapq.heappush(free, heapq.heappop(free) + h)
+    return max(free)
+
+
+def _packed_worker(n: int, q) -> None:  # one of P concurrent training processes on one GPU
+    q.put(measure("resnet18", "cuda", n, 64))
+
+
+def measure_packed(p: int, n: int) -> float:
+    """Summed training images/s of ``p`` resnet18 runs training at once on GPU 0 (one process each)."""
+    import torch.multiprocessing as tmp
+
+    ctx = tmp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_packed_worker, args=(n, q)) for _ in range(p)]
+    for pr in procs:
+        pr.start()
+    rates = [q.get(timeout=1800) for _ in procs]
+    for pr in procs:
+        pr.join()
+    return float(sum(rates))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", type=int, default=11)
@@ -64,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-test", type=int, default=750)
     ap.add_argument("--cpu-images", type=int, default=40, help="images per CPU timing run (resnet18)")
     ap.add_argument("--gpu-images", type=int, default=2048, help="images per GPU timing run (each model)")
+    ap.add_argument("--devices", default="1,4,8", help="device counts to predict the grid's wall time for")
+    ap.add_argument("--pack", type=int, default=4, help="on CUDA: resnet18 runs trained at once on one GPU")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -100,6 +150,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total {total_pflop:,.0f} PFLOP; finishing in 24 h needs a sustained {need_tflops:.1f} TFLOP/s")
     print(f"this CPU ({torch.get_num_threads()} threads): resnet18 at 224 trains {cpu:.1f} images/s = "
           f"{cpu_tflops * 1e3:.0f} GFLOP/s, so the grid would take {cpu_days:,.0f} days here")
+    devices = [int(d) for d in args.devices.split(",")]
+    flops = {r["model"]: (r["gflop_train_image"], r["gflop_test_image"]) for r in rows}
+    cpu_rates = {r["model"]: cpu_tflops * 1e3 / r["gflop_train_image"] for r in rows}
+    cpu_runs = run_hours(cpu_rates, flops, args.datasets, sizes, args.epochs, args.n_test)
+    walls = {"cpu": {d: makespan(cpu_runs, d) / 24 for d in devices}}
+    print(f"{len(cpu_runs)} runs; predicted wall time on machines like this one (resnet18's measured "
+          f"{cpu_tflops * 1e3:.0f} GFLOP/s for every model): "
+          + ", ".join(f"{d} → {walls['cpu'][d]:,.0f} days" for d in devices))
+    packed = None
+    if gpu_rows:
+        gpu_runs = run_hours({g["model"]: g["images_per_s"] for g in gpu_rows}, flops, args.datasets, sizes,
+                             args.epochs, args.n_test)
+        walls["gpu"] = {d: makespan(gpu_runs, d) for d in devices}
+        print("predicted wall time on GPUs like this one, one run per GPU: "
+              + ", ".join(f"{d} → {walls['gpu'][d]:.1f} h" for d in devices))
+        if args.pack > 1:
+            single = gpu_rows[0]["images_per_s"]
+            together = measure_packed(args.pack, args.gpu_images)
+            packed = {"runs_per_gpu": args.pack, "images_per_s_one": single, "images_per_s_packed": together,
+                      "gain": together / single}
+            # Every run sped up by the measured gain, as P runs share a GPU (resnet18's gain for every model).
+            walls["gpu_packed"] = {d: makespan([h / packed["gain"] for h in gpu_runs], d) for d in devices}
+            print(f"resnet18 on one GPU: 1 run {single:.0f} images/s, {args.pack} runs at once {together:.0f} "
+                  f"images/s in all ({packed['gain']:.2f}×); with {args.pack} runs per GPU: "
+                  + ", ".join(f"{d} → {walls['gpu_packed'][d]:.1f} h" for d in devices))
     if gpu_rows:
         hours = sum(g["grid_hours"] for g in gpu_rows)
         for g in gpu_rows:
@@ -113,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"models": rows, "total_pflop": total_pflop, "need_tflops_for_24h": need_tflops,
-                       "cpu_resnet18_images_per_s": cpu, "cpu_grid_days": cpu_days, "gpu": gpu_rows}, fh, indent=2)
+                       "cpu_resnet18_images_per_s": cpu, "cpu_grid_days": cpu_days, "gpu": gpu_rows,
+                       "wall_by_devices": walls, "packed": packed,
+                       "gpu_name": torch.cuda.get_device_name() if gpu_rows else None}, fh, indent=2)
     return 0
 
 

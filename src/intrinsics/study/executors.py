@@ -294,7 +294,9 @@ def _drive(ray: Any, store: Any, keys: list[str], task: Any, run_fn: str, thread
                 _record(ray, store, inflight.pop(ref), ref, out_dir, max_retries)
             if bar is not None:
                 bar.update(_done_in(store, keys) - bar.n)
-                bar.set_postfix(running=len(inflight), queued=store.counts().get("pending", 0), refresh=False)
+                counts = store.counts()
+                bar.set_postfix(queued=counts.get("pending", 0), running=len(inflight), failed=counts.get("failed", 0),
+                                refresh=False)
     finally:
         if bar is not None:
             bar.close()
