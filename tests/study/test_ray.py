@@ -27,6 +27,7 @@ from intrinsics.study.spec import expand_grid, load_spec
 from intrinsics.study.store import Store
 
 from ._fake import tiny_spec_text
+from .test_reproducible import SPEC as REPRODUCIBLE_SPEC
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -162,33 +163,14 @@ def _d_repr(out: Path) -> list[dict]:
         return st.measurements("d_repr")
 
 
-REAL_SPEC = """
-name = "ray-real"
-models = ["smallcnn"]
-N = [20, 40]
-seeds = [0, 1]
-[preprocessing]
-size = 16
-[training]
-epochs = 2
-test_size = 40
-save_checkpoints = true
-[measure]
-kf_samples = 50
-n_bootstrap = 5
-[attacks]
-max_images = 20
-[representation]
-max_images = 40
+# The reproducibility test's spec (a local study run twice gives identical rows), keeping checkpoints,
+# with what each run needs of the cluster.
+REAL_SPEC = REPRODUCIBLE_SPEC.replace('device = "cpu"', 'device = "cpu"\nsave_checkpoints = true') + """
 [resources]
 cpus_per_run = 1
-gpus_per_run = 0
 max_retries = 2
-[[datasets]]
-name = "ds0"
-source = "synthetic:lesion?n=120"
-domain = "medical"
 """
+assert "save_checkpoints = true" in REAL_SPEC
 
 
 def test_two_node_cluster_stores_what_the_local_executor_stores(cluster, tmp_path):
@@ -202,9 +184,9 @@ def test_two_node_cluster_stores_what_the_local_executor_stores(cluster, tmp_pat
         res = run_study(spec, tmp_path / "ray", executor="ray", progress=False)
     finally:
         ray.shutdown()
-    assert (res.total, res.done, res.failed) == (4, 4, 0)
+    assert (res.total, res.done, res.failed) == (8, 8, 0)
     local = run_study(spec, tmp_path / "local", threads=1, progress=False)
-    assert local.done == 4
+    assert local.done == 8
     a, b = _rows(tmp_path / "ray"), _rows(tmp_path / "local")
     assert set(a) == set(b)
     for key in a:
@@ -218,11 +200,11 @@ def test_two_node_cluster_stores_what_the_local_executor_stores(cluster, tmp_pat
         assert all(torch.equal(mine.state_dict[k], theirs.state_dict[k]) for k in theirs.state_dict)
     assert {r["timings"]["ray_node"] for r in a.values()} and len({r["timings"]["ray_node"] for r in a.values()}) == 2
     ra = {m["run_key"]: m["value"] for m in _d_repr(tmp_path / "ray")}
-    assert ra == {m["run_key"]: m["value"] for m in _d_repr(tmp_path / "local")} and len(ra) == 4
+    assert ra == {m["run_key"]: m["value"] for m in _d_repr(tmp_path / "local")} and len(ra) == 8
     with Store(tmp_path / "ray" / "study.sqlite", read_only=True) as st:
         for q in ("d_data", "K_F"):
-            assert st.measurement("ds0", q)["value"] == Store(tmp_path / "local" / "study.sqlite",
-                                                              read_only=True).measurement("ds0", q)["value"]
+            assert st.measurement("lesion", q)["value"] == Store(tmp_path / "local" / "study.sqlite",
+                                                                 read_only=True).measurement("lesion", q)["value"]
     st = study_status(tmp_path / "ray")
     assert st["executor"]["executor"] == "ray" and st["executor"]["nodes"] == 2 and st["executor"]["slots"] == 2
 
