@@ -14,7 +14,7 @@ steps of 250 × 100 epochs, at 224×224 grey-scale, with the 750-image test set 
    the grid time extrapolated from each measured throughput;
 4. predicts the grid's wall time on 1, 4, 8 ... devices (``--devices``): every run's time from its
    model's measured throughput (on the CPU: resnet18's measured FLOP rate applied to every model), the
-   runs scheduled longest first on the first free device, as `study run --executor ray` hands them out;
+   runs handed out in grid order to the first free device, as `study run --executor ray` does;
 5. on CUDA, with ``--pack P``, trains P resnet18 runs at once on one GPU (P processes, as fractional
    ``gpus_per_run = 1/P`` does) and reports their summed images/s beside one run's: the reference
    grid's runs are small and leave a large GPU partly idle one at a time.
@@ -66,21 +66,24 @@ def measure(name: str, device: str, n: int, batch_size: int | None) -> float:
 
 def run_hours(model_rate: dict[str, float], flops: dict[str, tuple[float, float]], datasets: int,
               sizes: list[int], epochs: int, n_test: int) -> list[float]:
-    """Hours of every run of the grid, from each model's training images/s; its test images cost their
-    counted forward FLOPs at the same FLOP rate."""
+    """Hours of every run of the grid in the order a study hands them out (dataset, then model, then N),
+    from each model's training images/s; its test images cost their counted forward FLOPs at the same
+    FLOP rate."""
     out = []
-    for model, ips in model_rate.items():
-        f_train, f_test = flops[model]
-        for n in sizes:
-            images = epochs * (n + n_test * f_test / f_train)  # test images in training-image equivalents
-            out.extend([images / ips / 3600] * datasets)
+    for _ in range(datasets):
+        for model, ips in model_rate.items():
+            f_train, f_test = flops[model]
+            for n in sizes:
+                images = epochs * (n + n_test * f_test / f_train)  # test images in training-image equivalents
+                out.append(images / ips / 3600)
     return out
 
 
 def makespan(hours: list[float], devices: int) -> float:
-    """Wall time of independent runs on ``devices`` devices, longest first onto the first free one."""
+    """Wall time of independent runs on ``devices`` devices, each run in the given order to the first
+    device that is free (as `study run` claims them: in grid order, whenever a slot frees)."""
     free = [0.0] * devices
-    for h in sorted(hours, reverse=True):
+    for h in hours:
         heapq.heappush(free, heapq.heappop(free) + h)
     return max(free)
 

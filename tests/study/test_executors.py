@@ -132,3 +132,117 @@ def test_cli_refuses_ray_settings_in_one_line_before_any_work(tmp_path, monkeypa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'intrinsics[ray]'" in err[0]
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+class _FakeRay:
+    """Just what cluster_slots and _record ask of the ray module."""
+
+    class exceptions:  # noqa: N801 - ray's own name
+        class RayError(Exception):
+            pass
+
+        class RayTaskError(RayError):
+            pass
+
+    def __init__(self, nodes=(), results=None):
+        self._nodes = [{"Alive": True, "Resources": r} for r in nodes]
+        self._results = results or {}
+
+    def cluster_resources(self):
+        out: dict = {}
+        for n in self._nodes:
+            for k, v in n["Resources"].items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def nodes(self):
+        return self._nodes
+
+    def get(self, ref):
+        value = self._results[ref]
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+
+def test_slots_are_counted_node_by_node():
+    slots = lambda nodes, **kw: executors.cluster_slots(_FakeRay(nodes), Resources(**kw), "auto")[0]  # noqa: E731
+    assert slots([{"CPU": 3}, {"CPU": 3}], cpus_per_run=2) == 2  # not 6 // 2: a run never spans two nodes
+    assert slots([{"CPU": 8, "GPU": 1}], gpus_per_run=0.2) == 5  # 1 / 0.2 is 5, not 4
+    assert slots([{"CPU": 8, "GPU": 1}], gpus_per_run=0.1) == 8  # the CPUs bound it
+    assert slots([{"CPU": 16, "GPU": 2}, {"CPU": 4}]) == 2  # a GPU per run where there are GPUs: not on the CPU node
+    with pytest.raises(IntrinsicsError, match="the Ray cluster has no GPUs"):
+        slots([{"CPU": 4}], gpus_per_run=0.5)
+    with pytest.raises(IntrinsicsError, match="no node of the Ray cluster can hold one run"):
+        slots([{"CPU": 2}, {"CPU": 2}], cpus_per_run=3)
+    with pytest.raises(IntrinsicsError, match="the Ray cluster has no GPUs"):  # device = "cuda" asks for one
+        executors.cluster_slots(_FakeRay([{"CPU": 4}]), Resources(), "cuda")
+
+
+def test_a_run_whose_files_cannot_be_written_fails_and_the_study_goes_on(tmp_path):
+    """Files a run returns go under the study folder only; one that cannot be written fails its run
+    (recorded with the reason) instead of stopping the driver, and never replaces the store."""
+    from intrinsics.study.store import Store
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(tiny_spec_text(n_datasets=1, N=(10, 20, 40), seeds=(0,)))
+    grid = expand_grid(parse_spec(__import__("tomllib").loads(spec.read_text())))
+    out = tmp_path / "out"
+    out.mkdir()
+    ok = {"result": {"test_loss": 0.5, "timings": {}}, "scratch": "/nowhere", "node": "n1"}
+    results = {
+        "a": {**ok, "files": {"study.sqlite": b"not a database"}},
+        "b": {**ok, "files": {"../outside.txt": b"x"}},
+        "c": {**ok, "files": {"checkpoints/run.pt": b"weights"}},
+    }
+    with Store(out) as store:
+        store.add_runs(grid)
+        fake = _FakeRay(results=results)
+        for ref in "abc":
+            executors._record(fake, store, store.claim(), ref, out, 3)
+        rows = {r["run_key"]: r for r in store.runs()}
+    by_n = {r["N"]: r for r in rows.values()}
+    assert by_n[10]["status"] == "failed" and "the study's own files" in by_n[10]["error"]
+    assert by_n[20]["status"] == "failed" and "'..'" in by_n[20]["error"]
+    assert by_n[40]["status"] == "done" and (out / "checkpoints" / "run.pt").read_bytes() == b"weights"
+    assert not (tmp_path / "outside.txt").exists()
+    with Store(out / "study.sqlite", read_only=True) as st:  # the store is intact
+        assert len(st.runs()) == 3
+
+
+def test_ray_errors_are_recorded_with_their_whole_text(tmp_path):
+    from intrinsics.study.store import Store
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(tiny_spec_text(n_datasets=1, N=(10, 20), seeds=(0,)))
+    grid = expand_grid(parse_spec(__import__("tomllib").loads(spec.read_text())))
+    fake = _FakeRay(results={"a": _FakeRay.exceptions.RayTaskError("ray::_remote_run() (pid=1)\nSystemExit: 3"),
+                             "b": _FakeRay.exceptions.RayError("worker died\nexit code 9")})
+    with Store(tmp_path) as store:
+        store.add_runs(grid)
+        for ref in "ab":
+            executors._record(fake, store, store.claim(), ref, tmp_path, 2)
+        errors = {r["N"]: r["error"] for r in store.runs()}
+    assert "SystemExit: 3" in errors[10] and "tried" not in errors[10]
+    assert "the run was tried 3 times" in errors[20] and "exit code 9" in errors[20]
+
+
+def test_a_run_claimed_on_another_host_is_redone_by_the_next_start(tmp_path, monkeypatch):
+    """A cluster job killed on one node and resubmitted on another: the folder lock says no other study
+    process is alive, so its 'running' runs are redone even though their host cannot be checked."""
+    from intrinsics.study.store import Store
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    spec = tmp_path / "spec.toml"
+    spec.write_text(tiny_spec_text(n_datasets=1, N=(10, 20), seeds=(0,)))
+    run_study(spec, tmp_path / "out", run_fn="tests.study._fake:flaky_run", measure_fn=None, progress=False)
+    with Store(tmp_path / "out") as store:
+        key = store.runs()[0]["run_key"]
+        with store.transaction() as cur:
+            cur.execute("UPDATE runs SET status = 'running', host = 'node-017', pid = 4242, claim = 'x' "
+                        "WHERE run_key = ?", (key,))
+    res = run_study(spec, tmp_path / "out", run_fn="tests.study._fake:flaky_run", measure_fn=None, progress=False)
+    assert (res.done, res.resumed_runs) == (2, 1)
+    with Store(tmp_path / "out" / "study.sqlite", read_only=True) as st:
+        row = next(r for r in st.runs() if r["run_key"] == key)
+    assert row["status"] == "done" and row["attempts"] == 2

@@ -75,6 +75,8 @@ class Resources:
         """GPUs one run asks for, on a machine or cluster with ``available`` GPUs, training on ``device``."""
         if self.gpus_per_run is not None:
             return float(self.gpus_per_run)
+        if device.startswith("cuda"):
+            return 1.0  # asked for explicitly: a cluster without GPUs is refused before any run
         return 1.0 if available >= 1 and device != "cpu" else 0.0
 
 
@@ -134,8 +136,12 @@ class _ScratchStore:
         self.path = folder / "study.sqlite"
 
 
-def _remote_run(run: dict[str, Any], run_fn: str, threads: int) -> dict[str, Any]:
+def _remote_run(run: dict[str, Any], run_fn: str, threads: int, gpus: float) -> dict[str, Any]:
     """One run on a Ray worker: its result (or error) plus the files it wrote, as plain data."""
+    if gpus == 0:
+        # A run that reserved no GPU must not use one (Ray leaves CUDA_VISIBLE_DEVICES as it is then):
+        # hidden before this process first touches CUDA, it trains on the CPU as the spec asks.
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     from .runner import _resolve, _set_threads, code_version
 
     _set_threads(threads)
@@ -180,11 +186,19 @@ def _probe() -> dict[str, Any]:
     return {"version": str(__version__), "python": sys.version.split()[0]}
 
 
+_RESERVED = ("study.sqlite", ".study.lock", "study.toml")
+
+
 def _write_files(out_dir: Path, files: dict[str, bytes]) -> None:
+    """Write a run's files under the study folder, by their relative paths (checked as text, so a
+    folder such as ``checkpoints`` may be a link to other storage, as with local workers)."""
+    for rel in files:
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or not parts or ".." in parts or parts[0].startswith(_RESERVED):
+            raise IntrinsicsError(f"the run returned a file {rel!r}, which is not a new file inside the study "
+                                  "folder (absolute, '..', or the study's own files)")
     for rel, data in files.items():
         dest = out_dir / rel
-        if out_dir.resolve() not in dest.resolve().parents:
-            raise IntrinsicsError(f"a run returned a file outside the study folder ({rel!r})")
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".part")
         tmp.write_bytes(data)
@@ -213,6 +227,14 @@ def _init_ray(ray: Any, address: str | None) -> bool:
     return True
 
 
+def _gcs_address(ray: Any) -> str:
+    """The address of the cluster this process is connected to, as ``study status`` shows it."""
+    try:
+        return str(ray.get_runtime_context().gcs_address)
+    except Exception:  # noqa: BLE001 - a description only
+        return "unknown"
+
+
 def cluster_slots(ray: Any, resources: Resources, device: str) -> tuple[int, float, dict[str, Any]]:
     """(runs the cluster can hold at once, GPUs per run, a description) for these resources."""
     total = ray.cluster_resources()
@@ -229,9 +251,14 @@ def cluster_slots(ray: Any, resources: Resources, device: str) -> tuple[int, flo
             f"no node of the Ray cluster can hold one run ([resources] cpus_per_run = {resources.cpus_per_run:g}, "
             f"gpus_per_run = {g:g}; its largest node has {largest_cpu:g} CPUs and {largest_gpu:g} GPUs); "
             "lower them in the spec")
-    slots = int(cpus // resources.cpus_per_run)
-    if g > 0:
-        slots = min(slots, int(gpus // g + 1e-9))
+    # Runs that fit at once, node by node (a run never spans two nodes); the small epsilon keeps
+    # 1 / 0.2 from rounding down to 4.
+    slots = 0
+    for node in nodes:
+        fit = int(float(node["Resources"].get("CPU", 0)) / resources.cpus_per_run + 1e-9)
+        if g > 0:
+            fit = min(fit, int(float(node["Resources"].get("GPU", 0)) / g + 1e-9))
+        slots += fit
     info = {"executor": "ray", "nodes": len(nodes), "cpus": cpus, "gpus": gpus, "slots": max(1, slots),
             "cpus_per_run": resources.cpus_per_run, "gpus_per_run": g, "max_retries": resources.max_retries,
             "driver_pid": os.getpid()}
@@ -262,20 +289,22 @@ def run_on_ray(store: Any, keys: list[str], run_fn: str, resources: Resources, *
         if worker["version"] != str(__version__):
             print(f"warning: the Ray workers run intrinsics {worker['version']}, this driver {__version__}; "
                   "results may differ from a local run", file=sys.stderr)
-        info["address"] = address or "local"
+        info["address"] = _gcs_address(ray) if not started or address else "local"
         store.set_meta("executor", info)
         n_threads = threads or max(1, int(resources.cpus_per_run))
+        # CPU runs reuse their worker process (and its loaded datasets: once per worker); a GPU run gets a
+        # fresh one, Ray's default, so each run's CUDA context is on the device Ray gave that run.
         task = ray.remote(num_cpus=resources.cpus_per_run, num_gpus=g, max_retries=resources.max_retries,
-                          retry_exceptions=False, max_calls=0)(_remote_run)
-        _drive(ray, store, keys, task, run_fn, n_threads, slots, out_dir, progress, resources.max_retries)
+                          retry_exceptions=False, max_calls=1 if g > 0 else 0)(_remote_run)
+        _drive(ray, store, keys, task, run_fn, n_threads, g, slots, out_dir, progress, resources.max_retries)
         return info
     finally:
         if started:
             ray.shutdown()
 
 
-def _drive(ray: Any, store: Any, keys: list[str], task: Any, run_fn: str, threads: int, slots: int,
-           out_dir: Path, progress: bool, max_retries: int) -> None:
+def _drive(ray: Any, store: Any, keys: list[str], task: Any, run_fn: str, threads: int, gpus: float,
+           slots: int, out_dir: Path, progress: bool, max_retries: int) -> None:
     from .runner import _bar, _done_in
 
     inflight: dict[Any, dict[str, Any]] = {}
@@ -286,7 +315,7 @@ def _drive(ray: Any, store: Any, keys: list[str], task: Any, run_fn: str, thread
                 run = store.claim(keys)
                 if run is None:
                     break
-                inflight[task.remote(run, run_fn, threads)] = run
+                inflight[task.remote(run, run_fn, threads, gpus)] = run
             if not inflight:
                 break
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
@@ -297,6 +326,15 @@ def _drive(ray: Any, store: Any, keys: list[str], task: Any, run_fn: str, thread
                 counts = store.counts()
                 bar.set_postfix(queued=counts.get("pending", 0), running=len(inflight), failed=counts.get("failed", 0),
                                 refresh=False)
+    except BaseException:
+        # Interrupted (Ctrl-C, or an error of the driver's own): its claimed runs stay 'running' and are
+        # redone by the next start; the tasks still on the cluster are stopped, not left to finish unseen.
+        for ref in inflight:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - already finished or gone
+                pass
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -305,15 +343,23 @@ def _drive(ray: Any, store: Any, keys: list[str], task: Any, run_fn: str, thread
 def _record(ray: Any, store: Any, run: dict[str, Any], ref: Any, out_dir: Path, max_retries: int) -> None:
     try:
         out = ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        # The task itself raised outside the run function's own errors (e.g. SystemExit, or its result
+        # could not be sent): not retried; its whole text is the error.
+        store.fail(run, f"{type(exc).__name__}: {exc}")
+        return
     except ray.exceptions.RayError as exc:
         # The worker process or node died more often than max_retries allows (or Ray itself failed).
-        text = str(exc).strip().splitlines()
-        store.fail(run, f"{type(exc).__name__} after {max_retries} retries: {text[0] if text else ''}")
+        store.fail(run, f"{type(exc).__name__} (the run was tried {max_retries + 1} times): {exc}")
         return
     if "error" in out:
         store.fail(run, out["error"])
         return
-    _write_files(out_dir, out["files"])
+    try:
+        _write_files(out_dir, out["files"])
+    except (OSError, IntrinsicsError) as exc:
+        store.fail(run, f"{type(exc).__name__}: writing the run's files into {str(out_dir)!r}: {exc}")
+        return
     result = _adopt_paths(out["result"], out["scratch"], out_dir)
     result["timings"]["ray_node"] = out["node"]
     store.finish(run, result)

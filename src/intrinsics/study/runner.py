@@ -227,10 +227,10 @@ def run_study(
         store.set_meta("code_version", code_version())
         grid = expand_grid(spec)
         new = store.add_runs(grid)
-        # We hold the folder lock, so no other study process owns a 'running' row: any whose worker
-        # is gone (or is this very process, from an interrupted earlier call) is stale.
-        resumed = store.recover()
-        resumed += _recover_own(store)
+        # We hold the folder lock, so no other study process owns a 'running' row: every one is stale,
+        # whether its worker is gone, is this very process (an interrupted earlier call), or was a driver
+        # on another host (a cluster job resubmitted elsewhere), whose worker cannot be checked from here.
+        resumed = store.recover(every=True)
         if retry_failed:
             store.retry_failed()
         if measure_fn is not None:
@@ -266,20 +266,6 @@ def run_study(
         resumed_runs=len(resumed),
         elapsed_s=round(time.time() - t0, 3),
     )
-
-
-def _recover_own(store: Store) -> list[str]:
-    own = [r for r in store.runs("running") if r["pid"] == os.getpid()]
-    if not own:
-        return []
-    with store.transaction() as cur:
-        for r in own:
-            cur.execute(
-                "UPDATE runs SET status = 'pending', claim = NULL, pid = NULL, pid_start = NULL,"
-                " host = NULL, started = NULL WHERE run_key = ? AND status = 'running'",
-                (r["run_key"],),
-            )
-    return [r["run_key"] for r in own]
 
 
 def _grid_counts(store: Store, keys: set[str]) -> dict[str, int]:

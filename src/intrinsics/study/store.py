@@ -438,15 +438,20 @@ class Store:
                 n_new += cur.rowcount
         return n_new
 
-    def recover(self) -> list[str]:
-        """Put ``running`` rows whose worker is gone back to ``pending``; returns their run keys."""
+    def recover(self, *, every: bool = False) -> list[str]:
+        """Put ``running`` rows whose worker is gone back to ``pending``; returns their run keys.
+
+        ``every=True`` puts back every ``running`` row, also those claimed on another host (whose
+        worker cannot be checked from here): what a study process holding the folder lock does, since
+        no other study process can then own one (a driver killed on one node of a cluster and started
+        again on another)."""
         reset = []
         with self.transaction() as cur:
             rows = cur.execute(
                 "SELECT run_key, pid, pid_start, host FROM runs WHERE status = 'running'"
             ).fetchall()
             for row in rows:
-                if not worker_alive(row["pid"], row["pid_start"], row["host"]):
+                if every or not worker_alive(row["pid"], row["pid_start"], row["host"]):
                     cur.execute(
                         "UPDATE runs SET status = 'pending', claim = NULL, pid = NULL,"
                         " pid_start = NULL, host = NULL, started = NULL WHERE run_key = ?",
