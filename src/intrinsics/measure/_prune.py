@@ -80,15 +80,14 @@ def _cluster_blocks(Z: np.ndarray, leaf: int, seed: int) -> tuple[np.ndarray, li
     return order, bounds
 
 
-def plan(B: np.ndarray, k_cand: int, *, seed: int = 0) -> Plan | None:
-    """The pruned search's plan for rows ``B`` (float32 or float64, C-contiguous), or None where pruning
-    cannot win (few rows, few dimensions, or a flat spectrum)."""
+def projection(B: np.ndarray, *, seed: int = 0, sample: int = _SAMPLE) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(mean, Q, residual): a principal-component basis Q (D × m, orthonormal columns) of rows ``B``,
+    fitted on ``sample`` of them, with m the smallest of (8, 16, ..., 128) leaving at most 10% of the
+    sample's energy off it (else 128, or D / 4), and the share it leaves. None for a zero spectrum."""
     n, D = B.shape
-    if n < 4 * _LEAF or D < 64 or k_cand >= _LEAF // 4:
-        return None
     mean = B.mean(axis=0, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    S = B[np.sort(rng.choice(n, size=min(n, _SAMPLE), replace=False))].astype(np.float64) - mean
+    S = B[np.sort(rng.choice(n, size=min(n, sample), replace=False))].astype(np.float64) - mean
     w, U = np.linalg.eigh(S @ S.T)
     w, U = np.clip(w[::-1], 0, None), U[:, ::-1]
     total = float(w.sum())
@@ -96,13 +95,27 @@ def plan(B: np.ndarray, k_cand: int, *, seed: int = 0) -> Plan | None:
         return None
     residual = 1.0 - np.cumsum(w) / total
     m_max = min(_MS[-1], D // 4, S.shape[0] - 1)
-    choices = [m for m in _MS if m <= m_max]
+    choices = [m for m in _MS if m <= m_max] or [max(1, m_max)]
     good = [m for m in choices if residual[m - 1] <= _RESIDUAL_OK]
     m = good[0] if good else choices[-1]
-    if residual[m - 1] > _RESIDUAL_MAX:
-        return None
     V = S.T @ (U[:, :m] / np.sqrt(np.maximum(w[:m], 1e-300)))
     Q, _ = np.linalg.qr(V)  # orthonormal to float64 rounding: the bound holds for any orthonormal basis
+    return mean, Q, float(residual[m - 1])
+
+
+def plan(B: np.ndarray, k_cand: int, *, seed: int = 0) -> Plan | None:
+    """The pruned search's plan for rows ``B`` (float32 or float64, C-contiguous), or None where pruning
+    cannot win (few rows, few dimensions, or a flat spectrum)."""
+    n, D = B.shape
+    if n < 4 * _LEAF or D < 64 or k_cand >= _LEAF // 4:
+        return None
+    fitted = projection(B, seed=seed)
+    if fitted is None:
+        return None
+    mean, Q, res_m = fitted
+    m = Q.shape[1]
+    if res_m > _RESIDUAL_MAX:
+        return None
     Z = np.empty((n, m))
     nx = np.empty(n)
     step = max(1, (1 << 20) // D)
@@ -120,7 +133,7 @@ def plan(B: np.ndarray, k_cand: int, *, seed: int = 0) -> Plan | None:
     share = _estimated_share(B, mean, W, order, bounds, nx, k_cand, m)
     if share > _GIVE_UP:  # the bound would rule out too little to pay for itself
         return None
-    return Plan(order, bounds, W, nx, m, float(residual[m - 1]), centroids, share)
+    return Plan(order, bounds, W, nx, m, res_m, centroids, share)
 
 
 def right_rows(M: np.ndarray, s: int, e: int) -> np.ndarray:

@@ -68,6 +68,84 @@ def _min_cross_distance(X: np.ndarray, codes: np.ndarray) -> tuple[float, int, i
     return float(np.sqrt(d2x[best])), int(qi[best]), int(ci[best])
 
 
+# Relative slack on a float64 bound: its expansion |a|² + |b|² − 2a·b, Q's orthonormality and ρ's
+# cancellation each err by a few units of 1e-16 relative to the squared norms; 1e-9 covers them many
+# times over, and costs nothing in pruning.
+_BOUND_SLACK = 1e-9
+
+
+def _min_cross_pruned(X: np.ndarray, codes: np.ndarray, mean: np.ndarray,
+                      Q: np.ndarray) -> tuple[float, int, int] | None:
+    """:func:`_min_cross_distance` by bound and refinement (the same value), or None where the bound rules
+    out too few pairs to pay. ``mean`` and ``Q`` are a principal-component projection of the dataset.
+
+    For centred rows c = x − mean, z = Qᵀc and ρ = |c − Qz| (the residual's norm),
+    |x − y|² ≥ |z_x − z_y|² + (ρ_x − ρ_y)² = |u_x − u_y|² with u = (z, ρ): one product of the (m + 1)-
+    dimensional u per pair of label groups bounds every pair of different labels. The pairs whose bound,
+    less its rounding, is at most the exact distance of the 16 pairs with the smallest bounds are computed
+    exactly in float64, as the brute-force path computes its finalists; the closest pair is among them.
+    """
+    C = X.astype(np.float64) - mean
+    Z = C @ Q
+    r2 = np.einsum("nd,nd->n", C, C)
+    U = np.empty((len(X), Q.shape[1] + 1))
+    U[:, :-1] = Z
+    U[:, -1] = np.sqrt(np.maximum(r2 - np.einsum("nm,nm->n", Z, Z), 0.0))
+    nu = np.einsum("nm,nm->n", U, U)
+    # ρ² = r² − |z|² cancels, so ρ errs by at most sqrt(slack)·r; the expansion by slack·(|u_a|² + |u_b|²).
+    # One margin for the whole draw: a pair is kept when its computed |u_a − u_b|² ≤ (u + δ)² + ε.
+    r_max2 = float(r2.max())
+    delta = 2.0 * np.sqrt(_BOUND_SLACK * r_max2)
+    eps = 2.0 * _BOUND_SLACK * max(r_max2, float(nu.max()))
+    labels = np.unique(codes)
+    members = [np.flatnonzero(codes == lab) for lab in labels]
+    blocks = []
+    for ga in range(len(labels)):
+        for gb in range(ga + 1, len(labels)):
+            ia, ib = members[ga], members[gb]
+            L = -2.0 * (U[ia] @ U[ib].T)
+            L += nu[ia][:, None]
+            L += nu[ib][None, :]
+            blocks.append((ia, ib, L))
+    n_pairs = sum(L.size for _, _, L in blocks)
+    if n_pairs == 0:
+        return None
+    # The 16 smallest bounds of all blocks: their exact distances give an upper bound u² of the minimum.
+    firsts = []
+    for ia, ib, L in blocks:
+        t = min(16, L.size)
+        flat = np.argpartition(L, t - 1, axis=None)[:t]
+        firsts.append((L.ravel()[flat], ia[flat // L.shape[1]], ib[flat % L.shape[1]]))
+    lb, qi, ci = (np.concatenate(v) for v in zip(*firsts))
+    keep = np.argsort(lb, kind="stable")[:16]
+    u2 = float(exact_sqdist(X, qi[keep], ci[keep][:, None])[:, 0].min())
+    T = (np.sqrt(u2) + delta) ** 2 + eps
+    qs, cs = [], []
+    for ia, ib, L in blocks:
+        a, b = np.nonzero(L <= T)
+        qs.append(ia[a])
+        cs.append(ib[b])
+    qi, ci = np.concatenate(qs), np.concatenate(cs)
+    if qi.size > max(64, n_pairs // 20):
+        return None  # the bound rules out too little here: the full product is cheaper
+    d2x = exact_sqdist(X, qi, ci[:, None])[:, 0]
+    best = int(np.argmin(d2x))
+    return float(np.sqrt(d2x[best])), int(qi[best]), int(ci[best])
+
+
+def _draw_basis(A: np.ndarray, M: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A projection for bounding the distances of M-image draws, where the full products of the draws
+    cost more than fitting it (many dimensions, large draws); None where it would not pay."""
+    from ._prune import projection
+
+    if A.shape[1] < 256 or M < 256:
+        return None
+    fitted = projection(A, seed=0, sample=256)
+    if fitted is None or fitted[2] > 0.5:  # a flat spectrum: the bound would rule out little
+        return None
+    return fitted[0], fitted[1]
+
+
 class LabelSharpness(BaseEstimator):
     """Label sharpness K_F of a labelled dataset.
 
@@ -190,6 +268,7 @@ class LabelSharpness(BaseEstimator):
         else:
             draws = np.empty(int(self.n_draws))
             shuffles = np.random.default_rng([0 if self.seed is None else self.seed, 1])  # aligned batches only
+            basis = _draw_basis(A_k, M_eff) if not aligned else None
             for r in range(draws.size):
                 sel = np.sort(rng.choice(n, size=M_eff, replace=False)) if M_eff < n else np.arange(n)
                 if np.unique(c_k[sel]).size < 2:
@@ -198,7 +277,11 @@ class LabelSharpness(BaseEstimator):
                 if aligned:
                     d, n_pairs = _aligned_min_distance(A_k[sel], c_k[sel], shuffles, int(self.batch_size))
                 else:
-                    d, _, _ = _min_cross_distance(A_k[sel], c_k[sel])
+                    found = _min_cross_pruned(A_k[sel], c_k[sel], *basis) if basis is not None else None
+                    if found is None:
+                        basis = None  # the bound does not pay on these images: full products from here on
+                        found = _min_cross_distance(A_k[sel], c_k[sel])
+                    d = found[0]
                 draws[r] = 1.0 / d if np.isfinite(d) else 0.0
             if (draws == 0).any():
                 notes.append(
