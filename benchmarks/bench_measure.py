@@ -7,6 +7,7 @@ Prints, measured side by side in one run:
   exact K_F), which computes the neighbour graph and the nearest differently-labelled images in one pass;
 - the same numbers by two passes (kneighbors, then LabelSharpness's own search), as before the fusion;
 - the fused search alone with and without pruning (identical results);
+- the sampled K_F alone (20 draws of M = 1,000) by full products and by the bound (identical results);
 - peak resident memory of this process.
 Usage: python benchmarks/bench_measure.py [--source builtin:fashion-mnist] [--limit N] [--repeats 1]
 """
@@ -66,6 +67,19 @@ def main() -> None:
     t_pruned, (gp, op) = _median(lambda: kneighbors_and_nearest_other(X, settings.k, ds.labels), a.repeats)
     assert np.array_equal(gb.indices, gp.indices) and np.array_equal(ob[1], op[1]), "pruning must change nothing"
     assert abs(d2 - m.d_data.value) < 1e-9 and kf2 == m.K_F.exact, "the two routes must agree"
+    from intrinsics.measure import sharpness
+
+    def sampled():
+        return LabelSharpness(settings.kf_samples, seed=settings.seed, exact=False).fit(X, ds.labels)
+
+    t_kf_bound, kf_b = _median(sampled, a.repeats)
+    real_basis = sharpness._draw_basis
+    sharpness._draw_basis = lambda A, M: None  # every draw by its full product
+    try:
+        t_kf_full, kf_f = _median(sampled, a.repeats)
+    finally:
+        sharpness._draw_basis = real_basis
+    assert kf_b.value_ == kf_f.value_ and kf_b.ci95_ == kf_f.ci95_, "the bound must change nothing"
     peak = _peak_mb()
     for name, t in sorted(floors.items(), key=lambda kv: kv[1]):
         print(f"X·Xᵀ float32 with {name:6s}            : {t:8.2f} s" + ("   <- floor F" if name == fastest else ""))
@@ -76,11 +90,14 @@ def main() -> None:
     print(f"graph + K_F search, brute force      : {t_brute:8.2f} s   {t_brute / F:.2f} F")
     print(f"graph + K_F search, pruned           : {t_pruned:8.2f} s   {t_pruned / F:.2f} F   "
           f"({t_pruned / t_brute:.2f}x brute force, identical; {gp.engine['search']})")
+    print(f"sampled K_F, full products / bound  : {t_kf_full:8.2f} s / {t_kf_bound:.2f} s   "
+          f"({t_kf_bound / t_kf_full:.2f}x, identical: K_F {kf_b.value_:.4f})")
     print(f"peak resident memory of this process : {peak:8.0f} MB")
     print(json.dumps({"source": a.source, "N": ds.N, "D": int(X.shape[1]), "cpu": cpu, "floors_s": floors,
                       "floor_backend": fastest, "engine_backend": chosen.to_dict(), "measure_s": t_measure,
                       "measure_over_F": t_measure / F, "two_passes_s": t_two, "two_passes_over_F": t_two / F,
                       "search_brute_s": t_brute, "search_pruned_s": t_pruned, "search": gp.engine["search"],
+                      "kf_sampled_full_s": t_kf_full, "kf_sampled_bound_s": t_kf_bound,
                       "peak_rss_mb": peak}))
 
 
