@@ -736,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local worker processes (one GPU each, round-robin, where the machine has GPUs)")
     q.add_argument("--threads", type=int, help="torch threads per worker (default: 1 when sharing cores)")
     q.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local processes, or a task per run on Ray (pip install 'intrinsics[ray]'); "
+                   help="local processes, or Ray workers on a cluster (pip install 'intrinsics[ray]'); "
                         "[resources] in the spec says what each run needs")
     q.add_argument("--address", metavar="auto|HOST:PORT",
                    help="with --executor ray: the cluster to join (default: a local Ray instance for this study)")

@@ -2,10 +2,11 @@
 
 Both executors keep the same contract with the store: the study process (the *driver*) is the only
 one that decides which run is next, and a run is recorded at most once (its claim token). With Ray the
-driver is also the only *writer* of ``study.sqlite``: it claims a run, submits it as a Ray task that
-declares its resources (``[resources]`` of the spec), and records what the task returns. A task whose
-worker process or node dies is retried by Ray (``max_retries``); a run that raises is recorded as failed
-with its error and the study goes on. The driver killed with ``kill -9`` leaves its claimed runs
+driver is also the only *writer* of ``study.sqlite``: it starts one long-lived Ray worker (an actor
+declaring ``[resources]`` of the spec) per run the cluster can hold at once, claims a run for each idle
+worker, submits it as a task of that worker, and records what the task returns. A worker process or
+node that dies is restarted and its run retried by Ray (``max_retries``); a run that raises is recorded
+as failed with its error and the study goes on. The driver killed with ``kill -9`` leaves its claimed runs
 ``running`` under its own (dead) pid, so the next ``study run`` puts them back in the queue, exactly as
 with local workers.
 
@@ -292,74 +293,94 @@ def run_on_ray(store: Any, keys: list[str], run_fn: str, resources: Resources, *
         info["address"] = _gcs_address(ray) if not started or address else "local"
         store.set_meta("executor", info)
         n_threads = threads or max(1, int(resources.cpus_per_run))
-        # CPU runs reuse their worker process (and its loaded datasets: once per worker); a GPU run gets a
-        # fresh one, Ray's default, so each run's CUDA context is on the device Ray gave that run.
-        task = ray.remote(num_cpus=resources.cpus_per_run, num_gpus=g, max_retries=resources.max_retries,
-                          retry_exceptions=False, max_calls=1 if g > 0 else 0)(_remote_run)
-        _drive(ray, store, keys, task, run_fn, n_threads, g, slots, out_dir, progress, resources.max_retries)
+        # One long-lived worker (a Ray actor) per slot, holding its CPUs and its share of a GPU for its
+        # whole life: it loads each dataset once, and its CUDA context stays on the device Ray gave it. A
+        # worker process that dies is restarted and its run retried, up to max_retries times.
+        worker = ray.remote(num_cpus=resources.cpus_per_run, num_gpus=g, max_restarts=resources.max_retries,
+                            max_task_retries=resources.max_retries)(_RunWorker)
+        _drive(ray, store, keys, worker, run_fn, n_threads, g, slots, out_dir, progress, resources.max_retries)
         return info
     finally:
         if started:
             ray.shutdown()
 
 
-def _drive(ray: Any, store: Any, keys: list[str], task: Any, run_fn: str, threads: int, gpus: float,
+class _RunWorker:
+    """A Ray actor that executes runs one after another (its process keeps the datasets it loaded)."""
+
+    def run(self, run: dict[str, Any], run_fn: str, threads: int, gpus: float) -> dict[str, Any]:
+        return _remote_run(run, run_fn, threads, gpus)
+
+
+def _drive(ray: Any, store: Any, keys: list[str], worker: Any, run_fn: str, threads: int, gpus: float,
            slots: int, out_dir: Path, progress: bool, max_retries: int) -> None:
     from .runner import _bar, _done_in
 
-    inflight: dict[Any, dict[str, Any]] = {}
+    idle = [worker.remote() for _ in range(slots)]
+    inflight: dict[Any, tuple[dict[str, Any], Any]] = {}
     bar = _bar(store, keys, progress)
     try:
         while True:
-            while len(inflight) < slots:
+            while idle:
                 run = store.claim(keys)
                 if run is None:
                     break
-                inflight[task.remote(run, run_fn, threads, gpus)] = run
+                actor = idle.pop()
+                inflight[actor.run.remote(run, run_fn, threads, gpus)] = (run, actor)
             if not inflight:
                 break
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
             for ref in ready:
-                _record(ray, store, inflight.pop(ref), ref, out_dir, max_retries)
+                run, actor = inflight.pop(ref)
+                if _record(ray, store, run, ref, out_dir, max_retries):
+                    idle.append(actor)
+                else:  # the worker is gone for good (restarts used up): a fresh one takes its slot
+                    _kill(ray, actor)
+                    idle.append(worker.remote())
             if bar is not None:
                 bar.update(_done_in(store, keys) - bar.n)
                 counts = store.counts()
                 bar.set_postfix(queued=counts.get("pending", 0), running=len(inflight), failed=counts.get("failed", 0),
                                 refresh=False)
-    except BaseException:
-        # Interrupted (Ctrl-C, or an error of the driver's own): its claimed runs stay 'running' and are
-        # redone by the next start; the tasks still on the cluster are stopped, not left to finish unseen.
-        for ref in inflight:
-            try:
-                ray.cancel(ref, force=True)
-            except Exception:  # noqa: BLE001 - already finished or gone
-                pass
-        raise
     finally:
+        # Interrupted (Ctrl-C, or an error of the driver's own) or done: the workers are stopped, so a
+        # cluster that outlives the study gets its resources back and no run goes on unseen; runs still
+        # claimed stay 'running' and are redone by the next start.
+        for actor in idle + [a for _, a in inflight.values()]:
+            _kill(ray, actor)
         if bar is not None:
             bar.close()
 
 
-def _record(ray: Any, store: Any, run: dict[str, Any], ref: Any, out_dir: Path, max_retries: int) -> None:
+def _kill(ray: Any, actor: Any) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+
+
+def _record(ray: Any, store: Any, run: dict[str, Any], ref: Any, out_dir: Path, max_retries: int) -> bool:
+    """Record what a run's task returned; False when its worker is gone for good."""
     try:
         out = ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
-        # The task itself raised outside the run function's own errors (e.g. SystemExit, or its result
-        # could not be sent): not retried; its whole text is the error.
+        # The task itself raised outside the run function's own errors (e.g. its result could not be
+        # sent): not retried; its whole text is the error. The worker lives on.
         store.fail(run, f"{type(exc).__name__}: {exc}")
-        return
+        return True
     except ray.exceptions.RayError as exc:
         # The worker process or node died more often than max_retries allows (or Ray itself failed).
         store.fail(run, f"{type(exc).__name__} (the run was tried {max_retries + 1} times): {exc}")
-        return
+        return False
     if "error" in out:
         store.fail(run, out["error"])
-        return
+        return True
     try:
         _write_files(out_dir, out["files"])
     except (OSError, IntrinsicsError) as exc:
         store.fail(run, f"{type(exc).__name__}: writing the run's files into {str(out_dir)!r}: {exc}")
-        return
+        return True
     result = _adopt_paths(out["result"], out["scratch"], out_dir)
     result["timings"]["ray_node"] = out["node"]
     store.finish(run, result)
+    return True

@@ -5,8 +5,8 @@ datasets, inserts the grid into the store and then hands the runs to an executor
 (:mod:`intrinsics.study.executors`): with ``executor="local"`` it works through them itself
 (``workers=1``) or starts ``workers`` local processes that each claim runs from the store until none is
 left, one GPU each (round-robin) where the machine has GPUs; each gets ``max(1, cores // workers)`` torch
-threads so the machine is not oversubscribed. With ``executor="ray"`` every run is a Ray task and this
-process is the store's only writer.
+threads so the machine is not oversubscribed. With ``executor="ray"`` every run is a task of a long-lived
+Ray worker and this process is the store's only writer.
 """
 
 from __future__ import annotations
