@@ -24,13 +24,13 @@ from intrinsics._machine import describe_machine, machine_line
 from intrinsics.study._execute import measure_dataset
 from intrinsics.study.presets import preset_text
 from intrinsics.study.runner import run_study
-from intrinsics.study.spec import parse_spec
+from intrinsics.study.spec import load_spec
 from intrinsics.study.store import Store
 
 
-def _spec_text(epochs: int, cpus: int) -> str:
+def _spec_text(epochs: int) -> str:
     text = preset_text("demo-quick").replace("epochs = 8", f"epochs = {epochs}", 1)
-    return text + f"\n[resources]\ncpus_per_run = 1\ngpus_per_run = 0\n# {cpus} runs at once\n"
+    return text + "\n[resources]\ncpus_per_run = 1\ngpus_per_run = 0\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,10 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="bench-exec-"))
     spec_path = work / "spec.toml"
-    spec_path.write_text(_spec_text(args.epochs, cores), encoding="utf-8")
-    import tomllib
-
-    spec = parse_spec(tomllib.loads(spec_path.read_text()), source_text=spec_path.read_text(), where=str(spec_path))
+    spec_path.write_text(_spec_text(args.epochs), encoding="utf-8")
+    spec = load_spec(spec_path)
     template = work / "template"
     template.mkdir()
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ from intrinsics.errors import IntrinsicsError
 from intrinsics.study import executors
 from intrinsics.study.executors import Resources, gpu_slots
 from intrinsics.study.runner import run_study
-from intrinsics.study.spec import SpecError, expand_grid, parse_spec
+from intrinsics.study.spec import SpecError, expand_grid, load_spec, parse_spec
 
 from ._fake import tiny_spec_text
 
@@ -175,6 +175,8 @@ def test_slots_are_counted_node_by_node():
         slots([{"CPU": 4}], gpus_per_run=0.5)
     with pytest.raises(IntrinsicsError, match="no node of the Ray cluster can hold one run"):
         slots([{"CPU": 2}, {"CPU": 2}], cpus_per_run=3)
+    with pytest.raises(IntrinsicsError, match="its nodes have 1 CPUs and 1 GPUs, 4 CPUs and 0 GPUs"):
+        slots([{"CPU": 4}, {"CPU": 1, "GPU": 1}], cpus_per_run=2, gpus_per_run=1)  # the CPUs and the GPU apart
     with pytest.raises(IntrinsicsError, match="the Ray cluster has no GPUs"):  # device = "cuda" asks for one
         executors.cluster_slots(_FakeRay([{"CPU": 4}]), Resources(), "cuda")
 
@@ -186,7 +188,7 @@ def test_a_run_whose_files_cannot_be_written_fails_and_the_study_goes_on(tmp_pat
 
     spec = tmp_path / "spec.toml"
     spec.write_text(tiny_spec_text(n_datasets=1, N=(10, 20, 40), seeds=(0,)))
-    grid = expand_grid(parse_spec(__import__("tomllib").loads(spec.read_text())))
+    grid = expand_grid(load_spec(spec))
     out = tmp_path / "out"
     out.mkdir()
     ok = {"result": {"test_loss": 0.5, "timings": {}}, "scratch": "/nowhere", "node": "n1"}
@@ -215,7 +217,7 @@ def test_ray_errors_are_recorded_with_their_whole_text(tmp_path):
 
     spec = tmp_path / "spec.toml"
     spec.write_text(tiny_spec_text(n_datasets=1, N=(10, 20), seeds=(0,)))
-    grid = expand_grid(parse_spec(__import__("tomllib").loads(spec.read_text())))
+    grid = expand_grid(load_spec(spec))
     fake = _FakeRay(results={"a": _FakeRay.exceptions.RayTaskError("ray::_remote_run() (pid=1)\nSystemExit: 3"),
                              "b": _FakeRay.exceptions.RayError("worker died\nexit code 9")})
     with Store(tmp_path) as store:

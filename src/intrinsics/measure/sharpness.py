@@ -97,25 +97,21 @@ def _min_cross_pruned(X: np.ndarray, codes: np.ndarray, mean: np.ndarray,
     r_max2 = float(r2.max())
     delta = 2.0 * np.sqrt(_BOUND_SLACK * r_max2)
     eps = 2.0 * _BOUND_SLACK * max(r_max2, float(nu.max()))
-    labels = np.unique(codes)
-    members = [np.flatnonzero(codes == lab) for lab in labels]
-    blocks = []
-    for ga in range(len(labels)):
-        for gb in range(ga + 1, len(labels)):
-            ia, ib = members[ga], members[gb]
+    members = [np.flatnonzero(codes == lab) for lab in np.unique(codes)]
+    blocks, firsts = [], []
+    for ga, ia in enumerate(members):
+        for ib in members[ga + 1:]:
             L = -2.0 * (U[ia] @ U[ib].T)
             L += nu[ia][:, None]
             L += nu[ib][None, :]
             blocks.append((ia, ib, L))
+            # Each block's 16 smallest bounds; the exact distances of the 16 smallest of all bound the minimum.
+            t = min(16, L.size)
+            flat = np.argpartition(L, t - 1, axis=None)[:t]
+            firsts.append((L.ravel()[flat], ia[flat // L.shape[1]], ib[flat % L.shape[1]]))
     n_pairs = sum(L.size for _, _, L in blocks)
     if n_pairs == 0:
         return None
-    # The 16 smallest bounds of all blocks: their exact distances give an upper bound u² of the minimum.
-    firsts = []
-    for ia, ib, L in blocks:
-        t = min(16, L.size)
-        flat = np.argpartition(L, t - 1, axis=None)[:t]
-        firsts.append((L.ravel()[flat], ia[flat // L.shape[1]], ib[flat % L.shape[1]]))
     lb, qi, ci = (np.concatenate(v) for v in zip(*firsts))
     keep = np.argsort(lb, kind="stable")[:16]
     u2 = float(exact_sqdist(X, qi[keep], ci[keep][:, None])[:, 0].min())
@@ -136,12 +132,12 @@ def _min_cross_pruned(X: np.ndarray, codes: np.ndarray, mean: np.ndarray,
 def _draw_basis(A: np.ndarray, M: int) -> tuple[np.ndarray, np.ndarray] | None:
     """A projection for bounding the distances of M-image draws, where the full products of the draws
     cost more than fitting it (many dimensions, large draws); None where it would not pay."""
-    from ._prune import projection
+    from ._prune import _RESIDUAL_MAX, projection
 
     if A.shape[1] < 256 or M < 256:
         return None
     fitted = projection(A, seed=0, sample=256)
-    if fitted is None or fitted[2] > 0.5:  # a flat spectrum: the bound would rule out little
+    if fitted is None or fitted[2] > _RESIDUAL_MAX:  # a flat spectrum: the bound would rule out little
         return None
     return fitted[0], fitted[1]
 

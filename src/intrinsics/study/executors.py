@@ -22,8 +22,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
-import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -143,22 +141,14 @@ def _remote_run(run: dict[str, Any], run_fn: str, threads: int, gpus: float) -> 
         # A run that reserved no GPU must not use one (Ray leaves CUDA_VISIBLE_DEVICES as it is then):
         # hidden before this process first touches CUDA, it trains on the CPU as the spec asks.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    from .runner import _resolve, _set_threads, code_version
+    from .runner import _outcome, _resolve, _set_threads
 
     _set_threads(threads)
     scratch = Path(tempfile.mkdtemp(prefix="intrinsics-run-"))
-    t0 = time.time()
     try:
-        try:
-            result = dict(_resolve(run_fn)(run, _ScratchStore(scratch)) or {})
-        except IntrinsicsError as exc:
-            return {"error": f"{type(exc).__name__}: {exc}"}
-        except Exception:  # noqa: BLE001 - the run failed for its own reasons: recorded, the study goes on
-            return {"error": traceback.format_exc()}
-        timings = dict(result.get("timings") or {})
-        timings.setdefault("total_s", round(time.time() - t0, 3))
-        result["timings"] = timings
-        result.setdefault("code_version", code_version())
+        result, error = _outcome(run, _resolve(run_fn), _ScratchStore(scratch))
+        if error is not None:
+            return {"error": error}
         files = {str(p.relative_to(scratch)): p.read_bytes() for p in sorted(scratch.rglob("*")) if p.is_file()}
         return {"result": result, "files": files, "scratch": str(scratch), "node": _node_name()}
     finally:
@@ -245,13 +235,6 @@ def cluster_slots(ray: Any, resources: Resources, device: str) -> tuple[int, flo
     if g > 0 and gpus == 0:
         raise IntrinsicsError(f"[resources] gpus_per_run = {g:g} but the Ray cluster has no GPUs; set gpus_per_run = 0 "
                               "to train on its CPUs, or join GPU nodes")
-    largest_cpu = max((float(n["Resources"].get("CPU", 0)) for n in nodes), default=0.0)
-    largest_gpu = max((float(n["Resources"].get("GPU", 0)) for n in nodes), default=0.0)
-    if resources.cpus_per_run > largest_cpu or g > largest_gpu:
-        raise IntrinsicsError(
-            f"no node of the Ray cluster can hold one run ([resources] cpus_per_run = {resources.cpus_per_run:g}, "
-            f"gpus_per_run = {g:g}; its largest node has {largest_cpu:g} CPUs and {largest_gpu:g} GPUs); "
-            "lower them in the spec")
     # Runs that fit at once, node by node (a run never spans two nodes); the small epsilon keeps
     # 1 / 0.2 from rounding down to 4.
     slots = 0
@@ -260,10 +243,16 @@ def cluster_slots(ray: Any, resources: Resources, device: str) -> tuple[int, flo
         if g > 0:
             fit = min(fit, int(float(node["Resources"].get("GPU", 0)) / g + 1e-9))
         slots += fit
-    info = {"executor": "ray", "nodes": len(nodes), "cpus": cpus, "gpus": gpus, "slots": max(1, slots),
+    if slots == 0:
+        sizes = ", ".join(sorted({f"{float(n['Resources'].get('CPU', 0)):g} CPUs and "
+                                  f"{float(n['Resources'].get('GPU', 0)):g} GPUs" for n in nodes})) or "no nodes"
+        raise IntrinsicsError(
+            f"no node of the Ray cluster can hold one run ([resources] cpus_per_run = {resources.cpus_per_run:g}, "
+            f"gpus_per_run = {g:g}; its nodes have {sizes}); lower them in the spec")
+    info = {"executor": "ray", "nodes": len(nodes), "cpus": cpus, "gpus": gpus, "slots": slots,
             "cpus_per_run": resources.cpus_per_run, "gpus_per_run": g, "max_retries": resources.max_retries,
             "driver_pid": os.getpid()}
-    return max(1, slots), g, info
+    return slots, g, info
 
 
 def run_on_ray(store: Any, keys: list[str], run_fn: str, resources: Resources, *, out_dir: Path,
@@ -280,15 +269,15 @@ def run_on_ray(store: Any, keys: list[str], run_fn: str, resources: Resources, *
     try:
         slots, g, info = cluster_slots(ray, resources, device)
         try:
-            worker = ray.get(ray.remote(num_cpus=0)(_probe).remote(), timeout=300)
+            probe = ray.get(ray.remote(num_cpus=0)(_probe).remote(), timeout=300)
         except Exception as exc:  # noqa: BLE001 - any failure here means the workers cannot run intrinsics
             raise IntrinsicsError(f"the Ray cluster's workers cannot run intrinsics ({type(exc).__name__}: "
                                   f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}); install "
                                   "the same intrinsics on every node") from None
         from .._version import __version__
 
-        if worker["version"] != str(__version__):
-            print(f"warning: the Ray workers run intrinsics {worker['version']}, this driver {__version__}; "
+        if probe["version"] != str(__version__):
+            print(f"warning: the Ray workers run intrinsics {probe['version']}, this driver {__version__}; "
                   "results may differ from a local run", file=sys.stderr)
         info["address"] = _gcs_address(ray) if not started or address else "local"
         store.set_meta("executor", info)

@@ -177,8 +177,9 @@ def run_study(
         torch threads per worker; default ``max(1, cores // workers)`` (with Ray, ``cpus_per_run``).
         Small models on a busy machine run faster with 1.
     executor : "local" or "ray"
-        Where the runs execute: local worker processes, or tasks on a Ray cluster (each declaring the
-        spec's ``[resources]``; retried when its worker dies). Measuring stays in this process.
+        Where the runs execute: local worker processes, or long-lived workers on a Ray cluster (each
+        holding the spec's ``[resources]``; a run is retried when its worker dies). Measuring stays in
+        this process.
     address : str, optional
         With ``executor="ray"``: the cluster to join (``"auto"`` or ``HOST:PORT``); default a local
         Ray instance started for this study and shut down after it.
@@ -319,7 +320,9 @@ def _work(store: Store, keys: list[str], fn: RunFn, *, progress: bool, total: in
             bar.close()
 
 
-def _execute_one(store: Store, run: dict[str, Any], fn: RunFn) -> None:
+def _outcome(run: dict[str, Any], fn: RunFn, store: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """(result, None) of one run, with its total time and the code version filled in, or (None, error):
+    the one way a run is executed, by every executor."""
     t0 = time.time()
     try:
         result = dict(fn(run, store) or {})
@@ -327,16 +330,22 @@ def _execute_one(store: Store, run: dict[str, Any], fn: RunFn) -> None:
         # Left 'running': the next start sees this worker gone and redoes the run.
         raise
     except IntrinsicsError as exc:
-        store.fail(run, f"{type(exc).__name__}: {exc}")
-        return
+        return None, f"{type(exc).__name__}: {exc}"
     except Exception:  # noqa: BLE001 - one failed run must not stop the study; its traceback is kept
-        store.fail(run, traceback.format_exc())
-        return
+        return None, traceback.format_exc()
     timings = dict(result.get("timings") or {})
     timings.setdefault("total_s", round(time.time() - t0, 3))
     result["timings"] = timings
     result.setdefault("code_version", code_version())
-    store.finish(run, result)
+    return result, None
+
+
+def _execute_one(store: Store, run: dict[str, Any], fn: RunFn) -> None:
+    result, error = _outcome(run, fn, store)
+    if error is not None:
+        store.fail(run, error)
+    else:
+        store.finish(run, result)
 
 
 def _done_in(store: Store, keys: list[str]) -> int:
