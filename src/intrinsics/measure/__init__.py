@@ -1,5 +1,6 @@
 """Measurement layer: nearest neighbours, intrinsic dimension (d_data, d_repr) and label sharpness (K_F)."""
 
+from ._device import resolve as engine_device
 from .dimension import ESTIMATORS, MLE, TwoNN, by_estimator, intrinsic_dimension, k_sweep, shared_graph
 from .neighbors import DuplicateReport, NeighborGraph, find_duplicates, kneighbors, nearest_other_label
 from .results import ClosestPair, Estimate, KSweep, SharpnessEstimate
@@ -17,6 +18,7 @@ __all__ = [
     "NeighborGraph",
     "find_duplicates",
     "kneighbors",
+    "engine_device",
     "nearest_other_label",
     "ClosestPair",
     "Estimate",

@@ -291,7 +291,7 @@ def _nearest_same_from_graph(A: np.ndarray, codes: np.ndarray, group: np.ndarray
     return np.where(count[group] > 1, 0.0, d_u[group])
 
 
-def _nearest_same(A: np.ndarray, codes: np.ndarray, group: np.ndarray) -> np.ndarray:
+def _nearest_same(A: np.ndarray, codes: np.ndarray, group: np.ndarray, device: str) -> np.ndarray:
     """Distance to the nearest image of the same label (0 for an identical twin, NaN if none)."""
     n = codes.size
     out = np.full(n, np.nan)
@@ -303,7 +303,7 @@ def _nearest_same(A: np.ndarray, codes: np.ndarray, group: np.ndarray) -> np.nda
         out[members[twin]] = 0.0
         if uniq.size >= 2:
             rows = members[first_pos]
-            graph = kneighbors(A[rows], 1, drop_duplicates=False, progress=False)
+            graph = kneighbors(A[rows], 1, drop_duplicates=False, progress=False, device=device)
             d = graph.distances[:, 0]
             lone = ~twin
             out[members[lone]] = d[np.searchsorted(uniq, g[lone])]
@@ -323,6 +323,7 @@ def audit_images(
     settings: AuditSettings | None = None,
     graph: NeighborGraph | None = None,
     nearest_other: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    device: str = "auto",
 ) -> AuditResult:
     """Audit images (rows of ``X``, or an (N, C, H, W) array) from one exact neighbour graph.
 
@@ -345,6 +346,8 @@ def audit_images(
     nearest_other : (rows, distances, positions), optional
         The exact K_F's nearest differently-labelled neighbours (``LabelSharpness.nearest_other_``):
         reused when no identical images carry different labels (else computed over every copy).
+    device : str, default="auto"
+        Where the neighbour searches run (see :func:`~intrinsics.measure.kneighbors`).
 
     Returns
     -------
@@ -365,7 +368,7 @@ def audit_images(
         notes.append(f"k={s.k} is more than the {n - 1} other images; used k={k}")
     k_u = min(k, n_u - 1)
     if not (graph is not None and graph.k >= k_u and graph.n == n_u and np.array_equal(graph.kept, first)):
-        graph = kneighbors(A[first], k_u, drop_duplicates=False, progress=None)
+        graph = kneighbors(A[first], k_u, drop_duplicates=False, progress=None, device=device)
     wide, graph = graph, graph.restrict(k_u)  # all the neighbours a measurement found serve nn_same
     knn_i, knn_d = _expand_graph(graph.distances, graph.indices, group, first, k)
     # The neighbour graph's indices are positions in `first`; _expand_graph maps them to images.
@@ -423,13 +426,13 @@ def audit_images(
             nn_other, nn_other_d = np.empty(n, np.int64), np.empty(n)
             nn_other[rows], nn_other_d[rows] = rows[j_rows], d_rows
         else:
-            d_rep, j_rep = nearest_other_label(A[rep], codes[rep], progress=None)
+            d_rep, j_rep = nearest_other_label(A[rep], codes[rep], progress=None, device=device)
             nn_other = rep[j_rep][pos]
             nn_other_d = d_rep[pos]
         with np.errstate(divide="ignore"):
             sharp = np.where(nn_other_d > 0, 1.0 / nn_other_d, np.nan)
         if mixed:
-            nn_same_d = _nearest_same(A, codes, group)
+            nn_same_d = _nearest_same(A, codes, group, device)
         else:
             nn_same_d = _nearest_same_from_graph(A, codes, group, first, wide)
         disagreement = (codes[knn_i] != codes[:, None]).mean(axis=1)
@@ -460,7 +463,7 @@ def audit_images(
             raise EstimationError(f"the test images have {T.shape[1]} values each and the training images "
                                   f"{A.shape[1]}; load both with the same preprocessing (--size, --channels)")
         t_ids = tuple(test_ids) if test_ids is not None else tuple(image_id(None, i) for i in range(len(T)))
-        for a, b, d in _leaks(A, T, tau):
+        for a, b, d in _leaks(A, T, tau, device):
             add("leak", a, b, d)
         if test_labels is not None:
             t_codes, t_classes = _codes(test_labels, test_class_names or class_names, len(T))
@@ -495,7 +498,7 @@ def _names(codes: np.ndarray, class_names: tuple[str, ...] | None) -> list[str]:
     return [names[c] if 0 <= c < len(names) else str(int(c)) for c in codes]
 
 
-def _leaks(A: np.ndarray, T: np.ndarray, tau: float) -> list[tuple[int, int, float]]:
+def _leaks(A: np.ndarray, T: np.ndarray, tau: float, device: str) -> list[tuple[int, int, float]]:
     """(training image, test image, distance) for every test image within ``tau`` of the training set
     (its nearest training image), identical ones included: one exact bichromatic pass over both sets."""
     Z = np.concatenate([A, T.astype(A.dtype, copy=False)])
@@ -507,7 +510,7 @@ def _leaks(A: np.ndarray, T: np.ndarray, tau: float) -> list[tuple[int, int, flo
     where = np.empty_like(order)
     where[order] = np.arange(order.size)
     rep, pos = rep[order], where[pos]
-    d_rep, j_rep = nearest_other_label(Z[rep], side[rep], progress=None)
+    d_rep, j_rep = nearest_other_label(Z[rep], side[rep], progress=None, device=device)
     out = []
     for t in range(len(T)):
         r = pos[len(A) + t]
@@ -563,6 +566,7 @@ def audit_dataset(
     test: Any = None,
     group_key: str | None = None,
     load_warnings: tuple[str, ...] | list[str] = (),
+    device: str = "auto",
 ) -> DatasetAudit:
     """Audit an ``ImageSet`` (every image) after measuring it, reusing the measurement's exact graph.
 
@@ -579,6 +583,7 @@ def audit_dataset(
         both sides of the split are listed (a patient in the training and the test set is a leak even
         when no two of their images look alike).
     load_warnings : messages raised while loading, kept in the result's warnings
+    device : where the neighbour searches run (see :func:`~intrinsics.measure.kneighbors`)
     """
     from .pipeline import MeasureSettings, measure_dataset
 
@@ -611,7 +616,7 @@ def audit_dataset(
         seen = {g for g in ds.keys[group_key] if g is not None}
         shared = tuple(sorted({g for g in test.keys[group_key] if g is not None} & seen, key=str))
     t0 = time.perf_counter()
-    m = measure_dataset(ds, ms, load_warnings=notes)
+    m = measure_dataset(ds, ms, load_warnings=notes, device=device)
     t_measure = time.perf_counter() - t0
     labels = None if ds.labels is None else np.asarray(ds.labels)
     r = audit_images(
@@ -620,7 +625,7 @@ def audit_dataset(
         test_labels=None if test is None or test.labels is None else np.asarray(test.labels),
         test_ids=None if test is None else tuple(test.id_of(i) for i in range(len(test))),
         test_class_names=None if test is None else tuple(test.class_names),
-        settings=settings, graph=m.graph, nearest_other=m.nearest_other,
+        settings=settings, graph=m.graph, nearest_other=m.nearest_other, device=device,
     )
     from dataclasses import replace
 

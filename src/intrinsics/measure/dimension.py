@@ -361,13 +361,14 @@ def by_estimator(graph: Any, k: int, est: Estimate, *, discard_fraction: float =
     return out
 
 
-def shared_graph(X: Any, estimator: str, k: int, k_max: int | None = None) -> NeighborGraph:
+def shared_graph(X: Any, estimator: str, k: int, k_max: int | None = None, *, device: str = "auto") -> NeighborGraph:
     """One neighbour graph for ``estimator`` and, where the data allow it, for the other one too
-    (``k_max`` neighbours, default ``k``). TwoNN needs only two: with too few samples for ``k``, it
-    gets a graph of two and :func:`by_estimator` reports the MLE as None."""
+    (``k_max`` neighbours, default ``k``; on ``device``, see :func:`kneighbors`). TwoNN needs only two:
+    with too few samples for ``k``, it gets a graph of two and :func:`by_estimator` reports the MLE as
+    None."""
     try:
-        return kneighbors(X, k_max or k)
+        return kneighbors(X, k_max or k, device=device)
     except EstimationError:
         if estimator == "mle":
             raise
-        return kneighbors(X, 2)
+        return kneighbors(X, 2, device=device)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DuplicateWarning, EstimationError
-from . import _kernels
+from . import _device, _kernels
+from ._source import RowSource, is_out_of_core
 from ._gemm import _threads as _gemm_threads
 from ._gemm import blas_threads, engine_record, gemm_nt
 from ._prune import plan as prune_plan
@@ -140,9 +141,13 @@ def find_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, DuplicateRep
         For every input row, the position in ``first`` of its distinct row.
     report : DuplicateReport
     """
-    X = np.ascontiguousarray(X)
-    n = X.shape[0]
-    h = _row_hashes(X)
+    if isinstance(X, RowSource):
+        n = len(X)
+        h = np.concatenate([_row_hashes(c) for _, c in X.chunks()]) if n else np.empty(0, np.uint64)
+    else:
+        X = np.ascontiguousarray(X)
+        n = X.shape[0]
+        h = _row_hashes(X)
     # Rows are grouped by hash; rows that share one are compared value by value (== treats -0.0
     # and 0.0 as equal), so a hash collision can never merge two different images.
     order = np.argsort(h, kind="stable")
@@ -153,9 +158,10 @@ def find_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, DuplicateRep
     for s_, e_ in zip(run_starts[run_ends - run_starts > 1], run_ends[run_ends - run_starts > 1]):
         members = np.sort(order[s_:e_])
         heads: list[int] = []
-        for i in members:
+        rows = X.take(members) if isinstance(X, RowSource) else X[members]
+        for t, i in enumerate(members):
             for r in heads:
-                if np.array_equal(X[r], X[i]):
+                if np.array_equal(rows[np.searchsorted(members, r)], rows[t]):
                     rep[i] = r
                     break
             else:
@@ -169,9 +175,7 @@ def find_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, DuplicateRep
     examples = []
     for g in dup_groups[:10]:
         examples.append(tuple(int(i) for i in np.flatnonzero(group == g)))
-    report = DuplicateReport(
-        n_removed=int(X.shape[0] - first.size), groups=tuple(examples), n_groups=int(dup_groups.size)
-    )
+    report = DuplicateReport(n_removed=int(n - first.size), groups=tuple(examples), n_groups=int(dup_groups.size))
     return first, group, report
 
 
@@ -362,10 +366,11 @@ def _refine(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[
     return np.sqrt(d2k), np.take_along_axis(cand, order, axis=1)
 
 
-def _prepare(X: np.ndarray) -> np.ndarray:
-    """Augmented float32 matrix for the candidate search: (N, D+2) rows [x − mean, 1, −|x − mean|²/2]."""
+def _prepare(X: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+    """Augmented float32 matrix for the candidate search: (N, D+2) rows [x − mean, 1, −|x − mean|²/2]
+    (``mean``: the column means, when the rows are a block of a larger set)."""
     n, D = X.shape
-    mean = X.mean(axis=0, dtype=np.float64)
+    mean = X.mean(axis=0, dtype=np.float64) if mean is None else mean
     # Centring changes no distance but shrinks |x|², which is what float32 rounding scales with.
     Xa = np.empty((n, D + 2), dtype=np.float32)
     step = max(1, (1 << 20) // max(1, D))  # 8 MiB float64 chunks: temporaries stay small
@@ -375,6 +380,119 @@ def _prepare(X: np.ndarray) -> np.ndarray:
         Xa[s : s + step, D] = 1.0
         Xa[s : s + step, D + 1] = -0.5 * np.einsum("nd,nd->n", c, c)
     return Xa
+
+
+class _CpuEngine:
+    """The neighbour engine on the CPU: the blocked (and, where the data allow, pruned) float32 search
+    of :func:`_candidates`, then :func:`_refine`. :class:`._device.TorchEngine` has the same methods."""
+
+    def __init__(self, A: np.ndarray, block_size: int | None, prune: bool | None):
+        self.A, self.block_size, self.prune = A, block_size, prune
+
+    def record(self) -> dict[str, Any]:
+        return engine_record() | {"device": "cpu"}
+
+    def candidates(self, lists: list[_Lists], *, progress: bool, desc: str) -> dict[str, Any]:
+        n, D = self.A.shape
+        return _candidates(_prepare(self.A), lists, block_size=self.block_size or _default_block(n, D),
+                           progress=progress, desc=desc, rows=self.A, prune=self.prune)
+
+    def refine(self, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return _refine(self.A, rows, cand, k)
+
+
+class _StreamEngine:
+    """The CPU engine over a :class:`._source.RowSource` (an array larger than memory): the same blocked
+    float32 search, unpruned, with each block of rows read and prepared when a product needs it, and the
+    refinement reading only the rows it compares. Memory: two prepared blocks, one block of products
+    and the lists, whatever N."""
+
+    def __init__(self, src: RowSource, block_size: int | None):
+        self.src = src
+        n, D = src.shape
+        self.block_size = block_size or _default_block(n, D)
+        total = np.zeros(D, dtype=np.float64)
+        for _, c in src.chunks():
+            total += c.sum(axis=0, dtype=np.float64)
+        self.mean = total / n
+
+    def record(self) -> dict[str, Any]:
+        return engine_record() | {"device": "cpu", "out_of_core": True}
+
+    def _left(self, s: int, e: int) -> np.ndarray:
+        return _prepare(self.src.block(s, e), self.mean)
+
+    def candidates(self, lists: list[_Lists], *, progress: bool, desc: str) -> dict[str, Any]:
+        n = len(self.src)
+        for lst in lists:
+            lst.start(n)
+        bounds = _block_bounds(n, self.block_size)
+        pairs: Any = [(a, b) for b in range(len(bounds)) for a in range(b + 1)]
+        if progress:
+            from tqdm.auto import tqdm
+
+            pairs = tqdm(pairs, desc=desc, unit="block", leave=False)
+        right, right_of = None, -1
+        with _kernels.threads(cpu_threads()), blas_threads():
+            for a, b in pairs:
+                (sa, ea), (sb, eb) = bounds[a], bounds[b]
+                if right_of != b:
+                    right, right_of = _right(self._left(sb, eb), 0, eb - sb), b
+                G = gemm_nt(self._left(sa, ea), right)
+                if a == b:
+                    np.fill_diagonal(G, -math.inf)
+                for lst in lists:
+                    _kernels.keep_best(G, sa, sb, lst.best_v, lst.best_i, lst.worst_pos, columns=a != b,
+                                       labels=lst.labels)
+        return {"pruned": False}
+
+    def refine(self, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """As :func:`_refine`, reading for each chunk of rows only the rows it compares."""
+        m, c = cand.shape
+        D = self.src.shape[1]
+        dist, ind = np.empty((m, k)), np.empty((m, k), dtype=np.int64)
+        step = max(1, (8 << 20) // ((c + 1) * D * self.src.dtype.itemsize))
+        for s in range(0, m, step):
+            r, cc = rows[s:s + step], cand[s:s + step]
+            need = np.unique(np.concatenate([r, cc.ravel()]))
+            U = self.src.take(need)
+            d, j = _refine(U, np.searchsorted(need, r), np.searchsorted(need, cc), k)
+            dist[s:s + step], ind[s:s + step] = d, need[j]
+        return dist, ind
+
+
+def _engine(A: Any, device: Any, block_size: int | None, prune: bool | None) -> Any:
+    """The engine for ``device`` ("auto": CUDA when a GPU is visible, else the CPU; see
+    :func:`._device.resolve`); rows read a block at a time (``A`` a :class:`._source.RowSource`) are
+    searched on the CPU."""
+    if isinstance(A, RowSource):
+        if str(device).strip().lower() not in ("auto", "cpu"):
+            from ..errors import SettingError
+
+            raise SettingError("device", device, "cannot search a memory-mapped array: the GPU path holds its "
+                               "input on the device", "load it into memory (np.load without mmap_mode) or use cpu")
+        return _StreamEngine(A, block_size)
+    dev = _device.resolve(device)
+    return _CpuEngine(A, block_size, prune) if dev is None else _device.TorchEngine(A, dev)
+
+
+def _rows_of(X: Any) -> Any:
+    """``X`` as the engine reads it: a checked in-memory (N, D) matrix, or a checked :class:`RowSource` for
+    a memory-mapped array (read a block at a time, never whole)."""
+    if not is_out_of_core(X):
+        return np.ascontiguousarray(as_matrix(X))
+    src = X if isinstance(X, RowSource) else RowSource(X)
+    n, D = src.shape
+    if n < 2 or D == 0:
+        as_matrix(np.empty((n, D)))  # the in-memory check's message
+    bad = []
+    for s, c in src.chunks():
+        if c.dtype.kind == "f":
+            bad.extend((s + np.flatnonzero(~np.isfinite(c).all(axis=1))).tolist())
+    if bad:
+        raise EstimationError(f"X has NaN or infinite values in {len(bad)} of {n} samples (e.g. rows {bad[:5]}); "
+                              "remove or repair those images before measuring")
+    return src
 
 
 def _check_k(k: int, n: int, report: DuplicateReport) -> None:
@@ -396,13 +514,16 @@ def kneighbors(
     block_size: int | None = None,
     progress: bool | None = None,
     prune: bool | None = None,
+    device: Any = "auto",
 ) -> NeighborGraph:
     """Exact k-nearest neighbours of every row of ``X`` (self excluded).
 
     Parameters
     ----------
     X : array-like of shape (N, D) or (N, C, H, W)
-        Numpy array, torch tensor or ImageSet.
+        Numpy array, torch tensor or ImageSet; or a memory-mapped array (``np.load(path,
+        mmap_mode="r")``), which is read a block at a time and never whole: memory is then two blocks
+        of rows, one block of products and the neighbour lists, whatever the file's size (same results).
     k : int
         Number of neighbours; compute once to the largest k any estimator needs.
     drop_duplicates : bool, default=True
@@ -415,6 +536,9 @@ def kneighbors(
     prune : bool, optional
         Prune the search by a principal-component bound where the data allow it (default: decided from
         the data; False: never). The result is the same either way.
+    device : str, default="auto"
+        Where the engine runs: "auto" (CUDA when a GPU is visible, else the CPU), "cpu", "cuda" or
+        "cuda:N". The GPU gives the CPU's neighbours, with distances equal to about 1e-13 relative.
 
     Returns
     -------
@@ -427,27 +551,22 @@ def kneighbors(
     >>> g.distances.shape
     (100, 3)
     """
-    A = as_matrix(X)
+    A = _rows_of(X)
     k = int(k)
     first, _, report = find_duplicates(A)
     if report:
         if not drop_duplicates:
             raise EstimationError(report.message() + " (or pass drop_duplicates=True)")
         warnings.warn(report.message(), DuplicateWarning, stacklevel=2)
-        A = A[first]
+        A = A.subset(first) if isinstance(A, RowSource) else np.ascontiguousarray(A[first])
     n = A.shape[0]
     _check_k(k, n, report)
-    A = np.ascontiguousarray(A)
-    Xa = _prepare(A)
-    k_cand = min(n - 1, k + _MARGIN)
-    bs = block_size or _default_block(n, A.shape[1])
-    show = _show_progress(progress, n, A.shape[1])
-    knn = _Lists(k_cand)
-    how = _candidates(Xa, [knn], block_size=bs, progress=show, desc="kNN", rows=A, prune=prune)
-    del Xa
-    dist, ind = _refine(A, np.arange(n), knn.best_i, k)
+    eng = _engine(A, device, block_size, prune)
+    knn = _Lists(min(n - 1, k + _MARGIN))
+    how = eng.candidates([knn], progress=_show_progress(progress, n, A.shape[1]), desc="kNN")
+    dist, ind = eng.refine(np.arange(n), knn.best_i, k)
     return NeighborGraph(dist, ind, first, int(A.shape[0] + report.n_removed), report,
-                         engine_record() | {"search": how})
+                         eng.record() | {"search": how})
 
 
 def kneighbors_and_nearest_other(
@@ -458,13 +577,15 @@ def kneighbors_and_nearest_other(
     block_size: int | None = None,
     progress: bool | None = None,
     prune: bool | None = None,
+    device: Any = "auto",
 ) -> tuple[NeighborGraph, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
     """The k-nearest-neighbour graph and the exact K_F's nearest differently-labelled rows, from one pass.
 
     The same results as :func:`kneighbors` (exact duplicates removed, with a warning) and as the nearest
     other label of :class:`~intrinsics.measure.LabelSharpness` (``nearest_other_``: rows outside the label
     conflicts, their distance to the nearest row of another label, and its position among those rows),
-    for about the cost of one of them: one product of every pair of row blocks feeds both.
+    for about the cost of one of them: one product of every pair of row blocks feeds both. ``device``
+    as for :func:`kneighbors`.
 
     Returns
     -------
@@ -472,7 +593,7 @@ def kneighbors_and_nearest_other(
     nearest_other : (rows, distances, positions) or None
         None when fewer than two labels are left outside the label conflicts.
     """
-    A = np.ascontiguousarray(as_matrix(X))
+    A = _rows_of(X)
     codes = np.asarray(labels, dtype=np.int64)
     k = int(k)
     first, group, report = find_duplicates(A)
@@ -487,21 +608,18 @@ def kneighbors_and_nearest_other(
     valid = dlab >= 0
     counts = np.bincount(dlab[valid], minlength=int(codes.max()) + 1) if valid.any() else np.zeros(1, np.int64)
     n_other = int(valid.sum() - counts[counts > 0].max()) if valid.any() else 0
-    B = A[first] if report else A
-    Xa = _prepare(B)
-    bs = block_size or _default_block(n, B.shape[1])
+    B = (A.subset(first) if isinstance(A, RowSource) else A[first]) if report else A
+    eng = _engine(B, device, block_size, prune)
     lists = [_Lists(min(n - 1, k + _MARGIN))]
     if n_other >= 1:
         lists.append(_Lists(min(n_other, 1 + _MARGIN), np.ascontiguousarray(dlab)))
-    how = _candidates(Xa, lists, block_size=bs, progress=_show_progress(progress, n, B.shape[1]),
-                      desc="kNN and K_F", rows=B, prune=prune)
-    del Xa
-    dist, ind = _refine(B, np.arange(n), lists[0].best_i, k)
-    graph = NeighborGraph(dist, ind, first, int(A.shape[0]), report, engine_record() | {"search": how})
+    how = eng.candidates(lists, progress=_show_progress(progress, n, B.shape[1]), desc="kNN and K_F")
+    dist, ind = eng.refine(np.arange(n), lists[0].best_i, k)
+    graph = NeighborGraph(dist, ind, first, int(A.shape[0]), report, eng.record() | {"search": how})
     if n_other < 1:
         return graph, None
     q = np.flatnonzero(valid)
-    d_o, j_o = _refine(B, q, lists[1].best_i[q], 1)
+    d_o, j_o = eng.refine(q, lists[1].best_i[q], 1)
     # Back to input rows: every copy of a distinct row has its distance; the nearest row is the first
     # copy of the distinct row found, given as a position among the rows outside the conflicts.
     rows = np.flatnonzero(keep)
@@ -521,30 +639,27 @@ def nearest_other_label(
     block_size: int | None = None,
     progress: bool | None = None,
     prune: bool | None = None,
+    device: Any = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """For every row, the exact distance to and index of the nearest row with a different label.
 
     The bichromatic closest-pair query behind the exact K_F: one pass of the same blocked engine,
     with same-label pairs masked out. ``X`` must be free of exact duplicates across labels (the
-    caller reports those as label conflicts: their distance would be 0).
+    caller reports those as label conflicts: their distance would be 0). ``device`` as for
+    :func:`kneighbors`.
     """
-    A = as_matrix(X)
+    A = _rows_of(X)
     n = A.shape[0]
-    A = np.ascontiguousarray(A)
-    Xa = _prepare(A)
     lab = np.ascontiguousarray(labels, dtype=np.int64)
     # Every row has at least n_other rows of another label, so k_cand <= n_other candidates per row
     # are always genuine (masked same-label pairs sit at +inf and are never selected).
     n_other = int(n - np.bincount(labels).max())
     if n_other < 1:
         raise EstimationError("all samples have the same label; K_F needs at least two classes")
-    k_cand = min(n_other, 1 + _MARGIN)
-    bs = block_size or _default_block(n, A.shape[1])
-    show = _show_progress(progress, n, A.shape[1])
-    other = _Lists(k_cand, lab)
-    _candidates(Xa, [other], block_size=bs, progress=show, desc="K_F", rows=A, prune=prune)
-    del Xa
-    d, i = _refine(A, np.arange(n), other.best_i, 1)
+    eng = _engine(A, device, block_size, prune)
+    other = _Lists(min(n_other, 1 + _MARGIN), lab)
+    eng.candidates([other], progress=_show_progress(progress, n, A.shape[1]), desc="K_F")
+    d, i = eng.refine(np.arange(n), other.best_i, 1)
     dist, ind = d[:, 0], i[:, 0]
     return dist, ind
 

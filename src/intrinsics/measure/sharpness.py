@@ -18,10 +18,11 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..errors import EstimationError, IntrinsicsWarning
-from ._validate import as_labels, as_matrix, check_seed, is_int_at_least, preprocessing_of
+from ._validate import as_labels, check_seed, is_int_at_least, preprocessing_of
 from ._kernels import exact_sqdist
 from ._gemm import blas_threads, engine_record, gemm_nt
-from .neighbors import _prepare, _right, label_conflicts, nearest_other_label
+from ._source import RowSource
+from .neighbors import _prepare, _right, _rows_of, label_conflicts, nearest_other_label
 from .results import ClosestPair, SharpnessEstimate
 
 __all__ = ["LabelSharpness", "label_sharpness", "label_conflicts", "PAIR_MODES"]
@@ -136,6 +137,8 @@ def _draw_basis(A: np.ndarray, M: int) -> tuple[np.ndarray, np.ndarray] | None:
 
     if A.shape[1] < 256 or M < 256:
         return None
+    if isinstance(A, RowSource):  # rows read on demand: fitted on 4,096 of them (any basis keeps the bound)
+        A = A.take(np.sort(np.random.default_rng(0).choice(len(A), min(len(A), 4096), replace=False)))
     fitted = projection(A, seed=0, sample=256)
     if fitted is None or fitted[2] > _RESIDUAL_MAX:  # a flat spectrum: the bound would rule out little
         return None
@@ -166,6 +169,9 @@ class LabelSharpness(BaseEstimator):
     batch_size : int, default=500
         The batch size of ``pairs="aligned"`` (the published default).
     seed : int or None, default=0
+    device : str, default="auto"
+        Where the exact K_F's neighbour search runs ("auto", "cpu", "cuda", "cuda:N"; see
+        :func:`~intrinsics.measure.kneighbors`); the draws run on the CPU.
 
     Attributes
     ----------
@@ -183,7 +189,7 @@ class LabelSharpness(BaseEstimator):
     """
 
     def __init__(self, n_samples: int = 1000, *, n_draws: int = 20, exact: bool = True, n_closest: int = 10,
-                 pairs: str = "all", batch_size: int = 500, seed: int = 0):
+                 pairs: str = "all", batch_size: int = 500, seed: int = 0, device: str = "auto"):
         self.n_samples = n_samples
         self.n_draws = n_draws
         self.exact = exact
@@ -191,6 +197,7 @@ class LabelSharpness(BaseEstimator):
         self.pairs = pairs
         self.batch_size = batch_size
         self.seed = seed
+        self.device = device
 
     def fit(self, X: Any, y: Any = None, *, nearest_other: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
             ) -> "LabelSharpness":
@@ -214,7 +221,7 @@ class LabelSharpness(BaseEstimator):
         check_seed(self.seed)
         if y is None and hasattr(X, "labels"):
             y = X.labels
-        A = as_matrix(X)
+        A = _rows_of(X)  # in memory, or read a block at a time from a memory-mapped array
         self.n_features_in_ = int(A.shape[1])
         codes = as_labels(y, A.shape[0])
         n_classes = int(codes.max()) + 1
@@ -235,7 +242,7 @@ class LabelSharpness(BaseEstimator):
 
             warnings.warn(notes[-1], IntrinsicsWarning, stacklevel=2)
         idx = np.flatnonzero(keep)
-        A_k, c_k = A[idx], codes[idx]
+        A_k, c_k = (A.subset(idx) if isinstance(A, RowSource) else A[idx]), codes[idx]
         if np.unique(c_k).size < 2:
             raise EstimationError("after excluding label conflicts only one class is left; K_F is undefined")
         n = idx.size
@@ -252,7 +259,7 @@ class LabelSharpness(BaseEstimator):
                     raise EstimationError("nearest_other was computed for other rows than these; compute it "
                                           "for the same images and labels")
             else:
-                dist, nn = nearest_other_label(A_k, c_k)
+                dist, nn = nearest_other_label(A_k, c_k, device=self.device)
             self.nearest_other_ = (idx, dist, nn)  # input rows, distances, positions in rows (the audit's)
             exact_value = float(1.0 / dist.min())
             closest = self._closest_pairs(dist, nn, idx, codes)
@@ -270,13 +277,14 @@ class LabelSharpness(BaseEstimator):
                 if np.unique(c_k[sel]).size < 2:
                     draws[r] = 0.0  # a draw with one class has no different-label pair
                     continue
+                drawn = A_k.take(sel) if isinstance(A_k, RowSource) else A_k[sel]
                 if aligned:
-                    d, n_pairs = _aligned_min_distance(A_k[sel], c_k[sel], shuffles, int(self.batch_size))
+                    d, n_pairs = _aligned_min_distance(drawn, c_k[sel], shuffles, int(self.batch_size))
                 else:
-                    found = _min_cross_pruned(A_k[sel], c_k[sel], *basis) if basis is not None else None
+                    found = _min_cross_pruned(drawn, c_k[sel], *basis) if basis is not None else None
                     if found is None:
                         basis = None  # the bound does not pay on these images: full products from here on
-                        found = _min_cross_distance(A_k[sel], c_k[sel])
+                        found = _min_cross_distance(drawn, c_k[sel])
                     d = found[0]
                 draws[r] = 1.0 / d if np.isfinite(d) else 0.0
             if (draws == 0).any():
