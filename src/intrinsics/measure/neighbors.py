@@ -401,11 +401,14 @@ class _CpuEngine:
         return _refine(self.A, rows, cand, k)
 
 
+_PREPARED_BYTES = 256 << 20  # prepared blocks an out-of-core search keeps in memory (a fixed budget)
+
+
 class _StreamEngine:
     """The CPU engine over a :class:`._source.RowSource` (an array larger than memory): the same blocked
-    float32 search, unpruned, with each block of rows read and prepared when a product needs it, and the
-    refinement reading only the rows it compares. Memory: two prepared blocks, one block of products
-    and the lists, whatever N."""
+    float32 search, unpruned, with each block of rows read and prepared when a product needs it (the
+    first 256 MiB of them kept), and the refinement reading only the rows it compares. Memory: at most
+    256 MiB of prepared blocks, one block of products and the lists, whatever N."""
 
     def __init__(self, src: RowSource, block_size: int | None):
         self.src = src
@@ -415,12 +418,23 @@ class _StreamEngine:
         for _, c in src.chunks():
             total += c.sum(axis=0, dtype=np.float64)
         self.mean = total / n
+        self._kept: dict[int, np.ndarray] = {}
+        self._kept_bytes = 0
 
     def record(self) -> dict[str, Any]:
         return engine_record() | {"device": "cpu", "out_of_core": True}
 
     def _left(self, s: int, e: int) -> np.ndarray:
-        return _prepare(self.src.block(s, e), self.mean)
+        """Rows s..e prepared; the first blocks prepared are kept up to _PREPARED_BYTES, so that a set
+        of up to about that size is read once, and a larger one re-reads only the blocks past it."""
+        got = self._kept.get(s)
+        if got is not None:
+            return got
+        P = _prepare(self.src.block(s, e), self.mean)
+        if self._kept_bytes + P.nbytes <= _PREPARED_BYTES:
+            self._kept[s] = P
+            self._kept_bytes += P.nbytes
+        return P
 
     def candidates(self, lists: list[_Lists], *, progress: bool, desc: str) -> dict[str, Any]:
         n = len(self.src)
@@ -522,8 +536,9 @@ def kneighbors(
     ----------
     X : array-like of shape (N, D) or (N, C, H, W)
         Numpy array, torch tensor or ImageSet; or a memory-mapped array (``np.load(path,
-        mmap_mode="r")``), which is read a block at a time and never whole: memory is then two blocks
-        of rows, one block of products and the neighbour lists, whatever the file's size (same results).
+        mmap_mode="r")``), which is read a block at a time and never whole: memory is then at most 256
+        MiB of prepared rows, one block of products and the neighbour lists, whatever the file's size
+        (same results).
     k : int
         Number of neighbours; compute once to the largest k any estimator needs.
     drop_duplicates : bool, default=True
