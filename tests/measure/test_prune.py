@@ -21,7 +21,7 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(_prune, "_SAMPLE", 400)
 
 
-def _manifold(n=1200, D=120, d=6, seed=0, noise=0.02):
+def _manifold(n=2000, D=120, d=6, seed=0, noise=0.02):
     rng = np.random.default_rng(seed)
     basis = rng.standard_normal((d, D))
     z = rng.standard_normal((n, d))
@@ -74,7 +74,7 @@ def test_pruned_search_equals_brute_force(name, X, y, prunes):
 
 
 def test_the_bound_never_exceeds_a_distance():
-    X, _ = _manifold(n=900)
+    X, _ = _manifold(n=2000)
     p = _prune.plan(X, 12)
     assert p is not None and p.m >= 8
     rng = np.random.default_rng(0)

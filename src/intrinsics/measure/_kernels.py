@@ -127,19 +127,25 @@ def keep_best(G: np.ndarray, row_off: int, col_off: int, best_v: np.ndarray, bes
             _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos, lab, masked)
 
 
+@njit(fastmath=True, cache=True, inline="always")
+def sqdist_pair(xi, xj):
+    """The exact squared distance of two rows: float64 differences, summed in float64 (reassociated by
+    fastmath into SIMD lanes; every term stays float64). The one definition every exact distance uses,
+    so that two searches that find the same pair report the same bits."""
+    acc = 0.0
+    for d in range(xi.shape[0]):
+        t = np.float64(xi[d]) - np.float64(xj[d])
+        acc += t * t
+    return acc
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _sqdist(X, rows, cand, out):
     n, c = cand.shape
-    D = X.shape[1]
     for i in prange(n):
         xi = X[rows[i]]
         for a in range(c):
-            xj = X[cand[i, a]]
-            acc = 0.0
-            for d in range(D):  # reassociated by fastmath into SIMD lanes; every term stays float64
-                t = np.float64(xi[d]) - np.float64(xj[d])
-                acc += t * t
-            out[i, a] = acc
+            out[i, a] = sqdist_pair(xi, X[cand[i, a]])
 
 
 def exact_sqdist(X: np.ndarray, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:

@@ -1,0 +1,273 @@
+"""Exact neighbour candidates pair by pair: a projection bound filters, float64 decides.
+
+The block-level pruning of :mod:`._prune` skips a block of rows only when none of its rows can be a
+candidate; on data whose rows do not fall into compact clusters (a subspace plus noise) it declines, and
+the search computes every product in D dimensions. Here the same bound is applied to each pair:
+
+1. rows are projected on a principal-component basis fitted on a sample, u = (z, ρ) in m + 1
+   dimensions (ρ the norm of the residual off the projection), so that ‖x − y‖ ≥ ‖u_x − u_y‖;
+2. a first search in those m + 1 dimensions gives each row k rows near it; the largest of their exact
+   (float64) distances is τ, a distance within which the row's k nearest rows lie for certain;
+3. every pair whose bound is at most τ (plus the worst-case float32 rounding of the bound's product,
+   in the row's favour) is a candidate, and the candidates' exact float64 distances decide.
+
+A row's true neighbours are always candidates (their bound is at most their distance, at most τ), so the
+result is exact. It pays where the candidates are few: the bound's products cost about (m + 3) / D of the
+full ones and the exact distances of C candidates per row N·C·D. Before step 2 the candidates of 256
+sampled rows are counted, and where the predicted cost is not well under the full search's the search
+declines (the block-level pruning, or the full search, then runs).
+
+Written here for the same reason as :mod:`._prune`: no exact k-NN library prunes in hundreds of dimensions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import njit, prange
+
+from . import _kernels
+from ._kernels import sqdist_pair
+from ._gemm import gemm_nt
+from ._prune import right_rows
+
+__all__ = ["search"]
+
+_U32 = 2.0 ** -24
+_MIN_ROWS = 4096       # below this the full search is cheap: no bound
+_MAX_M = 64            # the bound's dimensions at most (more costs more than it rules out)
+_SAMPLE = 512          # rows the projection is fitted on
+_ROWS = 256            # query rows per block of bound products
+_COLS = 8192           # columns per block of bound products
+_CHUNK = 64            # columns tested at once (their largest value) before any is recorded
+# Costs relative to one term of the full search's float32 product (its N²/2 pairs × D terms), measured on
+# the engine's kernels on a 2-core AMD EPYC (10,000 × 3,072): a term of the bound's product (m + 3 terms:
+# a skinny product, less efficient) 2.4; the filter's test of one entry 90; one float64 difference of an
+# exact distance 28 (its rows come from memory, not cache); the first pass's scan of one entry 30. Only
+# the choice depends on them: the result is exact either way.
+_COST_GEMM = 2.4
+_COST_FILTER = 90.0
+_COST_EXACT = 28.0
+_COST_SCAN = 30.0
+_PAYS = 0.7            # the bound is used when its predicted cost is under this share of the full search's
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _filter(G, row_ids, col_off, thr, labels, masked, buf, cnt):
+    """Record in ``buf[r]`` every column c with G[r, c] ≥ thr[r] (G = −bound²/2; other than the row
+    itself; with ``masked``, of another label and not negative); ``cnt[r]`` counts them, also beyond
+    ``buf``'s width."""
+    R, C = G.shape
+    cap = buf.shape[1]
+    for r in prange(R):
+        i = row_ids[r]
+        t = thr[r]
+        k = cnt[r]
+        for c0 in range(0, C, _CHUNK):
+            c1 = min(C, c0 + _CHUNK)
+            top = G[r, c0]
+            for c in range(c0 + 1, c1):  # the chunk's largest first (vectorised): most chunks hold none
+                top = max(top, G[r, c])
+            if top < t:
+                continue
+            for c in range(c0, c1):
+                if G[r, c] >= t:
+                    j = col_off + c
+                    if j == i:
+                        continue
+                    if masked and (labels[i] == labels[j] or labels[j] < 0):
+                        continue
+                    if k < cap:
+                        buf[r, k] = j
+                    k += 1
+        cnt[r] = k
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _best_exact(X, row_ids, buf, cnt, out_i, out_d):
+    """For each row, the ``out_i.shape[1]`` candidates of ``buf[r, :cnt[r]]`` nearest in exact float64
+    distance (ties by index), ascending."""
+    R = row_ids.size
+    kc = out_i.shape[1]
+    for r in prange(R):
+        xi = X[row_ids[r]]
+        n_best = 0
+        for a in range(cnt[r]):
+            j = buf[r, a]
+            acc = sqdist_pair(xi, X[j])
+            if n_best == kc and (acc > out_d[r, kc - 1] or acc == out_d[r, kc - 1] and j > out_i[r, kc - 1]):
+                continue
+            p = n_best if n_best < kc else kc - 1
+            while p > 0 and (out_d[r, p - 1] > acc or out_d[r, p - 1] == acc and out_i[r, p - 1] > j):
+                out_d[r, p] = out_d[r, p - 1]
+                out_i[r, p] = out_i[r, p - 1]
+                p -= 1
+            out_d[r, p] = acc
+            out_i[r, p] = j
+            if n_best < kc:
+                n_best += 1
+
+
+def _project(A: np.ndarray, mean: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """(N, m + 1) float64 rows u = (z, ρ): z = Qᵀ(x − mean), ρ = ‖(x − mean) − Qz‖ (explicit, not by
+    the difference of squared norms, which cancels where the residual is small)."""
+    n, D = A.shape
+    m = Q.shape[1]
+    U = np.empty((n, m + 1))
+    step = max(1, (16 << 20) // (8 * D))
+    for s in range(0, n, step):
+        c = A[s:s + step].astype(np.float64) - mean
+        z = c @ Q
+        U[s:s + step, :m] = z
+        U[s:s + step, m] = np.linalg.norm(c - z @ Q.T, axis=1)
+    return U
+
+
+def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, list[Any]], Any]
+           ) -> dict[str, Any] | None:
+    """Fill each of ``lists`` (the engine's ``_Lists``) with every row's ``k`` nearest rows by exact
+    distance, ascending, then other candidates (``exact``: their squared distances); or, where the bound
+    would not pay, leave the lists untouched and return None or a record of why. ``first_pass(U, lists)``
+    runs the engine's full search on the rows ``U`` (the projection). Returns how the search ran."""
+    from ._prune import _RESIDUAL_MAX, projection
+
+    n, D = A.shape
+    if n < _MIN_ROWS or D < 64:
+        return None
+    fitted = projection(A, seed=0, sample=_SAMPLE)
+    if fitted is None or fitted[2] > _RESIDUAL_MAX:
+        return None
+    mean, Q, residual = fitted
+    Q = Q[:, :_MAX_M]
+    m = Q.shape[1]
+    U = _project(A, mean, Q)
+    U -= U.mean(axis=0)  # centred: smaller norms, smaller rounding slack (distances unchanged)
+    U32 = np.ascontiguousarray(U, dtype=np.float32)
+    n64 = np.einsum("nd,nd->n", U32.astype(np.float64), U32.astype(np.float64))  # |u|² of the float32 rows
+    W = np.empty((n, m + 3), dtype=np.float32)  # [u, 1, −|u|²/2]: one product gives −bound²/2
+    W[:, :m + 1], W[:, m + 1], W[:, m + 2] = U32, 1.0, -0.5 * n64
+    Wr = right_rows(W, 0, n)
+    bounds = _Bounds(W, Wr, n64, m)
+    # Whether it pays, decided first, on 256 sampled rows: their τ as step 2 would find it, their
+    # candidates counted, and the predicted cost compared with the full search's.
+    sample = np.sort(np.random.default_rng(2).choice(n, size=min(n, 256), replace=False))
+    found = bounds.collect(sample, _sample_taus(A, sample, lists, bounds), lists, [1] * len(lists), grow=False)
+    per_row = float(np.mean(sum(cnt for _, cnt in found)))
+    full = n * n * (D + 2) / 2.0
+    cost = (1.5 * n * n * (m + 3) * _COST_GEMM + n * n * (_COST_FILTER * len(lists) + _COST_SCAN)
+            + _COST_EXACT * n * per_row * D)
+    info = {"m": m, "residual_energy": round(float(residual), 4), "candidates_per_row": round(per_row, 1),
+            "predicted_share": round(cost / full, 3)}
+    if cost > _PAYS * full:
+        return {"bound_declined": info}
+    # Step 2: each row's k_cand rows nearest in the projection; the k-th of their exact distances is τ.
+    first_pass(U, lists)
+    taus = []
+    for lst in lists:
+        d2 = _kernels.exact_sqdist(A, np.arange(n), lst.best_i)
+        tau = np.sqrt(np.partition(d2, _rank(lst) - 1, axis=1)[:, _rank(lst) - 1]) * (1 + 1e-12)
+        if lst.labels is not None:
+            tau[lst.labels < 0] = -1.0  # rows left out of this list: no candidate
+        taus.append(tau)
+    # Rows in an order in which neighbours come close together (reverse Cuthill–McKee on the first pass's
+    # graph), so that the rows a block of queries compares with are read from cache more than once.
+    order = _locality_order(lists[0].best_i)
+    for lst in lists:
+        lst.start(n)
+        lst.exact = np.empty((n, lst.k_cand))
+    caps = [max(64, int(4 * per_row)) for _ in lists]
+    for s in range(0, n, _ROWS):
+        rows = np.sort(order[s:s + _ROWS])
+        found = bounds.collect(rows, [tau[rows] for tau in taus], lists, caps)
+        for lst, (buf, cnt) in zip(lists, found):
+            out_i = np.zeros((rows.size, lst.k_cand), dtype=np.int64)
+            out_d = np.full((rows.size, lst.k_cand), np.inf)
+            _best_exact(A, rows, buf, cnt, out_i, out_d)
+            lst.best_i[rows], lst.exact[rows] = out_i, out_d
+            lst.best_v[rows] = (-0.5 * out_d).astype(np.float32)
+    return {"pruned": True, "bound": "pairs"} | info
+
+
+def _locality_order(near: np.ndarray) -> np.ndarray:
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    n, k = near.shape
+    graph = csr_matrix((np.ones(n * k, dtype=np.int8), near.reshape(-1), np.arange(0, n * k + 1, k)), shape=(n, n))
+    return np.asarray(reverse_cuthill_mckee(graph, symmetric_mode=False), dtype=np.int64)
+
+
+def _rank(lst: Any) -> int:
+    """The neighbours a list needs exactly (its τ is the distance of the last of them)."""
+    return int(lst.k or lst.k_cand)
+
+
+def _sample_taus(A: np.ndarray, sample: np.ndarray, lists: list[Any], bounds: "_Bounds") -> list[np.ndarray]:
+    """For each list, the τ step 2 would give the sampled rows: the largest exact distance among their
+    k_cand rows nearest in the projection (-1 for rows the list leaves out)."""
+    G = gemm_nt(np.ascontiguousarray(bounds.W[sample]), bounds.Wr)  # −bound²/2 to every row
+    G[np.arange(sample.size), sample] = -np.inf
+    out = []
+    for lst in lists:
+        e = G
+        if lst.labels is not None:
+            lab = lst.labels
+            e = np.where((lab[sample][:, None] == lab[None, :]) | (lab[None, :] < 0), -np.inf, G)
+        near = np.argpartition(-e, _rank(lst) - 1, axis=1)[:, :_rank(lst)]
+        tau = np.sqrt(_kernels.exact_sqdist(A, sample, near).max(axis=1))
+        if lst.labels is not None:
+            tau = np.where(lst.labels[sample] < 0, -1.0, tau)
+        out.append(tau)
+    return out
+
+
+class _Bounds:
+    """The bound's augmented float32 rows and what its rounding slack needs."""
+
+    def __init__(self, W: np.ndarray, Wr: np.ndarray, n64: np.ndarray, m: int):
+        self.W, self.Wr, self.n64, self.r64 = W, Wr, n64, np.sqrt(n64)
+        # Worst-case float32 error of −bound²/2 from one product (m + 3 terms, the norm terms rounded
+        # to float32 as well), as a share of |u_i|² + |u_j|²; and of rounding u to float32, as a share of
+        # |u_i| + |u_j| in the bound itself. Both in the row's favour.
+        g = (m + 3) * _U32
+        self.rel = g / (1 - g) + _U32
+        self.shift = _U32 + 1e-12
+
+    def thresholds(self, rows: np.ndarray, t: np.ndarray, s: int, e: int) -> np.ndarray:
+        """Per row, the smallest −bound²/2 (columns s..e) a candidate can have: −((τ + shift)² + slack)/2,
+        with the block's largest column norm standing in for every column's."""
+        rmax, nmax = float(self.r64[s:e].max()), float(self.n64[s:e].max())
+        reach = (t + self.shift * (self.r64[rows] + rmax)) ** 2 + 2.0 * self.rel * (self.n64[rows] + nmax)
+        return np.where(t < 0, np.inf, -0.5 * reach)
+
+    def collect(self, rows: np.ndarray, taus: list[np.ndarray], lists: list[Any], caps: list[int],
+                grow: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each list, every candidate of ``rows`` within their τ (one per row; negative: none), as a
+        buffer per row and the counts, from one product per block of columns; a buffer is widened where
+        it was short (with ``grow``; else only the counts are complete). ``caps`` are updated."""
+        n = self.W.shape[0]
+        left = np.ascontiguousarray(self.W[rows])
+        todo = list(range(len(lists)))
+        out: list[Any] = [None] * len(lists)
+        while todo:
+            got = {t: (np.empty((rows.size, caps[t]), dtype=np.int64), np.zeros(rows.size, dtype=np.int64))
+                   for t in todo}
+            for s in range(0, n, _COLS):
+                e = min(n, s + _COLS)
+                G = gemm_nt(left, self.Wr[s:e])
+                for t in todo:
+                    lst = lists[t]
+                    labels = lst.labels if lst.labels is not None else _kernels._NO_LABELS
+                    _filter(G, rows, s, self.thresholds(rows, taus[t], s, e), labels, lst.labels is not None, *got[t])
+            short = []
+            for t in todo:
+                buf, cnt = got[t]
+                if grow and cnt.max(initial=0) > caps[t]:
+                    caps[t] = int(cnt.max())
+                    short.append(t)
+                else:
+                    out[t] = (buf, cnt)
+            todo = short
+        return out

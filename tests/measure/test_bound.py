@@ -1,0 +1,126 @@
+"""The pair-by-pair bound search (:mod:`intrinsics.measure._bound`) is exact: every neighbour it reports
+lies at its reported distance and the distances are the true k smallest (from every pair in float64), for
+the graph, the fused nearest other label and the K_F query, on data it is made for and on adversarial data (duplicates and near-duplicates,
+extreme outliers, one dominant direction, labels in runs, a quantised image grid with many equal
+distances). It declines by itself where it cannot pay (a flat spectrum; too many candidates)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from intrinsics.errors import DuplicateWarning
+from intrinsics.measure import _bound, kneighbors
+from intrinsics.measure.neighbors import kneighbors_and_nearest_other, nearest_other_label
+
+
+@pytest.fixture
+def always(monkeypatch):
+    """The bound used on a few hundred rows, whatever it is predicted to cost."""
+    monkeypatch.setattr(_bound, "_MIN_ROWS", 200)
+    monkeypatch.setattr(_bound, "_PAYS", 1e9)
+    monkeypatch.setattr(_bound, "_ROWS", 64)    # several blocks of queries ...
+    monkeypatch.setattr(_bound, "_COLS", 300)   # ... and of columns
+
+
+def _subspace(n=1500, D=160, d=8, seed=0, noise=0.01):
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((D, d)))
+    z = rng.standard_normal((n, d))
+    X = z @ Q.T + noise * rng.standard_normal((n, D))
+    return X.astype(np.float32), (z[:, 0] > 0).astype(int) + (z[:, 1] > 1)
+
+
+def _cases():
+    X, y = _subspace()
+    yield "subspace", X, y
+    yield "subspace float64", X.astype(np.float64) * 3.0, y
+    D, yD = X.copy(), y.copy()
+    D[100:110] = D[5]                      # exact copies, some with another label (a conflict)
+    yD[100:104] = (yD[5] + 1) % 3
+    D[200] = D[201] + 1e-5                 # near-duplicates of other labels
+    yD[200] = (yD[201] + 1) % 3
+    D[300:305] = D[301] + 1e-6 * np.arange(5)[:, None]
+    yield "duplicates", D, yD
+    O = X.copy()
+    O[:3] *= 1e3                           # a few extreme outliers
+    yield "outliers", O, y
+    S = X.copy()
+    S[:, 0] += 50.0 * np.random.default_rng(1).standard_normal(len(S))  # one dominant direction
+    yield "dominant direction", S, y
+    order = np.argsort(y, kind="stable")   # labels in runs
+    yield "labels in runs", X[order], y[order]
+    rng = np.random.default_rng(2)
+    G = np.round(X * 4) / 4                # a coarse grid: many pairs at equal distances
+    yield "quantised", G + 1e-3 * rng.integers(0, 2, G.shape), y
+
+
+def _exact_graph(X64, dist, ind):
+    """Every reported neighbour lies at its reported distance, and no row lies nearer than the last."""
+    got = np.sqrt(((X64[:, None, :] - X64[ind]) ** 2).sum(-1))
+    np.testing.assert_allclose(got, dist, rtol=1e-12, atol=0)
+    assert (np.diff(dist, axis=1) >= 0).all()
+
+
+@pytest.mark.parametrize("name, X, y", list(_cases()), ids=[c[0] for c in _cases()])
+def test_bound_search_is_exact(always, name, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DuplicateWarning)
+        fast = kneighbors(X, 15)
+        fg, fo = kneighbors_and_nearest_other(X, 10, y)
+        brute = kneighbors(X, 15, prune=False)
+        _, brute_other = kneighbors_and_nearest_other(X, 10, y, prune=False)
+    assert fast.engine["search"].get("bound") == "pairs", fast.engine
+    assert fg.engine["search"].get("bound") == "pairs", fg.engine
+    Xk = X[fast.kept].astype(np.float64)
+    _exact_graph(Xk, fast.distances, fast.indices)
+    _exact_graph(Xk, fg.distances, fg.indices)
+    # the true k-th distance: from every pair, in float64
+    D2 = ((Xk[:, None, :] - Xk[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(D2, np.inf)
+    true = np.sqrt(np.sort(D2, axis=1)[:, :15])
+    np.testing.assert_allclose(fast.distances, true, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(brute.distances, fast.distances, rtol=1e-12, atol=0)  # the float32 engine, checked
+    rows, d_o, pos = fo
+    Xr, yr = X[rows].astype(np.float64), y[rows]
+    E2 = ((Xr[:, None, :] - Xr[None, :, :]) ** 2).sum(-1)
+    E2[yr[:, None] == yr[None, :]] = np.inf
+    np.testing.assert_allclose(d_o, np.sqrt(E2.min(axis=1)), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(np.sqrt(E2[np.arange(rows.size), pos]), d_o, rtol=1e-12, atol=0)
+    # the float32 engine too: where more near-duplicates than its margin tie in float32, the rows its
+    # rounding check cannot certify are searched again exactly
+    np.testing.assert_allclose(brute_other[1], d_o, rtol=1e-12, atol=0)
+    first = np.unique(X[rows], axis=0, return_index=True)[1]
+    if first.size == rows.size:
+        d_f, _ = nearest_other_label(X[rows], y[rows])
+        np.testing.assert_allclose(d_f, d_o, rtol=1e-12, atol=0)
+
+
+def test_the_bound_is_a_bound():
+    X, _ = _subspace(n=600)
+    from intrinsics.measure._prune import projection
+
+    mean, Q, _ = projection(X, seed=0, sample=512)
+    U = _bound._project(X, mean, Q)
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, len(X), 20000), rng.integers(0, len(X), 20000)
+    lb2 = ((U[i] - U[j]) ** 2).sum(1)
+    X64 = X.astype(np.float64)
+    d2 = ((X64[i] - X64[j]) ** 2).sum(1)
+    assert (lb2 <= d2 * (1 + 1e-12) + 1e-12).all()
+    assert np.median(lb2[d2 > 0] / d2[d2 > 0]) > 0.9  # and a tight one on such data
+
+
+def test_it_declines_where_it_cannot_pay(monkeypatch):
+    monkeypatch.setattr(_bound, "_MIN_ROWS", 200)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((1500, 120)).astype(np.float32)
+    assert "bound" not in kneighbors(noise, 10).engine["search"]            # a flat spectrum: not tried
+    X, _ = _subspace(d=40, noise=0.3)                                       # candidates everywhere
+    search = kneighbors(X, 10).engine["search"]
+    assert "bound" not in search and search["bound_declined"]["predicted_share"] > _bound._PAYS, search
+    small, _ = _subspace(n=300)
+    monkeypatch.setattr(_bound, "_MIN_ROWS", 4096)
+    assert "bound_declined" not in kneighbors(small, 10).engine["search"]   # few rows: not tried
