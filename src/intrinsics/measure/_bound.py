@@ -23,6 +23,7 @@ Written here for the same reason as :mod:`._prune`: no exact k-NN library prunes
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -86,17 +87,30 @@ def _filter(G, row_ids, col_off, thr, labels, masked, buf, cnt):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _best_exact(X, row_ids, buf, cnt, out_i, out_d):
-    """For each row, the ``out_i.shape[1]`` candidates of ``buf[r, :cnt[r]]`` nearest in exact float64
-    distance (ties by index), ascending."""
+def _best_exact(X, row_ids, buf, cnt, known_i, known_d, out_i, out_d):
+    """For each row, the ``out_i.shape[1]`` rows nearest in exact float64 distance (ties by index),
+    ascending, among its candidates ``buf[r, :cnt[r]]`` and the rows ``known_i[r]`` whose squared
+    distances ``known_d[r]`` are already known (not computed again)."""
     R = row_ids.size
     kc = out_i.shape[1]
+    kk = known_i.shape[1]
     for r in prange(R):
         xi = X[row_ids[r]]
         n_best = 0
-        for a in range(cnt[r]):
-            j = buf[r, a]
-            acc = sqdist_pair(xi, X[j])
+        for a in range(kk + cnt[r]):
+            if a < kk:
+                j = known_i[r, a]
+                acc = known_d[r, a]
+            else:
+                j = buf[r, a - kk]
+                seen = False
+                for b in range(kk):
+                    if known_i[r, b] == j:
+                        seen = True
+                        break
+                if seen:
+                    continue
+                acc = sqdist_pair(xi, X[j])
             if n_best == kc and (acc > out_d[r, kc - 1] or acc == out_d[r, kc - 1] and j > out_i[r, kc - 1]):
                 continue
             p = n_best if n_best < kc else kc - 1
@@ -162,18 +176,20 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
             "predicted_share": round(cost / full, 3)}
     if cost > _PAYS * full:
         return {"bound_declined": info}
-    # Step 2: each row's k_cand rows nearest in the projection; the k-th of their exact distances is τ.
-    first_pass(U, lists)
-    taus = []
-    for lst in lists:
+    # Step 2: each row's k rows nearest in the projection; the largest of their exact distances is τ.
+    near = [replace(lst, k_cand=_rank(lst)) for lst in lists]
+    first_pass(U, near)
+    taus, known = [], []
+    for lst in near:
         d2 = _kernels.exact_sqdist(A, np.arange(n), lst.best_i)
-        tau = np.sqrt(np.partition(d2, _rank(lst) - 1, axis=1)[:, _rank(lst) - 1]) * (1 + 1e-12)
+        tau = np.sqrt(d2.max(axis=1)) * (1 + 1e-12)
         if lst.labels is not None:
             tau[lst.labels < 0] = -1.0  # rows left out of this list: no candidate
         taus.append(tau)
+        known.append((lst.best_i, d2))
     # Rows in an order in which neighbours come close together (reverse Cuthill–McKee on the first pass's
     # graph), so that the rows a block of queries compares with are read from cache more than once.
-    order = _locality_order(lists[0].best_i)
+    order = _locality_order(near[0].best_i)
     for lst in lists:
         lst.start(n)
         lst.exact = np.empty((n, lst.k_cand))
@@ -181,10 +197,12 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
     for s in range(0, n, _ROWS):
         rows = np.sort(order[s:s + _ROWS])
         found = bounds.collect(rows, [tau[rows] for tau in taus], lists, caps)
-        for lst, (buf, cnt) in zip(lists, found):
+        for lst, tau, (buf, cnt), (k_i, k_d) in zip(lists, taus, found, known):
             out_i = np.zeros((rows.size, lst.k_cand), dtype=np.int64)
             out_d = np.full((rows.size, lst.k_cand), np.inf)
-            _best_exact(A, rows, buf, cnt, out_i, out_d)
+            queried = (tau[rows] >= 0)[:, None]  # rows a list leaves out keep nothing (not used)
+            _best_exact(A, rows, buf, cnt, np.where(queried, k_i[rows], 0), np.where(queried, k_d[rows], np.inf),
+                        out_i, out_d)
             lst.best_i[rows], lst.exact[rows] = out_i, out_d
             lst.best_v[rows] = (-0.5 * out_d).astype(np.float32)
     return {"pruned": True, "bound": "pairs"} | info
