@@ -152,7 +152,7 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
         return None
     fitted = projection(A, seed=0, sample=_SAMPLE)
     if fitted is None or fitted[2] > _RESIDUAL_MAX:
-        return None
+        return {"flat_spectrum": True}  # no projection bound can prune (the block-level one neither)
     mean, Q, residual = fitted
     Q = Q[:, :_MAX_M]
     m = Q.shape[1]

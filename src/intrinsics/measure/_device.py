@@ -5,8 +5,10 @@ principal-component pruning of the CPU engine pays: each block of rows is multip
 column chunk (G = −d²/2 in IEEE float32, TF32 off: a TF32 product rounds to 10 bits and would break the
 candidate margin), the best candidates of each row kept by ``torch.topk`` merged chunk by chunk, then
 every candidate's distance recomputed exactly from float64 differences of the input values, on the
-device. Results equal the CPU engine's up to float64 summation order: distances to about 1e-13
-relative, the same neighbours except where two distances tie to that precision.
+device, and the k-th distance checked against the worst-case float32 rounding as on the CPU (a row it
+cannot certify is compared with every row). Results equal the CPU engine's up to float64 summation
+order: distances to about 1e-13 relative, the same neighbours except where two distances tie to that
+precision.
 
 Everything here runs on any torch device; the tests run it on the CPU (``resolve`` patched), which is
 the device code path short of the CUDA kernels themselves.
@@ -186,7 +188,31 @@ class TorchEngine:
                 for lst, (v, i) in zip(lists, best):
                     lst.best_v[s:e, :v.shape[1]] = v.cpu().numpy()
                     lst.best_i[s:e, :i.shape[1]] = i.cpu().numpy()
+        for lst in lists:  # topk's values are descending: each row's worst kept score is its last
+            lst.worst_pos[:] = lst.k_cand - 1
         return {"pruned": False}
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.X.shape[0])
+
+    def rows_for_check(self) -> tuple[np.ndarray, int]:
+        """|x − mean|² of every row (the scores' rounding scales with it) and D, for the check of the k-th
+        distance against the worst-case float32 rounding (``neighbors._uncertified``)."""
+        return (2.0 * self.h.to(self.torch.float64)).cpu().numpy(), int(self.X.shape[1])
+
+    def exact_to_all(self, rows: np.ndarray) -> np.ndarray:
+        """Squared distances (float64 differences) of ``rows`` to every row, on the device."""
+        torch = self.torch
+        n, D = self.X.shape
+        out = torch.empty((rows.size, n), dtype=torch.float64, device=self.dev)
+        step = max(1, _REFINE_BYTES // (8 * D))
+        with torch.no_grad():
+            for t, r in enumerate(rows.tolist()):
+                x = self.X[r].to(torch.float64)
+                for s in range(0, n, step):
+                    out[t, s:s + step] = ((self.X[s:s + step].to(torch.float64) - x) ** 2).sum(dim=1)
+        return out.cpu().numpy()
 
     def refine(self, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact distances (float64 differences of the input values) of ``rows[i]`` to ``cand[i]``; the

@@ -314,7 +314,7 @@ def _candidates(
             if got is not None and got.get("pruned"):
                 return got
             declined = got or {}
-            p = prune_plan(rows, max(lst.k_cand for lst in lists))
+            p = None if declined.pop("flat_spectrum", False) else prune_plan(rows, max(lst.k_cand for lst in lists))
             if p is not None:
                 return _pruned(_prepare(rows) if Xa is None else Xa, lists, p, rows.shape[1]) | declined
     if Xa is None:
