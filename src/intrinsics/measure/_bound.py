@@ -224,17 +224,15 @@ def _rank(lst: Any) -> int:
 
 def _sample_taus(A: np.ndarray, sample: np.ndarray, lists: list[Any], bounds: "_Bounds") -> list[np.ndarray]:
     """For each list, the τ step 2 would give the sampled rows: the largest exact distance among their
-    k_cand rows nearest in the projection (-1 for rows the list leaves out)."""
+    k rows nearest in the projection (-1 for rows the list leaves out)."""
     G = gemm_nt(np.ascontiguousarray(bounds.W[sample]), bounds.Wr)  # −bound²/2 to every row
-    G[np.arange(sample.size), sample] = -np.inf
+    n = G.shape[1]
     out = []
     for lst in lists:
-        e = G
-        if lst.labels is not None:
-            lab = lst.labels
-            e = np.where((lab[sample][:, None] == lab[None, :]) | (lab[None, :] < 0), -np.inf, G)
-        near = np.argpartition(-e, _rank(lst) - 1, axis=1)[:, :_rank(lst)]
-        tau = np.sqrt(_kernels.exact_sqdist(A, sample, near).max(axis=1))
+        near = replace(lst, k_cand=_rank(lst))
+        near.start(n)  # lists of every row, of which the sampled rows' are filled (the engine's scan)
+        _kernels.keep_best_at(G, sample, np.arange(n), near.best_v, near.best_i, near.worst_pos, labels=lst.labels)
+        tau = np.sqrt(_kernels.exact_sqdist(A, sample, near.best_i[sample]).max(axis=1))
         if lst.labels is not None:
             tau = np.where(lst.labels[sample] < 0, -1.0, tau)
         out.append(tau)
