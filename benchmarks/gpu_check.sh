@@ -6,10 +6,5 @@
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist, or from an IDX file carried to the machine:
 # FASHION=path/to/train-images-idx3-ubyte.gz (its labels file beside it). Writes $OUT/gpu_check.json
 # (or ./gpu_check.json) and prints the table. About 3 minutes on one H200, most of it the CPU comparison.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-out="${OUT:-.}"
-py="${PYTHON:-.venv/bin/python}"
-[ -x "$py" ] || py=python3
-"$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: nothing to measure')"
+source "$(dirname "$0")/_cuda_env.sh"
 PYTHONUNBUFFERED=1 "$py" benchmarks/bench_gpu.py --fashion "${FASHION:-builtin:fashion-mnist}" --json "$out/gpu_check.json"

@@ -3,10 +3,5 @@
 # with CUDA, time every reference-grid model at 224x224 (AMP and channels_last, as `train` does on CUDA), train
 # 1 and 4 resnet18 runs at once on one GPU, and predict the grid's wall time on 1, 4 and 8 such GPUs.
 # Writes $OUT/grid_cost.json (or ./grid_cost.json) and prints the table. About 5 minutes on one H200.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-out="${OUT:-.}"
-py="${PYTHON:-.venv/bin/python}"
-[ -x "$py" ] || py=python3
-"$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: nothing to measure')"
+source "$(dirname "$0")/_cuda_env.sh"
 "$py" benchmarks/grid_cost.py --devices 1,4,8 --pack 4 --gpu-images 2048 --json "$out/grid_cost.json"

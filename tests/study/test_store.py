@@ -181,3 +181,33 @@ def test_parquet_export_when_pyarrow_present(tmp_path):
     paths = store.export(tmp_path / "exp")
     runs = pd.read_parquet([p for p in paths if p.name == "runs.parquet"][0])
     assert len(runs) == 2 and set(runs["run_key"]) == {"k0", "k1"}
+
+
+def test_a_store_whose_writer_has_not_yet_made_its_tables_reads_as_empty(tmp_path):
+    """`study status` in the instant a study begins (the file and its log made, no tables yet) shows no
+    runs instead of calling the store damaged; a file without tables and without a writer stays an error."""
+    import sqlite3
+
+    from intrinsics.study.store import StoreError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    writer = sqlite3.connect(out / "study.sqlite")
+    writer.execute("PRAGMA journal_mode=WAL")  # as a writer's connection begins: the file's header only
+    try:
+        with Store(out, read_only=True) as st:
+            assert sum(st.counts().values()) == 0
+        writer.execute("PRAGMA integrity_check").fetchall()  # its check: now with a log, still no tables
+        assert (out / "study.sqlite-wal").exists()
+        with Store(out, read_only=True) as st:
+            assert sum(st.counts().values()) == 0
+    finally:
+        writer.close()
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    db = sqlite3.connect(lone / "study.sqlite")
+    db.execute("CREATE TABLE other (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="not a valid intrinsics store"):
+        Store(lone, read_only=True)

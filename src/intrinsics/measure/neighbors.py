@@ -319,6 +319,13 @@ def _candidates(
                 return _pruned(_prepare(rows) if Xa is None else Xa, lists, p, rows.shape[1]) | declined
     if Xa is None:
         Xa = _prepare(rows)
+    _scan_blocks(n, lists, lambda s_, e_: Xa[s_:e_], block_size=block_size, progress=progress, desc=desc)
+    return {"pruned": False} | declined
+
+
+def _scan_blocks(n: int, lists: list[_Lists], left: Any, *, block_size: int, progress: bool, desc: str) -> None:
+    """The full search: every pair of row blocks multiplied once, ``left(s, e)`` giving the augmented
+    rows s..e (of :func:`_prepare`), each product folded into the lists of the rows of both blocks."""
     for lst in lists:
         lst.start(n)
     bounds = _block_bounds(n, block_size)
@@ -341,8 +348,8 @@ def _candidates(
         for a, b in pairs:
             (sa, ea), (sb, eb) = bounds[a], bounds[b]
             if right_of != b:  # pairs come column by column: one right-hand block per column
-                right, right_of = _right(Xa, sb, eb), b
-            G = gemm_nt(Xa[sa:ea], right)  # −d²/2 between rows of block a and rows of block b
+                right, right_of = _right(left(sb, eb), 0, eb - sb), b
+            G = gemm_nt(left(sa, ea), right)  # −d²/2 between rows of block a and rows of block b
             if a == b:
                 np.fill_diagonal(G, -math.inf)
             # Rows of block a, and (off the diagonal) rows of block b from the same product; with
@@ -350,7 +357,6 @@ def _candidates(
             for lst in lists:
                 _kernels.keep_best(G, sa, sb, lst.best_v, lst.best_i, lst.worst_pos, columns=a != b,
                                    labels=lst.labels)
-    return {"pruned": False} | declined
 
 
 def _pruned(Xa: np.ndarray, lists: list[_Lists], p: Any, D: int) -> dict[str, Any]:
@@ -529,27 +535,7 @@ class _StreamEngine:
         return P
 
     def candidates(self, lists: list[_Lists], *, progress: bool, desc: str) -> dict[str, Any]:
-        n = len(self.src)
-        for lst in lists:
-            lst.start(n)
-        bounds = _block_bounds(n, self.block_size)
-        pairs: Any = [(a, b) for b in range(len(bounds)) for a in range(b + 1)]
-        if progress:
-            from tqdm.auto import tqdm
-
-            pairs = tqdm(pairs, desc=desc, unit="block", leave=False)
-        right, right_of = None, -1
-        with _kernels.threads(cpu_threads()), blas_threads():
-            for a, b in pairs:
-                (sa, ea), (sb, eb) = bounds[a], bounds[b]
-                if right_of != b:
-                    right, right_of = _right(self._left(sb, eb), 0, eb - sb), b
-                G = gemm_nt(self._left(sa, ea), right)
-                if a == b:
-                    np.fill_diagonal(G, -math.inf)
-                for lst in lists:
-                    _kernels.keep_best(G, sa, sb, lst.best_v, lst.best_i, lst.worst_pos, columns=a != b,
-                                       labels=lst.labels)
+        _scan_blocks(len(self.src), lists, self._left, block_size=self.block_size, progress=progress, desc=desc)
         return {"pruned": False}
 
     @property

@@ -301,6 +301,19 @@ class Store:
         conn.row_factory = sqlite3.Row
         _check_integrity(conn)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            # A study that has just begun: its writer made the file (an SQLite database with no tables)
+            # and has not yet written the tables. Read as the empty store it is about to be (no runs
+            # yet), not as a damaged one; a file that is not a database was refused above.
+            conn.close()
+            self._conn = conn = sqlite3.connect(":memory:", isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            with self.transaction() as cur:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        cur.execute(stmt)
+                _migrate(cur)
+            return conn
         if not {"meta", "runs", "measurements"} <= tables:
             raise sqlite3.DatabaseError(f"tables {', '.join(sorted(tables)) or 'none'} instead of meta, runs, "
                                         "measurements")
