@@ -160,6 +160,14 @@ _V3_COLUMNS = {"test_loss_last": "REAL", "test_acc_last": "REAL", "val_loss": "R
                "loss_at": "TEXT"}
 
 
+def _create(cur: sqlite3.Cursor) -> None:
+    """The tables, made where missing, and the schema brought up to date."""
+    for stmt in _SCHEMA.split(";"):
+        if stmt.strip():
+            cur.execute(stmt)
+    _migrate(cur)
+
+
 def _migrate(cur: sqlite3.Cursor) -> None:
     """Bring an older store to :data:`SCHEMA_VERSION` inside the opening transaction (idempotent)."""
     row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -274,10 +282,7 @@ class Store:
         conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         _check_integrity(conn)
         with self.transaction() as cur:
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    cur.execute(stmt)
-            _migrate(cur)
+            _create(cur)
         return conn
 
     def _connect_read_only(self, timeout: float) -> sqlite3.Connection:
@@ -309,10 +314,7 @@ class Store:
             self._conn = conn = sqlite3.connect(":memory:", isolation_level=None)
             conn.row_factory = sqlite3.Row
             with self.transaction() as cur:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        cur.execute(stmt)
-                _migrate(cur)
+                _create(cur)
             return conn
         if not {"meta", "runs", "measurements"} <= tables:
             raise sqlite3.DatabaseError(f"tables {', '.join(sorted(tables)) or 'none'} instead of meta, runs, "
