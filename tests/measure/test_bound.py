@@ -124,3 +124,29 @@ def test_it_declines_where_it_cannot_pay(monkeypatch):
     small, _ = _subspace(n=300)
     monkeypatch.setattr(_bound, "_MIN_ROWS", 4096)
     assert "bound_declined" not in kneighbors(small, 10).engine["search"]   # few rows: not tried
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e-23])
+def test_values_whose_squares_leave_float32_are_refused_before_the_search(scale, tmp_path):
+    from intrinsics.errors import EstimationError
+
+    X, _ = _subspace(n=300)
+    X = X.astype(np.float64) * scale
+    match = "overflow" if scale > 1 else "underflow"
+    with pytest.raises(EstimationError, match=rf"lie up to .* from their mean.*would {match}\): rescale X"):
+        kneighbors(X, 5)
+    np.save(tmp_path / "x.npy", X)
+    with pytest.raises(EstimationError, match=match):
+        kneighbors(np.load(tmp_path / "x.npy", mmap_mode="r"), 5)
+    kneighbors(X / scale * 1e12, 5)  # within range: searched
+
+
+def test_ties_are_broken_by_index(always):
+    X = np.random.default_rng(4).integers(0, 2, (600, 64)).astype(np.float32)  # many equal distances
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DuplicateWarning)
+        brute = kneighbors(X, 5, prune=False)
+    d = brute.distances
+    # within each row's list, equal distances come in ascending index order
+    same = d[:, 1:] == d[:, :-1]
+    assert same.sum() > 100 and (brute.indices[:, 1:][same] > brute.indices[:, :-1][same]).all()

@@ -216,7 +216,7 @@ class TorchEngine:
 
     def refine(self, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact distances (float64 differences of the input values) of ``rows[i]`` to ``cand[i]``; the
-        ``k`` nearest of each row, ascending (ties kept in candidate order)."""
+        ``k`` nearest of each row, ascending (ties by index)."""
         torch = self.torch
         m, c = cand.shape
         D = self.X.shape[1]
@@ -229,7 +229,8 @@ class TorchEngine:
                 a = self.X[r_idx[s:s + step]].to(torch.float64)[:, None, :]
                 b = self.X[c_idx[s:s + step]].to(torch.float64)
                 d2[s:s + step] = ((a - b) ** 2).sum(dim=2)
-            d2k, order = torch.sort(d2, dim=1, stable=True)
+            c_idx, by_index = torch.sort(c_idx, dim=1)  # ties by index, as on the CPU
+            d2k, order = torch.sort(d2.gather(1, by_index), dim=1, stable=True)
             d2k, order = d2k[:, :k], order[:, :k]
             ind = c_idx.gather(1, order)
         return np.sqrt(d2k.cpu().numpy()), ind.cpu().numpy()

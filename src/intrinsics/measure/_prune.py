@@ -33,7 +33,7 @@ import numpy as np
 from . import _kernels
 from ._gemm import gemm_nt
 
-__all__ = ["Plan", "plan", "right_rows", "search"]
+__all__ = ["Plan", "plan", "right_rows", "rounding", "search"]
 
 _SAMPLE = 1024      # rows the projection is fitted on
 _LEAF = 1024        # rows per block at most (a k-means cluster of more is cut)
@@ -60,6 +60,14 @@ class Plan:
     def info(self) -> dict[str, Any]:
         return {"m": self.m, "residual_energy": round(float(self.residual), 4), "blocks": len(self.bounds),
                 "estimated_share": round(self.estimated_share, 3)}
+
+
+def rounding(terms: int) -> float:
+    """The worst-case float32 error of a squared distance from one product of augmented rows with
+    ``terms`` terms (the inputs rounded to float32 too), as a share of |x|² + |y|², taken twice (the
+    score compared and the score it is compared with): 2·(γ_terms + 1.5u), γ_n = nu / (1 − nu)."""
+    g = terms * _U32
+    return 2.0 * (g / (1.0 - g) + 1.5 * _U32)
 
 
 def _cluster_blocks(Z: np.ndarray, leaf: int, seed: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -153,8 +161,8 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
         lst.start(n)
     # Worst-case float32 error of a d² from a product of augmented rows (D + 2 terms, inputs rounded
     # too): at most (D + 4)·u·(|x|² + |y|²), and likewise for the bound's m + 3 terms; taken twice.
-    slack_exact = 2.0 * (D + 4) * _U32
-    slack_bound = 2.0 * (p.m + 5) * _U32
+    slack_exact = rounding(D + 2)
+    slack_bound = rounding(p.m + 3)
     nx = p.nx
     bounds = p.bounds
     nb = len(bounds)

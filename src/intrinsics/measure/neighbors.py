@@ -26,7 +26,7 @@ from ._source import RowSource, is_out_of_core
 from ._gemm import _threads as _gemm_threads
 from ._gemm import blas_threads, engine_record, gemm_nt
 from ._prune import plan as prune_plan
-from ._prune import right_rows
+from ._prune import right_rows, rounding
 from ._prune import search as pruned_search
 from ._validate import as_matrix
 
@@ -378,10 +378,11 @@ def _pruned(Xa: np.ndarray, lists: list[_Lists], p: Any, D: int) -> dict[str, An
 
 def _refine(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Recompute candidate distances exactly (float64 differences of the input values), keep the k
-    nearest, ascending."""
+    nearest, ascending (ties by index)."""
     with _kernels.threads(cpu_threads()):
         d2 = _kernels.exact_sqdist(X, rows, cand)
-    order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    # ties by index, as every other path orders them (the candidates come in no particular order)
+    order = np.lexsort((cand, d2), axis=1)[:, :k]
     d2k = np.take_along_axis(d2, order, axis=1)
     return np.sqrt(d2k), np.take_along_axis(cand, order, axis=1)
 
@@ -463,12 +464,6 @@ def _nearest(eng: Any, lst: _Lists, rows: np.ndarray, k: int) -> tuple[np.ndarra
     return dist, ind
 
 
-# Worst-case float32 rounding of a squared distance from one product of augmented rows (D + 2 terms, the
-# inputs rounded to float32 too), as a share of |x|² + |y|² (centred rows): as in the pruned search.
-def _rounding(D: int) -> float:
-    return 2.0 * (D + 4) * 2.0 ** -24
-
-
 def _uncertified(lst: _Lists, rows: np.ndarray, dist: np.ndarray, nx: np.ndarray, D: int) -> np.ndarray:
     """Positions of ``rows`` whose k-th exact distance the float32 candidates do not certify.
 
@@ -477,7 +472,7 @@ def _uncertified(lst: _Lists, rows: np.ndarray, dist: np.ndarray, nx: np.ndarray
     distance is below that floor no other row can be nearer; else (a cluster of near-duplicates larger
     than the margin, which float32 cannot order) the row is searched again exactly."""
     worst = lst.best_v[rows, lst.worst_pos[rows]].astype(np.float64)
-    floor = -2.0 * worst - _rounding(D) * (nx[rows] + nx.max())
+    floor = -2.0 * worst - rounding(D + 2) * (nx[rows] + nx.max())
     return np.flatnonzero(dist[:, -1] ** 2 > floor)
 
 
@@ -493,7 +488,7 @@ def _full_rows(eng: Any, lst: _Lists, rows: np.ndarray, k: int) -> tuple[np.ndar
         if lst.labels is not None:
             lab = lst.labels
             d2[(lab[r][:, None] == lab[None, :]) | (lab[None, :] < 0)] = np.inf
-        order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+        order = np.argsort(d2, axis=1, kind="stable")[:, :k]  # columns are rows in index order: ties by index
         out_d[s:s + step] = np.sqrt(np.take_along_axis(d2, order, axis=1))
         out_i[s:s + step] = order
     return out_d, out_i
@@ -588,11 +583,20 @@ def _engine(A: Any, device: Any, block_size: int | None, prune: bool | None) -> 
     return _CpuEngine(A, block_size, prune) if dev is None else _device.TorchEngine(A, dev)
 
 
+# The spread of the values around their mean the float32 search can hold: beyond 1e15 its squared
+# distances (summed over up to ~10^5 features) overflow float32, below 1e-12 its products underflow.
+_SPREAD = (1e-12, 1e15)
+
+
 def _rows_of(X: Any) -> Any:
     """``X`` as the engine reads it: a checked in-memory (N, D) matrix, or a checked :class:`RowSource` for
     a memory-mapped array (read a block at a time, never whole)."""
     if not is_out_of_core(X):
-        return np.ascontiguousarray(as_matrix(X))
+        A = np.ascontiguousarray(as_matrix(X))
+        step = max(1, (8 << 20) // (8 * A.shape[1]))
+        chunks = [(s, A[s:s + step]) for s in range(0, A.shape[0], step)]
+        _check_spread(lambda: iter(chunks), A.shape[0], A.shape[1])
+        return A
     src = X if isinstance(X, RowSource) else RowSource(X)
     n, D = src.shape
     if n < 2 or D == 0:
@@ -604,7 +608,22 @@ def _rows_of(X: Any) -> Any:
     if bad:
         raise EstimationError(f"X has NaN or infinite values in {len(bad)} of {n} samples (e.g. rows {bad[:5]}); "
                               "remove or repair those images before measuring")
+    _check_spread(src.chunks, n, D)
     return src
+
+
+def _check_spread(chunks: Any, n: int, D: int) -> None:
+    """Refuse values whose spread around the mean the float32 search cannot hold (before any search)."""
+    total = np.zeros(D)
+    for _, c in chunks():
+        total += c.sum(axis=0, dtype=np.float64)
+    mean = total / n
+    spread = max(float(np.abs(c - mean).max()) for _, c in chunks())
+    if spread > _SPREAD[1] or 0 < spread < _SPREAD[0]:
+        raise EstimationError(
+            f"X's values lie up to {spread:.3g} from their mean; the neighbour search needs {_SPREAD[0]:g} to "
+            f"{_SPREAD[1]:g} (its float32 squared distances would {'overflow' if spread > 1 else 'underflow'}): "
+            f"rescale X, e.g. X / {spread:.3g} (neighbours do not change, distances scale with it)")
 
 
 def _check_k(k: int, n: int, report: DuplicateReport) -> None:
