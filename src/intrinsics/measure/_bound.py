@@ -181,10 +181,7 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
     first_pass(U, near)
     taus, known = [], []
     for lst in near:
-        d2 = _kernels.exact_sqdist(A, np.arange(n), lst.best_i)
-        tau = np.sqrt(d2.max(axis=1)) * (1 + 1e-12)
-        if lst.labels is not None:
-            tau[lst.labels < 0] = -1.0  # rows left out of this list: no candidate
+        tau, d2 = _tau(A, np.arange(n), lst.best_i, lst.labels)
         taus.append(tau)
         known.append((lst.best_i, d2))
     # Rows in an order in which neighbours come close together (reverse Cuthill–McKee on the first pass's
@@ -232,11 +229,20 @@ def _sample_taus(A: np.ndarray, sample: np.ndarray, lists: list[Any], bounds: "_
         near = replace(lst, k_cand=_rank(lst))
         near.start(n)  # lists of every row, of which the sampled rows' are filled (the engine's scan)
         _kernels.keep_best_at(G, sample, np.arange(n), near.best_v, near.best_i, near.worst_pos, labels=lst.labels)
-        tau = np.sqrt(_kernels.exact_sqdist(A, sample, near.best_i[sample]).max(axis=1))
-        if lst.labels is not None:
-            tau = np.where(lst.labels[sample] < 0, -1.0, tau)
-        out.append(tau)
+        out.append(_tau(A, sample, near.best_i[sample], lst.labels)[0])
     return out
+
+
+def _tau(A: np.ndarray, rows: np.ndarray, near: np.ndarray, labels: np.ndarray | None
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """τ of ``rows`` from real rows ``near`` them: the largest exact distance (widened by float64's
+    rounding of it), -1 for rows a list of labels leaves out (no candidate); and the exact squared
+    distances."""
+    d2 = _kernels.exact_sqdist(A, rows, near)
+    tau = np.sqrt(d2.max(axis=1)) * (1 + 1e-12)
+    if labels is not None:
+        tau[labels[rows] < 0] = -1.0
+    return tau, d2
 
 
 class _Bounds:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DuplicateWarning, EstimationError
+from ..errors import DuplicateWarning, EstimationError, SettingError
 from . import _bound, _device, _kernels
 from ._source import RowSource, is_out_of_core
 from ._gemm import _threads as _gemm_threads
@@ -507,10 +507,7 @@ class _StreamEngine:
         self.src = src
         n, D = src.shape
         self.block_size = block_size or _default_block(n, D)
-        total = np.zeros(D, dtype=np.float64)
-        for _, c in src.chunks():
-            total += c.sum(axis=0, dtype=np.float64)
-        self.mean = total / n
+        self.mean = _column_mean(src.chunks, n, D)
         self._kept: dict[int, np.ndarray] = {}
         self._kept_bytes = 0
 
@@ -574,8 +571,6 @@ def _engine(A: Any, device: Any, block_size: int | None, prune: bool | None) -> 
     searched on the CPU."""
     if isinstance(A, RowSource):
         if str(device).strip().lower() not in ("auto", "cpu"):
-            from ..errors import SettingError
-
             raise SettingError("device", device, "cannot search a memory-mapped array: the GPU path holds its "
                                "input on the device", "load it into memory (np.load without mmap_mode) or use cpu")
         return _StreamEngine(A, block_size)
@@ -612,12 +607,22 @@ def _rows_of(X: Any) -> Any:
     return src
 
 
-def _check_spread(chunks: Any, n: int, D: int) -> None:
-    """Refuse values whose spread around the mean the float32 search cannot hold (before any search)."""
+def _column_mean(chunks: Any, n: int, D: int) -> np.ndarray:
+    """The float64 column means of rows given as ``chunks()`` of (start, rows)."""
     total = np.zeros(D)
     for _, c in chunks():
         total += c.sum(axis=0, dtype=np.float64)
-    mean = total / n
+    return total / n
+
+
+def _distinct(A: Any, first: np.ndarray) -> Any:
+    """The rows ``first`` of ``A``, in memory or as a :class:`RowSource` of the same file."""
+    return A.subset(first) if isinstance(A, RowSource) else np.ascontiguousarray(A[first])
+
+
+def _check_spread(chunks: Any, n: int, D: int) -> None:
+    """Refuse values whose spread around the mean the float32 search cannot hold (before any search)."""
+    mean = _column_mean(chunks, n, D)
     spread = max(float(np.abs(c - mean).max()) for _, c in chunks())
     if spread > _SPREAD[1] or 0 < spread < _SPREAD[0]:
         raise EstimationError(
@@ -690,7 +695,7 @@ def kneighbors(
         if not drop_duplicates:
             raise EstimationError(report.message() + " (or pass drop_duplicates=True)")
         warnings.warn(report.message(), DuplicateWarning, stacklevel=2)
-        A = A.subset(first) if isinstance(A, RowSource) else np.ascontiguousarray(A[first])
+        A = _distinct(A, first)
     n = A.shape[0]
     _check_k(k, n, report)
     eng = _engine(A, device, block_size, prune)
@@ -740,7 +745,7 @@ def kneighbors_and_nearest_other(
     valid = dlab >= 0
     counts = np.bincount(dlab[valid], minlength=int(codes.max()) + 1) if valid.any() else np.zeros(1, np.int64)
     n_other = int(valid.sum() - counts[counts > 0].max()) if valid.any() else 0
-    B = (A.subset(first) if isinstance(A, RowSource) else A[first]) if report else A
+    B = _distinct(A, first) if report else A
     eng = _engine(B, device, block_size, prune)
     lists = [_Lists(min(n - 1, k + _MARGIN), k=k)]
     if n_other >= 1:
