@@ -103,14 +103,39 @@ def test_the_bound_is_a_bound():
     from intrinsics.measure._prune import projection
 
     mean, Q, _ = projection(X, seed=0, sample=512)
-    U = _bound._project(X, mean, Q)
+    U, cn, err = _bound._project(X, mean, Q)
     rng = np.random.default_rng(0)
     i, j = rng.integers(0, len(X), 20000), rng.integers(0, len(X), 20000)
-    lb2 = ((U[i] - U[j]) ** 2).sum(1)
+    lb = np.sqrt(((U[i] - U[j]) ** 2).sum(1))
     X64 = X.astype(np.float64)
-    d2 = ((X64[i] - X64[j]) ** 2).sum(1)
-    assert (lb2 <= d2 * (1 + 1e-12) + 1e-12).all()
-    assert np.median(lb2[d2 > 0] / d2[d2 > 0]) > 0.9  # and a tight one on such data
+    d = np.sqrt(((X64[i] - X64[j]) ** 2).sum(1))
+    assert (lb <= d + err * (cn[i] + cn[j])).all()
+    assert np.median(lb[d > 0] / d[d > 0]) > 0.95  # and a tight one on such data
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_the_projection_is_within_its_stated_error(offset):
+    # rows exactly in a subspace (a residual of 0, where ρ² = ‖c‖² − ‖z‖² cancels completely), a few
+    # with a residual, far from the origin or not: ρ from the difference of norms stays within err·‖c‖
+    # of the residual computed explicitly (the reconstruction, in exact fractions of the float64 values)
+    from fractions import Fraction
+
+    from intrinsics.measure._prune import projection
+
+    rng = np.random.default_rng(3)
+    basis, _ = np.linalg.qr(rng.normal(size=(96, 6)))
+    X = (rng.normal(size=(300, 6)) @ basis.T + offset).astype(np.float64)
+    X[:5] += 0.1 * rng.normal(size=(5, 96))
+    mean, Q, _ = projection(X, seed=0, sample=300)
+    Q = Q[:, :6]
+    U, cn, err = _bound._project(X, mean, Q)
+    assert 0 < err < 1e-6
+    for r in [0, 1, 2, 3, 4, 100, 200, 299]:
+        c = [Fraction(float(x)) - Fraction(float(mu)) for x, mu in zip(X[r], mean)]
+        z = [sum(ci * Fraction(float(q)) for ci, q in zip(c, Q[:, j])) for j in range(Q.shape[1])]
+        res2 = sum((ci - sum(zj * Fraction(float(Q[d, j])) for j, zj in enumerate(z))) ** 2 for d, ci in enumerate(c))
+        exact = np.array([float(v) for v in z] + [float(res2) ** 0.5])
+        assert np.linalg.norm(U[r] - exact) <= err * cn[r] + 1e-300, (r, U[r, -1], exact[-1])
 
 
 def test_it_declines_where_it_cannot_pay(monkeypatch):

@@ -123,11 +123,21 @@ def test_choosing_a_device(monkeypatch):
     assert engine_device("auto") is None  # no GPU visible: the CPU engine, torch not consulted
     with pytest.raises(SettingError, match="is not a device; pass auto, cpu, cuda or cuda:N"):
         engine_device("tpu")
-    with pytest.raises(SettingError, match="not a device the neighbour engine runs on"):
+    with pytest.raises(SettingError, match="not a device intrinsics runs on"):
         engine_device("meta")
     if not torch.cuda.is_available():
         with pytest.raises(SettingError, match="asks for a GPU but none is visible; use device='cpu'"):
             engine_device("cuda:0")
+    # training reads the same setting the same way (one resolver), with the CPU as a torch.device
+    from intrinsics.learn.train import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu") == resolve_device("auto")
+    for bad in ("tpu", "meta") + (() if torch.cuda.is_available() else ("cuda:0",)):
+        with pytest.raises(SettingError) as got:
+            resolve_device(bad)
+        with pytest.raises(SettingError) as want:
+            engine_device(bad)
+        assert str(got.value) == str(want.value)
 
 
 def test_a_gpu_too_small_is_refused_before_any_work(monkeypatch):

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..data import ImageSet
 from ..errors import DataError
+from ..measure import engine_device as resolve_engine_device
 from .models import DEFAULT_MODEL, MODELS, ImageClassifier, model_info
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train", "evaluate", "resolve_device", "as_tensors"]
@@ -164,16 +165,10 @@ class TrainResult:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA when a GPU is visible, else CPU; a requested missing GPU is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise DataError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"device={device!r} asked for a GPU but none is visible; use device='auto' or 'cpu'")
-    return dev
+    """The torch device to train on: the measure layer's one resolver (``"auto"`` → CUDA when a GPU is
+    visible, else CPU; a requested missing GPU is an error), with the CPU as a torch.device."""
+    dev = resolve_engine_device(device)
+    return torch.device("cpu") if dev is None else dev
 
 
 def as_tensors(data: ImageSet | tuple[Any, Any], what: str = "data") -> tuple[torch.Tensor, torch.Tensor]:

@@ -124,19 +124,37 @@ def _best_exact(X, row_ids, buf, cnt, known_i, known_d, out_i, out_d):
                 n_best += 1
 
 
-def _project(A: np.ndarray, mean: np.ndarray, Q: np.ndarray) -> np.ndarray:
-    """(N, m + 1) float64 rows u = (z, ρ): z = Qᵀ(x − mean), ρ = ‖(x − mean) − Qz‖ (explicit, not by
-    the difference of squared norms, which cancels where the residual is small)."""
+def _project(A: np.ndarray, mean: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(U, cn, err): the (N, m + 1) float64 rows u = (z, ρ), z = Qᵀ(x − mean), ρ = ‖(x − mean) − Qz‖,
+    the norms cn = ‖x − mean‖, and the share ``err`` of cn by which a computed u may be off the exact one.
+
+    ρ comes from ρ² = ‖x − mean‖² − ‖z‖², one product and one pass instead of a reconstruction in D
+    dimensions (half the time). Its cancellation where the residual is small costs an absolute error of
+    at most √E·cn (E the worst-case relative error of the two squared norms), whatever ρ is: that
+    error, not a relative one, is what the bound's slack must hold."""
     n, D = A.shape
     m = Q.shape[1]
     U = np.empty((n, m + 1))
-    step = max(1, (16 << 20) // (8 * D))
+    cn2 = np.empty(n)
+    step = max(1, (4 << 20) // (8 * D))  # 4 MiB float64 chunks: the product's input stays in cache
     for s in range(0, n, step):
-        c = A[s:s + step].astype(np.float64) - mean
+        c = A[s:s + step].astype(np.float64)
+        c -= mean
         z = c @ Q
         U[s:s + step, :m] = z
-        U[s:s + step, m] = np.linalg.norm(c - z @ Q.T, axis=1)
-    return U
+        cn2[s:s + step] = np.einsum("nd,nd->n", c, c)
+        U[s:s + step, m] = np.sqrt(np.maximum(cn2[s:s + step] - np.einsum("nm,nm->n", z, z), 0.0))
+    # Worst cases, in float64 (u the unit roundoff, γ_n = nu / (1 − nu)): x − mean per value u;
+    # each z_j ≤ γ_D·‖c‖ (Cauchy–Schwarz, ‖Q_j‖ = 1), so ‖ẑ − z‖ ≤ √m·γ_D·‖c‖; ‖c‖² ≤ γ_D·‖c‖²;
+    # ‖ẑ‖² ≤ γ_m·‖c‖² + 2‖ẑ − z‖·‖c‖ + ‖ẑ − z‖²; the subtraction u. And Q orthonormal only to its own
+    # rounding δ = ‖QᵀQ − I‖₂: ‖Qᵀa‖² and ‖a‖² − ‖Qᵀa‖² each off by at most δ‖a‖².
+    u = 2.0 ** -53
+    gD, gm = D * u / (1 - D * u), m * u / (1 - m * u)
+    ez = np.sqrt(m) * gD
+    delta = float(np.linalg.norm(Q.T @ Q - np.eye(m), 2))
+    E = gD + gm + 2 * ez + ez * ez + 2 * u + 2 * delta
+    err = float(u + ez + np.sqrt(E))
+    return U, np.sqrt(cn2), err
 
 
 def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, list[Any]], Any]
@@ -156,14 +174,18 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
     mean, Q, residual = fitted
     Q = Q[:, :_MAX_M]
     m = Q.shape[1]
-    U = _project(A, mean, Q)
-    U -= U.mean(axis=0)  # centred: smaller norms, smaller rounding slack (distances unchanged)
+    U, cn, err = _project(A, mean, Q)
+    centre = U.mean(axis=0)
+    U -= centre  # centred: smaller norms, smaller rounding slack (distances unchanged)
+    # How far each computed row may lie from its exact u (the projection's float64 rounding, and the
+    # centring's), a distance added to τ in the row's favour.
+    eps = (err + 2 * 2.0 ** -53) * cn + 2 * 2.0 ** -53 * float(np.linalg.norm(centre))
     U32 = np.ascontiguousarray(U, dtype=np.float32)
     n64 = np.einsum("nd,nd->n", U32.astype(np.float64), U32.astype(np.float64))  # |u|² of the float32 rows
     W = np.empty((n, m + 3), dtype=np.float32)  # [u, 1, −|u|²/2]: one product gives −bound²/2
     W[:, :m + 1], W[:, m + 1], W[:, m + 2] = U32, 1.0, -0.5 * n64
     Wr = right_rows(W, 0, n)
-    bounds = _Bounds(W, Wr, n64, m)
+    bounds = _Bounds(W, Wr, n64, m, eps)
     # Whether it pays, decided first, on 256 sampled rows: their τ as step 2 would find it, their
     # candidates counted, and the predicted cost compared with the full search's.
     sample = np.sort(np.random.default_rng(2).choice(n, size=min(n, 256), replace=False))
@@ -179,14 +201,16 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
     # Step 2: each row's k rows nearest in the projection; the largest of their exact distances is τ.
     near = [replace(lst, k_cand=_rank(lst)) for lst in lists]
     first_pass(U, near)
+    # Rows in an order in which neighbours come close together (reverse Cuthill–McKee on the first pass's
+    # graph), so that the rows a block of queries compares with are read from cache more than once: for
+    # the exact distances of τ as for the candidates'.
+    order = _locality_order(near[0].best_i)
     taus, known = [], []
     for lst in near:
-        tau, d2 = _tau(A, np.arange(n), lst.best_i, lst.labels)
+        tau, d2 = np.empty(n), np.empty(lst.best_i.shape)
+        tau[order], d2[order] = _tau(A, order, lst.best_i[order], lst.labels)
         taus.append(tau)
         known.append((lst.best_i, d2))
-    # Rows in an order in which neighbours come close together (reverse Cuthill–McKee on the first pass's
-    # graph), so that the rows a block of queries compares with are read from cache more than once.
-    order = _locality_order(near[0].best_i)
     for lst in lists:
         lst.start(n)
         lst.exact = np.empty((n, lst.k_cand))
@@ -248,20 +272,22 @@ def _tau(A: np.ndarray, rows: np.ndarray, near: np.ndarray, labels: np.ndarray |
 class _Bounds:
     """The bound's augmented float32 rows and what its rounding slack needs."""
 
-    def __init__(self, W: np.ndarray, Wr: np.ndarray, n64: np.ndarray, m: int):
-        self.W, self.Wr, self.n64, self.r64 = W, Wr, n64, np.sqrt(n64)
+    def __init__(self, W: np.ndarray, Wr: np.ndarray, n64: np.ndarray, m: int, eps: np.ndarray):
+        self.W, self.Wr, self.n64, self.r64, self.eps = W, Wr, n64, np.sqrt(n64), eps
         # Worst-case float32 error of −bound²/2 from one product (m + 3 terms, the norm terms rounded
         # to float32 as well), as a share of |u_i|² + |u_j|²; and of rounding u to float32, as a share of
-        # |u_i| + |u_j| in the bound itself. Both in the row's favour.
+        # |u_i| + |u_j| in the bound itself. Both in the row's favour, as is ``eps``, the distance by
+        # which each row's float64 u may be off its exact value.
         g = (m + 3) * _U32
         self.rel = g / (1 - g) + _U32
-        self.shift = _U32 + 1e-12
+        self.shift = _U32
 
     def thresholds(self, rows: np.ndarray, t: np.ndarray, s: int, e: int) -> np.ndarray:
         """Per row, the smallest −bound²/2 (columns s..e) a candidate can have: −((τ + shift)² + slack)/2,
         with the block's largest column norm standing in for every column's."""
-        rmax, nmax = float(self.r64[s:e].max()), float(self.n64[s:e].max())
-        reach = (t + self.shift * (self.r64[rows] + rmax)) ** 2 + 2.0 * self.rel * (self.n64[rows] + nmax)
+        rmax, nmax, emax = float(self.r64[s:e].max()), float(self.n64[s:e].max()), float(self.eps[s:e].max())
+        reach = (t + self.shift * (self.r64[rows] + rmax) + self.eps[rows] + emax) ** 2 \
+            + 2.0 * self.rel * (self.n64[rows] + nmax)
         return np.where(t < 0, np.inf, -0.5 * reach)
 
     def collect(self, rows: np.ndarray, taus: list[np.ndarray], lists: list[Any], caps: list[int],

@@ -64,7 +64,7 @@ def resolve(device: Any = "auto") -> Any:
     except (RuntimeError, TypeError, ValueError):
         raise SettingError("device", device, f"is not a device; pass {DEVICES}") from None
     if dev.type != "cuda":
-        raise SettingError("device", device, f"is not a device the neighbour engine runs on; pass {DEVICES}")
+        raise SettingError("device", device, f"is not a device intrinsics runs on (only the CPU and CUDA); pass {DEVICES}")
     if not torch.cuda.is_available():
         raise SettingError("device", device, "asks for a GPU but none is visible",
                            f"use {spell('device', 'cpu')} or {spell('device', 'auto')}")

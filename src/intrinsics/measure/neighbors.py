@@ -622,8 +622,15 @@ def _distinct(A: Any, first: np.ndarray) -> Any:
 
 def _check_spread(chunks: Any, n: int, D: int) -> None:
     """Refuse values whose spread around the mean the float32 search cannot hold (before any search)."""
-    mean = _column_mean(chunks, n, D)
-    spread = max(float(np.abs(c - mean).max()) for _, c in chunks())
+    # One pass: each column's sum, smallest and largest value (the largest |x − mean| of a column is at
+    # one of its two extremes), without a float64 temporary of the rows.
+    total, lo, hi = np.zeros(D), np.full(D, np.inf), np.full(D, -np.inf)
+    for _, c in chunks():
+        total += c.sum(axis=0, dtype=np.float64)
+        np.minimum(lo, c.min(axis=0), out=lo)
+        np.maximum(hi, c.max(axis=0), out=hi)
+    mean = total / n
+    spread = float(max((hi - mean).max(), (mean - lo).max()))
     if spread > _SPREAD[1] or 0 < spread < _SPREAD[0]:
         raise EstimationError(
             f"X's values lie up to {spread:.3g} from their mean; the neighbour search needs {_SPREAD[0]:g} to "
