@@ -9,7 +9,10 @@ Prints, measured side by side in one run:
 - the fused search alone with and without pruning (identical results);
 - the sampled K_F alone (20 draws of M = 1,000) by full products and by the bound (identical results);
 - peak resident memory of this process.
-Usage: python benchmarks/bench_measure.py [--source builtin:fashion-mnist] [--limit N] [--repeats 1]
+- with --cli, `intrinsics measure SOURCE --json ...` end to end in a child process (reading the files
+  included): its wall time and peak resident memory.
+Usage: python benchmarks/bench_measure.py [--source builtin:fashion-mnist] [--limit N] [--repeats 1] [--cli]
+       [--record NAME]   (also write docs/speed/NAME.json, from which the README's table is rendered)
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ def main() -> None:
     ap.add_argument("--source", default="builtin:fashion-mnist")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--cli", action="store_true", help="also time the command end to end in a child process")
+    ap.add_argument("--record", metavar="NAME", help="write docs/speed/NAME.json (the README's source)")
     a = ap.parse_args()
 
     import numpy as np
@@ -93,12 +98,49 @@ def main() -> None:
     print(f"sampled K_F, full products / bound  : {t_kf_full:8.2f} s / {t_kf_bound:.2f} s   "
           f"({t_kf_bound / t_kf_full:.2f}x, identical: K_F {kf_b.value_:.4f})")
     print(f"peak resident memory of this process : {peak:8.0f} MB")
-    print(json.dumps({"source": a.source, "N": ds.N, "D": int(X.shape[1]), "cpu": cpu, "floors_s": floors,
-                      "floor_backend": fastest, "engine_backend": chosen.to_dict(), "measure_s": t_measure,
-                      "measure_over_F": t_measure / F, "two_passes_s": t_two, "two_passes_over_F": t_two / F,
-                      "search_brute_s": t_brute, "search_pruned_s": t_pruned, "search": gp.engine["search"],
-                      "kf_sampled_full_s": t_kf_full, "kf_sampled_bound_s": t_kf_bound,
-                      "peak_rss_mb": peak}))
+    res = {"source": a.source, "N": ds.N, "D": int(X.shape[1]), "cpu": cpu, "floors_s": floors,
+           "floor_backend": fastest, "engine_backend": chosen.to_dict(), "measure_s": t_measure,
+           "measure_over_F": t_measure / F, "two_passes_s": t_two, "two_passes_over_F": t_two / F,
+           "search_brute_s": t_brute, "search_pruned_s": t_pruned, "search": gp.engine["search"],
+           "kf_sampled_full_s": t_kf_full, "kf_sampled_bound_s": t_kf_bound, "peak_rss_mb": peak}
+    if a.cli:
+        res.update(_cli(a.source, a.limit))
+        print(f"intrinsics measure end to end       : {res['cli_s']:8.2f} s   peak resident memory "
+              f"{res['cli_peak_rss_mb']:.0f} MB")
+    print(json.dumps(res))
+    if a.record:
+        from _floor import write_record
+
+        print("wrote", write_record(a.record, vars(a), res))
+
+
+_CHILD = """
+import sys
+from intrinsics.cli import main
+rc = main(sys.argv[1:])
+with open("/proc/self/status") as fh:
+    print(next(float(ln.split()[1]) / 1024 for ln in fh if ln.startswith("VmHWM:")), file=sys.stderr)
+raise SystemExit(rc)
+"""
+
+
+def _cli(source: str, limit: int | None) -> dict:
+    """`intrinsics measure` in a fresh child process (the command's own main): wall seconds and the
+    child's peak resident memory (its VmHWM at exit; ru_maxrss would carry the parent's over exec)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-c", _CHILD, "measure", source, "--json", os.path.join(tmp, "m.json"), "--quiet"]
+        if limit:
+            cmd += ["--limit", str(limit)]
+        t = time.perf_counter()
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+    return {"cli_s": wall, "cli_peak_rss_mb": float(out.stderr.strip().splitlines()[-1])}
 
 
 if __name__ == "__main__":

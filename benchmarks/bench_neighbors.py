@@ -7,7 +7,8 @@ Prints, measured side by side in one run (medians of repeats; the machine is sha
 - MLE + TwoNN + k-sweep 5..50 from one graph vs MLE alone;
 - the graph by the brute-force engine (no pruning) vs ours, and the same on iid Gaussian noise;
 - peak resident memory of a fresh process running our MLE.
-Usage: python benchmarks/bench_neighbors.py [--n 10000] [--d 3072] [--repeats 3] [--skip-peer]
+Usage: python benchmarks/bench_neighbors.py [--n 10000] [--d 3072] [--repeats 3] [--skip-peer] [--record]
+(--record: also write docs/speed/neighbors.json, from which the README's table is rendered)
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=3072)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-peer", action="store_true")
+    ap.add_argument("--record", action="store_true", help="write docs/speed/neighbors.json (the README's source)")
     a = ap.parse_args()
 
     import torch
@@ -101,6 +103,7 @@ def main() -> None:
         "ours_mle": mle,
         "ours_twonn": twonn,
         "ratio_ours_vs_gram": t_mle / t_gram,
+        "all_three_s": t_all,
         "ratio_all_three_vs_mle": t_all / t_mle,
         "brute_force_graph_s": t_brute,
         "search": g_pruned.engine.get("search"),
@@ -139,7 +142,14 @@ def main() -> None:
           f"{t_noise / t_noise_brute:.2f}x (target <= 1.1x; pruning {'on' if g_noise.engine['search']['pruned'] else 'off'})")
     print(f"peak RSS of a process fitting MLE : {peak:8.0f} MB (data + imports before the fit {base:.0f} MB; "
           f"the fit adds {peak - base:.0f} MB; target < 1500 MB)")
+    res["candidates_per_row"] = (g_pruned.engine.get("search") or {}).get("candidates_per_row")
     print(json.dumps(res))
+    if a.record:
+        if a.skip_peer or (a.n, a.d) != (10_000, 3072):
+            raise SystemExit("--record is for the README's benchmark: the default --n and --d, with the peer")
+        from _floor import write_record
+
+        print("wrote", write_record("neighbors", vars(a), res))
 
 
 if __name__ == "__main__":
