@@ -2,12 +2,17 @@
 
     python scripts/readme_figures.py                  # run the full demo in a fresh folder, then write
     python scripts/readme_figures.py --demo-dir DIR   # use a finished demo folder (runs it there if not)
-    python scripts/readme_figures.py --check          # exit 1 if README's block is not what the record gives
+    python scripts/readme_figures.py --check          # exit 1 if README's blocks are not what the records give
+    python scripts/readme_figures.py --speed          # rewrite only the speed block, from docs/speed/*.json
 
 It keeps the record in ``docs/demo_figures.json`` (the verdicts with their numbers, the learning-curve
 checks, the K_F levels, both plan backtests, the time, the run counts, the machine and the commit) and
 rewrites the block of README.md between the two ``demo-figures`` markers from that record alone, so the
 test suite can check that the README says exactly what the record holds.
+
+The speed tables come the same way from the benchmarks' own records (``docs/speed/*.json``, written by
+``benchmarks/bench_neighbors.py --record`` and ``benchmarks/bench_measure.py --record NAME``), with the
+targets of the neighbour engine's issue beside what was measured.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ README = ROOT / "README.md"
 RECORD = ROOT / "docs" / "demo_figures.json"
 BEGIN = "<!-- demo-figures: begin (written by scripts/readme_figures.py from docs/demo_figures.json; do not edit) -->"
 END = "<!-- demo-figures: end -->"
+SPEED_DIR = ROOT / "docs" / "speed"
+SPEED_BEGIN = ("<!-- speed-figures: begin (written by scripts/readme_figures.py from docs/speed/*.json; "
+               "do not edit) -->")
+SPEED_END = "<!-- speed-figures: end -->"
+# The benchmarks the speed block shows: the README's record names, in column order.
+SPEED_MEASURE = ("measure-fashion-mnist", "measure-lesion")
+SPEED_NEIGHBORS = "neighbors"
 
 
 def _commit() -> str | None:
@@ -138,18 +150,137 @@ def render(rec: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def replace_block(text: str, block: str) -> str:
+def _s(v: float) -> str:
+    return f"{v:.2f} s"
+
+
+def _pruning(search: dict[str, Any]) -> str:
+    """How a search was pruned, in words, from its provenance."""
+    declined = search.get("bound_declined")
+    if search.get("bound") == "pairs":
+        return f"pair by pair: {search['candidates_per_row']:,} candidates per row (m = {search['m']})"
+    if search.get("pruned"):
+        why = f" (the pair bound declined: {declined['candidates_per_row']:,} candidates per row)" if declined else ""
+        return f"block by block: {100 * search['share_of_products']:.1f}% of the products{why}"
+    return "not pruned" + (f" (the pair bound declined: {declined['candidates_per_row']:,} candidates per row)"
+                           if declined else "")
+
+
+def _floors(r: dict[str, Any]) -> str:
+    f = r["floors_s"]
+    names = sorted(f)
+    return " / ".join(names) + " X·Xᵀ: " + " / ".join(
+        f"**{f[n]:.2f}**" if n == r["floor_backend"] else f"{f[n]:.2f}" for n in names) + " s"
+
+
+def _title(r: dict[str, Any]) -> str:
+    name = r["source"].split(":", 1)[-1].split("?", 1)[0]
+    return f"{name} {r['N']:,} × {r['D']:,}"
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def render_speed(recs: dict[str, dict[str, Any]]) -> str:
+    """The README's speed block (markers included) from the benchmark records alone."""
+    meas = [recs[n] for n in SPEED_MEASURE]
+    nb = recs[SPEED_NEIGHBORS]
+    machines = {(machine_line(r["machine"]), r["commit"]) for r in (*meas, nb)}
+    out = [SPEED_BEGIN, ""]
+    out.append("Measured on " + "; ".join(f"{m} (commit `{c}`)" for m, c in sorted(machines, key=str))
+               + ", one run each unless said; every row of a table from the same run. F is the machine's "
+               "matrix-multiply floor: one float32 X·Xᵀ (its symmetric half, by blocks) on the *fastest* "
+               "backend installed, each backend timed (`benchmarks/_floor.py`).")
+    out += ["", "`python benchmarks/bench_measure.py --cli` (the `measure` pipeline: MLE k = 20 with its bootstrap "
+            "interval, sampled K_F with M = 1,000 and 20 draws, exact K_F; the second column with "
+            f"`--source '{meas[1]['result']['source']}'`):", ""]
+    res = [r["result"] for r in meas]
+    out.append("| | " + " | ".join(_title(r) for r in res) + " |")
+    out.append("|---|" + "---|" * len(res))
+
+    def row(label: str, cells: list[str]) -> None:
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    def F(r: dict[str, Any]) -> float:
+        return r["floors_s"][r["floor_backend"]]
+
+    row("F: " + " / ".join(sorted(res[0]["floors_s"])) + " X·Xᵀ",
+        [_floors(r).split(": ", 1)[1] for r in res])
+    row("`measure` (graph and nearest other label in one pass, pruned)",
+        [f"{_s(r['measure_s'])} = {r['measure_s'] / F(r):.2f} F" for r in res])
+    row("the same by two passes (graph, then K_F's own search)",
+        [f"{_s(r['two_passes_s'])} = {r['two_passes_s'] / F(r):.2f} F" for r in res])
+    row("the one-pass search without / with pruning",
+        [f"{r['search_brute_s']:.2f} / {_s(r['search_pruned_s'])} ({r['search_pruned_s'] / r['search_brute_s']:.2f}×, "
+         f"{r['search_pruned_s'] / F(r):.2f} F)" for r in res])
+    row("how it was pruned", [_pruning(r["search"]) for r in res])
+    row("sampled K_F alone (20 draws), full products / bound",
+        [f"{r['kf_sampled_full_s']:.2f} / {_s(r['kf_sampled_bound_s'])}" for r in res])
+    row("`intrinsics measure SOURCE --json ...` end to end (files read), peak resident memory",
+        [f"{_s(r['cli_s'])}, {r['cli_peak_rss_mb'] / 1024:.2f} GB" if "cli_s" in r else "not run" for r in res])
+    n = nb["result"]
+    Fn = n["gram_floor_s"]
+    out += ["", f"`python benchmarks/bench_neighbors.py` (N = {nb['args']['n']:,} points in D = {nb['args']['d']:,}, "
+            f"a 20-dimensional Gaussian subspace plus noise; medians of {nb['args']['repeats']}):", "",
+            "| | time | ratio |", "|---|---|---|"]
+    names = sorted(n["gram_by_backend_s"])
+    out.append("| F: " + " / ".join(names) + " X·Xᵀ | " + " / ".join(
+        f"**{n['gram_by_backend_s'][k]:.2f}**" if k == n["gram_floor_backend"] else f"{n['gram_by_backend_s'][k]:.2f}"
+        for k in names) + f" s | 1 ({n['gram_floor_backend']}) |")
+    out.append(f"| k = 20 graph, engine without pruning | {_s(n['brute_force_graph_s'])} | {n['brute_force_graph_s'] / Fn:.2f} F |")
+    out.append(f"| ours, MLE k = 20 ({_pruning(n['search'])}) | {_s(n['ours_mle_s'])} | {n['ours_mle_s'] / Fn:.2f} F |")
+    if "peer_mle_s" in n:
+        out.append(f"| scikit-dimension `MLE(unbiased=True)` | {_s(n['peer_mle_s'])} | ours {n['speedup_vs_peer']:.1f}× "
+                   f"faster, \|Δ\| = {n['value_difference']:.1e} |")
+    out.append(f"| ours, MLE + TwoNN + k-sweep 5..50 from one graph (k = 50) | {_s(n['all_three_s'])} | "
+               f"{n['ratio_all_three_vs_mle']:.2f}× MLE alone |")
+    out.append(f"| iid Gaussian noise, engine without pruning / ours | {n['noise_brute_s']:.2f} / {_s(n['noise_ours_s'])} | "
+               f"{n['noise_ours_s'] / n['noise_brute_s']:.2f}× |")
+    out.append(f"| peak memory of a process fitting the MLE | {n['peak_rss_mb']:.0f} MB | the fit itself adds "
+               f"{n['fit_extra_mb']:.0f} MB |")
+    fash, les = res
+    out += ["", "Against the neighbour engine's targets:", "", "| target | measured | met |", "|---|---|---|"]
+    targets = [
+        (f"{_title(fash)}: `measure` ≤ 0.35 F", f"{fash['measure_s'] / F(fash):.2f} F", fash["measure_s"] <= 0.35 * F(fash)),
+        (f"{_title(les)}: `measure` ≤ 0.15 F", f"{les['measure_s'] / F(les):.2f} F", les["measure_s"] <= 0.15 * F(les)),
+        ("10,000 × 3,072: MLE ≤ 0.1 F", f"{n['ours_mle_s'] / Fn:.2f} F", n["ours_mle_s"] <= 0.1 * Fn),
+        ("10,000 × 3,072 noise: ≤ 1.1× the engine without pruning", f"{n['noise_ours_s'] / n['noise_brute_s']:.2f}×",
+         n["noise_ours_s"] <= 1.1 * n["noise_brute_s"]),
+    ]
+    if "peer_mle_s" in n:
+        targets.append(("≥ 5× scikit-dimension's MLE, the same value (±1e-6)",
+                        f"{n['speedup_vs_peer']:.1f}×, \|Δ\| = {n['value_difference']:.1e}",
+                        n["speedup_vs_peer"] >= 5 and n["value_difference"] <= 1e-6))
+    if "cli_peak_rss_mb" in fash:
+        targets.append((f"{_title(fash)}: peak memory < 1.5 GB", f"{fash['cli_peak_rss_mb'] / 1024:.2f} GB",
+                        fash["cli_peak_rss_mb"] < 1.5 * 1024))
+    out += [f"| {t} | {m} | {_met(ok)} |" for t, m, ok in targets]
+    out += ["", SPEED_END]
+    return "\n".join(out)
+
+
+def speed_records() -> dict[str, dict[str, Any]]:
+    missing = [n for n in (*SPEED_MEASURE, SPEED_NEIGHBORS) if not (SPEED_DIR / f"{n}.json").exists()]
+    if missing:
+        raise SystemExit(f"no benchmark record {', '.join(missing)} in {SPEED_DIR}; run benchmarks/bench_neighbors.py "
+                         "--record and benchmarks/bench_measure.py --cli --record NAME")
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(SPEED_DIR.glob("*.json"))}
+
+
+def replace_block(text: str, block: str, begin: str = BEGIN, end: str = END) -> str:
     """``text`` with the part between the markers (inclusive) replaced by ``block``."""
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise SystemExit(f"README.md must hold the markers once each, in order:\n{BEGIN}\n{END}")
-    a, b = text.index(BEGIN), text.index(END) + len(END)
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise SystemExit(f"README.md must hold the markers once each, in order:\n{begin}\n{end}")
+    a, b = text.index(begin), text.index(end) + len(end)
     return text[:a] + block + text[b:]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo-dir", type=Path, help="a demo folder (run there when it holds no finished demo)")
-    ap.add_argument("--check", action="store_true", help="only check that README.md matches the record")
+    ap.add_argument("--check", action="store_true", help="only check that README.md matches the records")
+    ap.add_argument("--speed", action="store_true", help="only rewrite the speed block from docs/speed/*.json")
     args = ap.parse_args(argv)
     text = README.read_text(encoding="utf-8")
     if args.check:
@@ -158,7 +289,15 @@ def main(argv: list[str] | None = None) -> int:
             print("README.md's demo figures differ from docs/demo_figures.json; run scripts/readme_figures.py",
                   file=sys.stderr)
             return 1
-        print("README.md's demo figures match docs/demo_figures.json")
+        if replace_block(text, render_speed(speed_records()), SPEED_BEGIN, SPEED_END) != text:
+            print("README.md's speed figures differ from docs/speed/*.json; run scripts/readme_figures.py --speed",
+                  file=sys.stderr)
+            return 1
+        print("README.md's demo and speed figures match docs/demo_figures.json and docs/speed/*.json")
+        return 0
+    if args.speed:
+        README.write_text(replace_block(text, render_speed(speed_records()), SPEED_BEGIN, SPEED_END), encoding="utf-8")
+        print("wrote the speed figures in README.md (from docs/speed/*.json)")
         return 0
     demo_dir = args.demo_dir or Path(tempfile.mkdtemp(prefix="intrinsics-demo-"))
     if not ((demo_dir / "fits.json").exists() and (demo_dir / "demo_run.json").exists()):

@@ -204,3 +204,32 @@ def test_readme_demo_figures_are_the_recorded_ones():
     """README.md's demo block is exactly what scripts/readme_figures.py renders from docs/demo_figures.json."""
     rf = _readme_figures()
     assert rf.main(["--check"]) == 0
+
+
+def test_the_speed_block_comes_from_the_benchmark_records_and_judges_each_target(tmp_path, monkeypatch):
+    """The README's speed tables are rendered from docs/speed/*.json alone; each target's verdict is the
+    comparison of the recorded figures, not a word kept in the README."""
+    import copy
+
+    rf = _readme_figures()
+    recs = rf.speed_records()
+    block = rf.render_speed(recs)
+    assert block.startswith(rf.SPEED_BEGIN) and block.endswith(rf.SPEED_END)
+    fash = recs["measure-fashion-mnist"]["result"]
+    F = fash["floors_s"][fash["floor_backend"]]
+    assert f"{fash['measure_s']:.2f} s = {fash['measure_s'] / F:.2f} F" in block
+    assert rf.machine_line(recs["neighbors"]["machine"]) in block
+    # a run that meets the Fashion-MNIST target is said to meet it, and one that misses it not
+    fast, slow = copy.deepcopy(recs), copy.deepcopy(recs)
+    fast["measure-fashion-mnist"]["result"]["measure_s"] = 0.3 * F
+    slow["measure-fashion-mnist"]["result"]["measure_s"] = 0.4 * F
+    line = next(ln for ln in rf.render_speed(fast).splitlines() if "`measure` ≤ 0.35 F" in ln)
+    assert line.endswith("| 0.30 F | yes |")
+    line = next(ln for ln in rf.render_speed(slow).splitlines() if "`measure` ≤ 0.35 F" in ln)
+    assert line.endswith("| 0.40 F | **no** |")
+    # a missing record is named, with the command that writes it
+    for name in ("neighbors", "measure-fashion-mnist"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(recs[name]))
+    monkeypatch.setattr(rf, "SPEED_DIR", tmp_path)
+    with pytest.raises(SystemExit, match="no benchmark record measure-lesion .*bench_measure.py --cli --record"):
+        rf.speed_records()

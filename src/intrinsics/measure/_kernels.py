@@ -72,6 +72,11 @@ def _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked):
         for c in range(c0, c1):
             thr[c - c0] = best_v[col_off + c, worst_pos[col_off + c]]
         for r in range(nr):
+            n = 0
+            for c in range(c0, c1):  # whether this row beats any column's worst: a count of IEEE
+                n += G[r, c] > thr[c - c0]  # comparisons, an integer sum the compiler vectorises
+            if n == 0:  # (most rows, once the lists fill): the entry-by-entry loop below is skipped
+                continue
             for c in range(c0, c1):
                 g = G[r, c]
                 if g > thr[c - c0]:
