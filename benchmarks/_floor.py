@@ -46,21 +46,14 @@ def write_record(name: str, argv: dict, result: dict) -> str:
     """Write a benchmark's result to ``docs/speed/<name>.json`` with the machine, date and commit it ran
     on; the README's speed tables are rendered from these files alone (scripts/readme_figures.py)."""
     import json
-    import subprocess
     from pathlib import Path
 
-    from intrinsics._machine import describe_machine
+    from intrinsics._machine import checkout_commit, describe_machine
 
     root = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True).stdout.strip()
-
-    commit = git("rev-parse", "--short=10", "HEAD") or None
-    if commit and git("status", "--porcelain", "--untracked-files=no"):
-        commit += "+changes"
     path = root / "docs" / "speed" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    rec = {"benchmark": name, "args": argv, "machine": describe_machine(), "commit": commit, "result": result}
+    rec = {"benchmark": name, "args": argv, "machine": describe_machine(), "commit": checkout_commit(root),
+           "result": result}
     path.write_text(json.dumps(rec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return str(path.relative_to(root))

@@ -142,7 +142,6 @@ def main() -> None:
           f"{t_noise / t_noise_brute:.2f}x (target <= 1.1x; pruning {'on' if g_noise.engine['search']['pruned'] else 'off'})")
     print(f"peak RSS of a process fitting MLE : {peak:8.0f} MB (data + imports before the fit {base:.0f} MB; "
           f"the fit adds {peak - base:.0f} MB; target < 1500 MB)")
-    res["candidates_per_row"] = (g_pruned.engine.get("search") or {}).get("candidates_per_row")
     print(json.dumps(res))
     if a.record:
         if a.skip_peer or (a.n, a.d) != (10_000, 3072):

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from intrinsics._machine import machine_line
+from intrinsics._machine import checkout_commit, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -39,17 +38,6 @@ SPEED_END = "<!-- speed-figures: end -->"
 # The benchmarks the speed block shows: the README's record names, in column order.
 SPEED_MEASURE = ("measure-fashion-mnist", "measure-lesion")
 SPEED_NEIGHBORS = "neighbors"
-
-
-def _commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=10", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return out + ("+changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def record_from_demo(demo_dir: Path) -> dict[str, Any]:
@@ -72,7 +60,7 @@ def record_from_demo(demo_dir: Path) -> dict[str, Any]:
 
     return {
         "machine": run["machine"],
-        "commit": _commit(),
+        "commit": checkout_commit(ROOT),
         "elapsed_s": run["elapsed_s"],
         "workers": run["workers"],
         "runs": {k: run["runs"][k] for k in ("total", "done", "failed", "new_runs", "resumed_runs")},
@@ -166,11 +154,9 @@ def _pruning(search: dict[str, Any]) -> str:
                            if declined else "")
 
 
-def _floors(r: dict[str, Any]) -> str:
-    f = r["floors_s"]
-    names = sorted(f)
-    return " / ".join(names) + " X·Xᵀ: " + " / ".join(
-        f"**{f[n]:.2f}**" if n == r["floor_backend"] else f"{f[n]:.2f}" for n in names) + " s"
+def _floors(floors: dict[str, float], fastest: str) -> str:
+    """Every backend's X·Xᵀ seconds, the fastest (the floor F) in bold."""
+    return " / ".join(f"**{floors[n]:.2f}**" if n == fastest else f"{floors[n]:.2f}" for n in sorted(floors)) + " s"
 
 
 def _title(r: dict[str, Any]) -> str:
@@ -206,7 +192,7 @@ def render_speed(recs: dict[str, dict[str, Any]]) -> str:
         return r["floors_s"][r["floor_backend"]]
 
     row("F: " + " / ".join(sorted(res[0]["floors_s"])) + " X·Xᵀ",
-        [_floors(r).split(": ", 1)[1] for r in res])
+        [_floors(r["floors_s"], r["floor_backend"]) for r in res])
     row("`measure` (graph and nearest other label in one pass, pruned)",
         [f"{_s(r['measure_s'])} = {r['measure_s'] / F(r):.2f} F" for r in res])
     row("the same by two passes (graph, then K_F's own search)",
@@ -225,9 +211,8 @@ def render_speed(recs: dict[str, dict[str, Any]]) -> str:
             f"a 20-dimensional Gaussian subspace plus noise; medians of {nb['args']['repeats']}):", "",
             "| | time | ratio |", "|---|---|---|"]
     names = sorted(n["gram_by_backend_s"])
-    out.append("| F: " + " / ".join(names) + " X·Xᵀ | " + " / ".join(
-        f"**{n['gram_by_backend_s'][k]:.2f}**" if k == n["gram_floor_backend"] else f"{n['gram_by_backend_s'][k]:.2f}"
-        for k in names) + f" s | 1 ({n['gram_floor_backend']}) |")
+    out.append("| F: " + " / ".join(names) + " X·Xᵀ | " + _floors(n["gram_by_backend_s"], n["gram_floor_backend"])
+               + f" | 1 ({n['gram_floor_backend']}) |")
     out.append(f"| k = 20 graph, engine without pruning | {_s(n['brute_force_graph_s'])} | {n['brute_force_graph_s'] / Fn:.2f} F |")
     out.append(f"| ours, MLE k = 20 ({_pruning(n['search'])}) | {_s(n['ours_mle_s'])} | {n['ours_mle_s'] / Fn:.2f} F |")
     if "peer_mle_s" in n:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_info", "describe_machine", "machine_line"]
+__all__ = ["checkout_commit", "cpu_info", "describe_machine", "machine_line"]
 
 # Extensions that change which matrix-multiply kernels run (and so speed and rounding).
 _FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "fma")
@@ -68,3 +68,19 @@ def machine_line(m: dict[str, Any]) -> str:
     """``"AMD EPYC 7B13, 2 cores (avx2, fma), 2026-12-02"``: the machine as a figure's caption says it."""
     flags = f" ({', '.join(m['cpu_flags'])})" if m.get("cpu_flags") else ""
     return f"{m.get('cpu')}, {m.get('cores')} cores{flags}, {str(m.get('date', ''))[:10]}"
+
+
+def checkout_commit(root: Path) -> str | None:
+    """The git commit of the checkout at ``root`` (10 hex digits), with ``+changes`` where tracked files
+    differ from it; None outside a checkout. What a recorded figure was measured with."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    try:
+        sha = git("rev-parse", "--short=10", "HEAD")
+        return sha + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None

@@ -37,6 +37,7 @@ from ._prune import right_rows
 __all__ = ["search"]
 
 _U32 = 2.0 ** -24
+_U64 = 2.0 ** -53
 _MIN_ROWS = 4096       # below this the full search is cheap: no bound
 _MAX_M = 64            # the bound's dimensions at most (more costs more than it rules out)
 _SAMPLE = 512          # rows the projection is fitted on
@@ -148,7 +149,7 @@ def _project(A: np.ndarray, mean: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray
     # each z_j ≤ γ_D·‖c‖ (Cauchy–Schwarz, ‖Q_j‖ = 1), so ‖ẑ − z‖ ≤ √m·γ_D·‖c‖; ‖c‖² ≤ γ_D·‖c‖²;
     # ‖ẑ‖² ≤ γ_m·‖c‖² + 2‖ẑ − z‖·‖c‖ + ‖ẑ − z‖²; the subtraction u. And Q orthonormal only to its own
     # rounding δ = ‖QᵀQ − I‖₂: ‖Qᵀa‖² and ‖a‖² − ‖Qᵀa‖² each off by at most δ‖a‖².
-    u = 2.0 ** -53
+    u = _U64
     gD, gm = D * u / (1 - D * u), m * u / (1 - m * u)
     ez = np.sqrt(m) * gD
     delta = float(np.linalg.norm(Q.T @ Q - np.eye(m), 2))
@@ -179,7 +180,7 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
     U -= centre  # centred: smaller norms, smaller rounding slack (distances unchanged)
     # How far each computed row may lie from its exact u (the projection's float64 rounding, and the
     # centring's), a distance added to τ in the row's favour.
-    eps = (err + 2 * 2.0 ** -53) * cn + 2 * 2.0 ** -53 * float(np.linalg.norm(centre))
+    eps = (err + 2 * _U64) * cn + 2 * _U64 * float(np.linalg.norm(centre))
     U32 = np.ascontiguousarray(U, dtype=np.float32)
     n64 = np.einsum("nd,nd->n", U32.astype(np.float64), U32.astype(np.float64))  # |u|² of the float32 rows
     W = np.empty((n, m + 3), dtype=np.float32)  # [u, 1, −|u|²/2]: one product gives −bound²/2
