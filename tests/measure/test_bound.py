@@ -16,13 +16,21 @@ from intrinsics.measure import _bound, kneighbors
 from intrinsics.measure.neighbors import kneighbors_and_nearest_other, nearest_other_label
 
 
-@pytest.fixture
-def always(monkeypatch):
-    """The bound used on a few hundred rows, whatever it is predicted to cost."""
+@pytest.fixture(params=["symmetric", "blockwise", "overflowing"])
+def always(monkeypatch, request):
+    """The bound used on a few hundred rows, whatever it is predicted to cost; its candidates collected
+    by the symmetric pass over pairs of row blocks, block of queries by block (the route where the
+    buffers would not fit), or with room for one candidate per row (every row collected again)."""
     monkeypatch.setattr(_bound, "_MIN_ROWS", 200)
     monkeypatch.setattr(_bound, "_PAYS", 1e9)
     monkeypatch.setattr(_bound, "_ROWS", 64)    # several blocks of queries ...
     monkeypatch.setattr(_bound, "_COLS", 300)   # ... and of columns
+    monkeypatch.setattr(_bound, "_PAIR_BLOCK", 256)  # several pairs of blocks, and a last one smaller
+    if request.param == "blockwise":
+        monkeypatch.setattr(_bound, "_PAIR_BYTES", 0)
+    if request.param == "overflowing":
+        monkeypatch.setattr(_bound, "_room", lambda per_row: 1)
+    return request.param
 
 
 def _subspace(n=1500, D=160, d=8, seed=0, noise=0.01):
@@ -74,6 +82,12 @@ def test_bound_search_is_exact(always, name, X, y):
         _, brute_other = kneighbors_and_nearest_other(X, 10, y, prune=False)
     assert fast.engine["search"].get("bound") == "pairs", fast.engine
     assert fg.engine["search"].get("bound") == "pairs", fg.engine
+    how = fg.engine["search"]
+    assert how["collect"] == ("blockwise" if always == "blockwise" else "symmetric"), how
+    if always == "overflowing":
+        assert how["rows_collected_again"] == fg.n, how
+    elif always == "symmetric":
+        assert how["rows_collected_again"] < fg.n, how
     Xk = X[fast.kept].astype(np.float64)
     _exact_graph(Xk, fast.distances, fast.indices)
     _exact_graph(Xk, fg.distances, fg.indices)

@@ -44,6 +44,8 @@ _SAMPLE = 512          # rows the projection is fitted on
 _ROWS = 256            # query rows per block of bound products
 _COLS = 8192           # columns per block of bound products
 _CHUNK = 64            # columns tested at once (their largest value) before any is recorded
+_PAIR_BLOCK = 2048     # rows per block of the symmetric pass over pairs of blocks
+_PAIR_BYTES = 512 << 20  # the most the symmetric pass's candidate buffers may take
 # Costs relative to one term of the full search's float32 product (its N²/2 pairs × D terms), measured on
 # the engine's kernels on a 2-core AMD EPYC (10,000 × 3,072): a term of the bound's product (m + 3 terms:
 # a skinny product, less efficient) 2.4; the filter's test of one entry 90; one float64 difference of an
@@ -85,6 +87,75 @@ def _filter(G, row_ids, col_off, thr, labels, masked, buf, cnt):
                         buf[r, k] = j
                     k += 1
         cnt[r] = k
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _filter_pair(G, pos_r, pos_c, ids, thr_r, thr_c, labels, masked, buf, off, cap, cnt, diagonal):
+    """One symmetric block of −bound²/2 (rows at positions pos_r.., columns at pos_c.. of the locality
+    order; ``ids`` the input row at each position) into every list's candidates: column j of row i where
+    G ≥ thr_r[t, r] (a candidate of i), and row i of column j where G ≥ thr_c[t, c] (of j). List t of
+    position p keeps its candidates in ``buf[p, off[t]:off[t] + cap[t]]`` and counts them in ``cnt[t, p]``
+    (also beyond ``cap``). With ``masked[t]``: only rows of another label, not negative. A diagonal block
+    (pos_r == pos_c) is read by rows only: each pair appears there twice."""
+    R, C = G.shape
+    L = thr_r.shape[0]
+    for r in prange(R):  # the rows' candidates: each thread owns rows
+        p = pos_r + r
+        i = ids[p]
+        tmin = thr_r[0, r]
+        for t in range(1, L):
+            tmin = min(tmin, thr_r[t, r])
+        for c0 in range(0, C, _CHUNK):
+            c1 = min(C, c0 + _CHUNK)
+            top = G[r, c0]
+            for c in range(c0 + 1, c1):  # the chunk's largest first (vectorised): most chunks hold none
+                top = max(top, G[r, c])
+            if top < tmin:
+                continue
+            for c in range(c0, c1):
+                g = G[r, c]
+                if g < tmin:
+                    continue
+                j = ids[pos_c + c]
+                if j == i:
+                    continue
+                for t in range(L):
+                    if g >= thr_r[t, r] and not (masked[t] and (labels[i] == labels[j] or labels[j] < 0)):
+                        k = cnt[t, p]
+                        if k < cap[t]:
+                            buf[p, off[t] + k] = j
+                        cnt[t, p] = k + 1
+    if diagonal:
+        return
+    n_chunks = (C + _CHUNK - 1) // _CHUNK
+    for ch in prange(n_chunks):  # the columns' candidates: each thread owns a range of columns
+        c0 = ch * _CHUNK
+        c1 = min(C, c0 + _CHUNK)
+        tmin = np.empty(c1 - c0, dtype=thr_c.dtype)
+        for c in range(c0, c1):
+            v = thr_c[0, c]
+            for t in range(1, L):
+                v = min(v, thr_c[t, c])
+            tmin[c - c0] = v
+        for r in range(R):
+            hits = 0
+            for c in range(c0, c1):  # a count of comparisons, vectorised: most rows reach no column
+                hits += G[r, c] >= tmin[c - c0]
+            if hits == 0:
+                continue
+            i = ids[pos_r + r]
+            for c in range(c0, c1):
+                g = G[r, c]
+                if g < tmin[c - c0]:
+                    continue
+                p = pos_c + c
+                j = ids[p]
+                for t in range(L):
+                    if g >= thr_c[t, c] and not (masked[t] and (labels[j] == labels[i] or labels[i] < 0)):
+                        k = cnt[t, p]
+                        if k < cap[t]:
+                            buf[p, off[t] + k] = i
+                        cnt[t, p] = k + 1
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -215,10 +286,17 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
     for lst in lists:
         lst.start(n)
         lst.exact = np.empty((n, lst.k_cand))
-    caps = [max(64, int(4 * per_row)) for _ in lists]
+    caps = [_room(per_row) for _ in lists]
+    found_all = bounds.collect_pairs(order, taus, lists, caps)
+    again = 0
     for s in range(0, n, _ROWS):
-        rows = np.sort(order[s:s + _ROWS])
-        found = bounds.collect(rows, [tau[rows] for tau in taus], lists, caps)
+        if found_all is not None and all((cnt[s:s + _ROWS] <= cap).all() for _, cnt, cap in found_all):
+            rows = order[s:s + _ROWS]
+            found = [(np.ascontiguousarray(buf[s:s + _ROWS]), cnt[s:s + _ROWS]) for buf, cnt, _ in found_all]
+        else:  # no room for every row's candidates at once, or a row of this block had more than its room
+            rows = np.sort(order[s:s + _ROWS])
+            found = bounds.collect(rows, [tau[rows] for tau in taus], lists, caps)
+            again += rows.size if found_all is not None else 0
         for lst, tau, (buf, cnt), (k_i, k_d) in zip(lists, taus, found, known):
             out_i = np.zeros((rows.size, lst.k_cand), dtype=np.int64)
             out_d = np.full((rows.size, lst.k_cand), np.inf)
@@ -227,7 +305,14 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
                         out_i, out_d)
             lst.best_i[rows], lst.exact[rows] = out_i, out_d
             lst.best_v[rows] = (-0.5 * out_d).astype(np.float32)
-    return {"pruned": True, "bound": "pairs"} | info
+    how = {"collect": "symmetric", "rows_collected_again": again} if found_all is not None else {"collect": "blockwise"}
+    return {"pruned": True, "bound": "pairs"} | info | how
+
+
+def _room(per_row: float) -> int:
+    """Room for each row's candidates, from the sampled rows' mean count (a row with more is collected
+    again with more room)."""
+    return max(64, int(4 * per_row))
 
 
 def _locality_order(near: np.ndarray) -> np.ndarray:
@@ -274,7 +359,7 @@ class _Bounds:
     """The bound's augmented float32 rows and what its rounding slack needs."""
 
     def __init__(self, W: np.ndarray, Wr: np.ndarray, n64: np.ndarray, m: int, eps: np.ndarray):
-        self.W, self.Wr, self.n64, self.r64, self.eps = W, Wr, n64, np.sqrt(n64), eps
+        self.W, self.Wr, self.n64, self.r64, self.eps, self.m = W, Wr, n64, np.sqrt(n64), eps, m
         # Worst-case float32 error of −bound²/2 from one product (m + 3 terms, the norm terms rounded
         # to float32 as well), as a share of |u_i|² + |u_j|²; and of rounding u to float32, as a share of
         # |u_i| + |u_j| in the bound itself. Both in the row's favour, as is ``eps``, the distance by
@@ -290,6 +375,36 @@ class _Bounds:
         reach = (t + self.shift * (self.r64[rows] + rmax) + self.eps[rows] + emax) ** 2 \
             + 2.0 * self.rel * (self.n64[rows] + nmax)
         return np.where(t < 0, np.inf, -0.5 * reach)
+
+    def collect_pairs(self, order: np.ndarray, taus: list[np.ndarray], lists: list[Any], caps: list[int]
+                      ) -> list[tuple[np.ndarray, np.ndarray, int]] | None:
+        """For each list, every row's candidates within its τ as :meth:`collect` finds them, from one
+        symmetric product per pair of blocks of rows in ``order`` (half the products, each read once for
+        every list): (buffer, counts, room) by position in ``order``, the counts complete where a row had
+        more than ``room``. None where the buffers would not fit in _PAIR_BYTES, or the lists' labels
+        differ (then :meth:`collect`, block by block)."""
+        n = self.W.shape[0]
+        masked = np.array([lst.labels is not None for lst in lists])
+        labelled = [lst.labels for lst in lists if lst.labels is not None]
+        if any(lab is not labelled[0] for lab in labelled) or n * sum(caps) * 8 > _PAIR_BYTES:
+            return None
+        labels = labelled[0] if labelled else _kernels._NO_LABELS
+        ob = _Bounds(self.W[order], self.Wr[order], self.n64[order], self.m, self.eps[order])
+        taus_o = [tau[order] for tau in taus]
+        off = np.cumsum([0] + caps[:-1]).astype(np.int64)
+        cap = np.asarray(caps, dtype=np.int64)
+        buf = np.empty((n, int(cap.sum())), dtype=np.int64)
+        cnt = np.zeros((len(lists), n), dtype=np.int64)
+        for a in range(0, n, _PAIR_BLOCK):
+            ea = min(n, a + _PAIR_BLOCK)
+            pos_a = np.arange(a, ea)
+            for b in range(a, n, _PAIR_BLOCK):
+                eb = min(n, b + _PAIR_BLOCK)
+                G = gemm_nt(ob.W[a:ea], ob.Wr[b:eb])
+                thr_r = np.stack([ob.thresholds(pos_a, t[a:ea], b, eb) for t in taus_o])
+                thr_c = np.stack([ob.thresholds(np.arange(b, eb), t[b:eb], a, ea) for t in taus_o])
+                _filter_pair(G, a, b, order, thr_r, thr_c, labels, masked, buf, off, cap, cnt, a == b)
+        return [(buf[:, o:o + c], cnt[t], int(c)) for t, (o, c) in enumerate(zip(off, cap))]
 
     def collect(self, rows: np.ndarray, taus: list[np.ndarray], lists: list[Any], caps: list[int],
                 grow: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -52,13 +52,20 @@ def _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked):
     for r in prange(nr):
         row = row_off + r
         thr = best_v[row, worst_pos[row]]  # the row's current worst, kept in a register
-        for c in range(nc):
-            g = G[r, c]
-            if g > thr:
-                if masked and (labels[row] == labels[col_off + c] or labels[col_off + c] < 0):
-                    continue  # one label, or a candidate left out (label < 0): no nearest-other candidate
-                _insert(g, col_off + c, row, best_v, best_i, worst_pos)
-                thr = best_v[row, worst_pos[row]]
+        for c0 in range(0, nc, _COL_CHUNK):
+            c1 = min(nc, c0 + _COL_CHUNK)
+            n = 0
+            for c in range(c0, c1):  # whether any entry of the chunk beats the worst: a vectorised count
+                n += G[r, c] > thr
+            if n == 0:  # (most chunks, once the list fills): the entry-by-entry loop is skipped
+                continue
+            for c in range(c0, c1):
+                g = G[r, c]
+                if g > thr:
+                    if masked and (labels[row] == labels[col_off + c] or labels[col_off + c] < 0):
+                        continue  # one label, or a candidate left out (label < 0): no nearest-other candidate
+                    _insert(g, col_off + c, row, best_v, best_i, worst_pos)
+                    thr = best_v[row, worst_pos[row]]
 
 
 @njit(parallel=True, cache=True)
@@ -96,14 +103,21 @@ def _keep_rows_at(G, ridx, cidx, best_v, best_i, worst_pos, labels, masked):
     for r in prange(nr):
         row = ridx[r]
         thr = best_v[row, worst_pos[row]]
-        for c in range(nc):
-            g = G[r, c]
-            if g > thr:
-                col = cidx[c]
-                if col == row or masked and (labels[row] == labels[col] or labels[col] < 0):
-                    continue
-                _insert(g, col, row, best_v, best_i, worst_pos)
-                thr = best_v[row, worst_pos[row]]
+        for c0 in range(0, nc, _COL_CHUNK):
+            c1 = min(nc, c0 + _COL_CHUNK)
+            n = 0
+            for c in range(c0, c1):  # as in _keep_rows: a chunk with no entry above the worst is skipped
+                n += G[r, c] > thr
+            if n == 0:
+                continue
+            for c in range(c0, c1):
+                g = G[r, c]
+                if g > thr:
+                    col = cidx[c]
+                    if col == row or masked and (labels[row] == labels[col] or labels[col] < 0):
+                        continue
+                    _insert(g, col, row, best_v, best_i, worst_pos)
+                    thr = best_v[row, worst_pos[row]]
 
 
 def keep_best_at(G: np.ndarray, rows: np.ndarray, cols: np.ndarray, best_v: np.ndarray, best_i: np.ndarray,

@@ -242,7 +242,10 @@ class LabelSharpness(BaseEstimator):
 
             warnings.warn(notes[-1], IntrinsicsWarning, stacklevel=2)
         idx = np.flatnonzero(keep)
-        A_k, c_k = (A.subset(idx) if isinstance(A, RowSource) else A[idx]), codes[idx]
+        if idx.size == A.shape[0]:  # nothing excluded: the rows as they are (a copy would cost a pass)
+            A_k, c_k = A, codes
+        else:
+            A_k, c_k = (A.subset(idx) if isinstance(A, RowSource) else A[idx]), codes[idx]
         if np.unique(c_k).size < 2:
             raise EstimationError("after excluding label conflicts only one class is left; K_F is undefined")
         n = idx.size
