@@ -58,6 +58,15 @@ _COST_SCAN = 30.0
 _PAYS = 0.7            # the bound is used when its predicted cost is under this share of the full search's
 
 
+@njit(fastmath=True, cache=True, inline="always")
+def _chunk_top(G, r, c0, c1):
+    """The largest of G[r, c0:c1], a vectorised reduction, tested before any entry is looked at."""
+    top = G[r, c0]
+    for c in range(c0 + 1, c1):
+        top = max(top, G[r, c])
+    return top
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _filter(G, row_ids, col_off, thr, labels, masked, buf, cnt):
     """Record in ``buf[r]`` every column c with G[r, c] ≥ thr[r] (G = −bound²/2; other than the row
@@ -71,10 +80,7 @@ def _filter(G, row_ids, col_off, thr, labels, masked, buf, cnt):
         k = cnt[r]
         for c0 in range(0, C, _CHUNK):
             c1 = min(C, c0 + _CHUNK)
-            top = G[r, c0]
-            for c in range(c0 + 1, c1):  # the chunk's largest first (vectorised): most chunks hold none
-                top = max(top, G[r, c])
-            if top < t:
+            if _chunk_top(G, r, c0, c1) < t:  # most chunks hold none
                 continue
             for c in range(c0, c1):
                 if G[r, c] >= t:
@@ -107,10 +113,7 @@ def _filter_pair(G, pos_r, pos_c, ids, thr_r, thr_c, labels, masked, buf, off, c
             tmin = min(tmin, thr_r[t, r])
         for c0 in range(0, C, _CHUNK):
             c1 = min(C, c0 + _CHUNK)
-            top = G[r, c0]
-            for c in range(c0 + 1, c1):  # the chunk's largest first (vectorised): most chunks hold none
-                top = max(top, G[r, c])
-            if top < tmin:
+            if _chunk_top(G, r, c0, c1) < tmin:
                 continue
             for c in range(c0, c1):
                 g = G[r, c]
