@@ -46,6 +46,17 @@ def _insert(v: np.float32, j: np.int64, row: int, best_v, best_i, worst_pos) -> 
     worst_pos[row] = wp
 
 
+@njit(cache=True, inline="always")
+def _chunk_beats(G, r, c0, c1, thr) -> bool:
+    """Whether any of G[r, c0:c1] beats ``thr``: a count of IEEE comparisons, an integer sum the
+    compiler vectorises (most chunks hold none once the lists fill, and their entry-by-entry loop is
+    then skipped)."""
+    n = 0
+    for c in range(c0, c1):
+        n += G[r, c] > thr
+    return n > 0
+
+
 @njit(parallel=True, cache=True)
 def _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked):
     nr, nc = G.shape
@@ -54,10 +65,7 @@ def _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked):
         thr = best_v[row, worst_pos[row]]  # the row's current worst, kept in a register
         for c0 in range(0, nc, _COL_CHUNK):
             c1 = min(nc, c0 + _COL_CHUNK)
-            n = 0
-            for c in range(c0, c1):  # whether any entry of the chunk beats the worst: a vectorised count
-                n += G[r, c] > thr
-            if n == 0:  # (most chunks, once the list fills): the entry-by-entry loop is skipped
+            if not _chunk_beats(G, r, c0, c1, thr):
                 continue
             for c in range(c0, c1):
                 g = G[r, c]
@@ -105,10 +113,7 @@ def _keep_rows_at(G, ridx, cidx, best_v, best_i, worst_pos, labels, masked):
         thr = best_v[row, worst_pos[row]]
         for c0 in range(0, nc, _COL_CHUNK):
             c1 = min(nc, c0 + _COL_CHUNK)
-            n = 0
-            for c in range(c0, c1):  # as in _keep_rows: a chunk with no entry above the worst is skipped
-                n += G[r, c] > thr
-            if n == 0:
+            if not _chunk_beats(G, r, c0, c1, thr):
                 continue
             for c in range(c0, c1):
                 g = G[r, c]
