@@ -7,7 +7,8 @@ and prints both times, their ratio, each run's peak memory above the process's m
 (imports and compiled kernels loaded by a warm-up on 2,000 rows), the file's size, and that the results
 are identical. Default data: Fashion-MNIST's 60,000 training images (float32, 188 MB); ``--n/--d`` make a
 synthetic file instead (a 20-dimensional subspace plus noise, written in chunks).
-Usage: python benchmarks/bench_out_of_core.py [--n N --d D] [--dir DIR] [--json FILE]
+Usage: python benchmarks/bench_out_of_core.py [--n N --d D] [--dir DIR] [--json FILE] [--record]
+(--record: also write docs/speed/out-of-core.json, from which the README's figures are rendered; default data only)
 """
 
 from __future__ import annotations
@@ -80,7 +81,10 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=3072)
     ap.add_argument("--dir", help="folder for the file (default: a temporary folder)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--record", action="store_true", help="write docs/speed/out-of-core.json (the README's source)")
     a = ap.parse_args()
+    if a.record and a.n:
+        raise SystemExit("--record is for the README's benchmark: Fashion-MNIST, without --n")
 
     from intrinsics._machine import describe_machine, machine_line
 
@@ -88,6 +92,7 @@ def main() -> None:
         folder = Path(tmp)
         path, lab, name = _file(a, folder)
         size = path.stat().st_size
+        shape = np.load(path, mmap_mode="r").shape
         runs = {}
         for mode in ("memory", "mmap"):
             out = subprocess.run([sys.executable, "-c", RUN, str(path), str(lab), mode, str(folder / "warm.npy")],
@@ -101,9 +106,14 @@ def main() -> None:
     print(f"  memory-mapped: {mm['seconds']:7.2f} s = {mm['seconds'] / mem['seconds']:.2f}x in memory, "
           f"peak memory +{grown['mmap']:6.0f} MiB ({grown['mmap'] / (size / 2**20):.2f}x the file)")
     print(f"  identical results: {mem['digest'] == mm['digest']}")
+    result = {"dataset": name, "N": shape[0], "D": shape[1], "file_bytes": size, "runs": runs,
+              "peak_growth_mib": grown, "identical": mem["digest"] == mm["digest"]}
     if a.json:
-        Path(a.json).write_text(json.dumps({"dataset": name, "file_bytes": size, "runs": runs,
-                                            "peak_growth_mib": grown}, indent=2), encoding="utf-8")
+        Path(a.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    if a.record:
+        from _floor import write_record
+
+        print("wrote", write_record("out-of-core", vars(a), result))
 
 
 if __name__ == "__main__":
