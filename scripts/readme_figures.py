@@ -3,7 +3,7 @@
     python scripts/readme_figures.py                  # run the full demo in a fresh folder, then write
     python scripts/readme_figures.py --demo-dir DIR   # use a finished demo folder (runs it there if not)
     python scripts/readme_figures.py --check          # exit 1 if README's blocks are not what the records give
-    python scripts/readme_figures.py --speed          # rewrite only the speed block, from docs/speed/*.json
+    python scripts/readme_figures.py --speed          # rewrite only the speed blocks, from docs/speed/*.json
 
 It keeps the record in ``docs/demo_figures.json`` (the verdicts with their numbers, the learning-curve
 checks, the K_F levels, both plan backtests, the time, the run counts, the machine and the commit) and
@@ -12,7 +12,8 @@ test suite can check that the README says exactly what the record holds.
 
 The speed tables come the same way from the benchmarks' own records (``docs/speed/*.json``, written by
 ``benchmarks/bench_neighbors.py --record`` and ``benchmarks/bench_measure.py --record NAME``), with the
-targets of the neighbour engine's issue beside what was measured.
+targets of the neighbour engine's issue beside what was measured, and the out-of-core figures from
+``benchmarks/bench_out_of_core.py --record``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ SPEED_END = "<!-- speed-figures: end -->"
 # The benchmarks the speed block shows: the README's record names, in column order.
 SPEED_MEASURE = ("measure-fashion-mnist", "measure-lesion")
 SPEED_NEIGHBORS = "neighbors"
+OOC = "out-of-core"
+OOC_BEGIN = ("<!-- out-of-core-figures: begin (written by scripts/readme_figures.py from docs/speed/out-of-core.json; "
+             "do not edit) -->")
+OOC_END = "<!-- out-of-core-figures: end -->"
 
 
 def record_from_demo(demo_dir: Path) -> dict[str, Any]:
@@ -245,11 +250,32 @@ def render_speed(recs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def render_out_of_core(rec: dict[str, Any]) -> str:
+    """The README's out-of-core figures (markers included) from bench_out_of_core.py's record alone."""
+    r = rec["result"]
+    mem, mm = r["runs"]["memory"], r["runs"]["mmap"]
+    grown, mib = r["peak_growth_mib"], r["file_bytes"] / 2**20
+    search = mem["engine"].get("search", {})
+    how = f"; pruned {_pruning(search)}" if search else ""
+    return "\n".join([
+        OOC_BEGIN, "",
+        f"On {machine_line(rec['machine'])} (commit `{rec['commit']}`), `python benchmarks/bench_out_of_core.py "
+        f"--record` on {r['dataset']}, float32 (a {mib:,.0f} MiB file), k = 20 and the nearest other label:",
+        f"- in memory: {_s(mem['seconds'])}, peak memory +{grown['memory']:,.0f} MiB above the process "
+        f"before the call{how};",
+        f"- memory-mapped: {_s(mm['seconds'])} ({mm['seconds'] / mem['seconds']:.2f}× in memory), peak memory "
+        f"+{grown['mmap']:,.0f} MiB ({grown['mmap'] / mib:.2f}× the file);",
+        "- identical results (the same neighbour indices and distances, bit for bit): "
+        + ("yes." if r["identical"] else "**no**."),
+        "", OOC_END])
+
+
 def speed_records() -> dict[str, dict[str, Any]]:
-    missing = [n for n in (*SPEED_MEASURE, SPEED_NEIGHBORS) if not (SPEED_DIR / f"{n}.json").exists()]
+    missing = [n for n in (*SPEED_MEASURE, SPEED_NEIGHBORS, OOC) if not (SPEED_DIR / f"{n}.json").exists()]
     if missing:
         raise SystemExit(f"no benchmark record {', '.join(missing)} in {SPEED_DIR}; run benchmarks/bench_neighbors.py "
-                         "--record and benchmarks/bench_measure.py --cli --record NAME")
+                         "--record, benchmarks/bench_measure.py --cli --record NAME and "
+                         "benchmarks/bench_out_of_core.py --record")
     return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(SPEED_DIR.glob("*.json"))}
 
 
@@ -259,6 +285,13 @@ def replace_block(text: str, block: str, begin: str = BEGIN, end: str = END) -> 
         raise SystemExit(f"README.md must hold the markers once each, in order:\n{begin}\n{end}")
     a, b = text.index(begin), text.index(end) + len(end)
     return text[:a] + block + text[b:]
+
+
+def _with_speed(text: str) -> str:
+    """``text`` with its speed block and its out-of-core figures rendered from docs/speed/*.json."""
+    recs = speed_records()
+    text = replace_block(text, render_speed(recs), SPEED_BEGIN, SPEED_END)
+    return replace_block(text, render_out_of_core(recs[OOC]), OOC_BEGIN, OOC_END)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,14 +307,14 @@ def main(argv: list[str] | None = None) -> int:
             print("README.md's demo figures differ from docs/demo_figures.json; run scripts/readme_figures.py",
                   file=sys.stderr)
             return 1
-        if replace_block(text, render_speed(speed_records()), SPEED_BEGIN, SPEED_END) != text:
+        if _with_speed(text) != text:
             print("README.md's speed figures differ from docs/speed/*.json; run scripts/readme_figures.py --speed",
                   file=sys.stderr)
             return 1
         print("README.md's demo and speed figures match docs/demo_figures.json and docs/speed/*.json")
         return 0
     if args.speed:
-        README.write_text(replace_block(text, render_speed(speed_records()), SPEED_BEGIN, SPEED_END), encoding="utf-8")
+        README.write_text(_with_speed(text), encoding="utf-8")
         print("wrote the speed figures in README.md (from docs/speed/*.json)")
         return 0
     demo_dir = args.demo_dir or Path(tempfile.mkdtemp(prefix="intrinsics-demo-"))

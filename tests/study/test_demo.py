@@ -228,8 +228,36 @@ def test_the_speed_block_comes_from_the_benchmark_records_and_judges_each_target
     line = next(ln for ln in rf.render_speed(slow).splitlines() if "`measure` ≤ 0.35 F" in ln)
     assert line.endswith("| 0.40 F | **no** |")
     # a missing record is named, with the command that writes it
-    for name in ("neighbors", "measure-fashion-mnist"):
+    for name in ("neighbors", "measure-fashion-mnist", "out-of-core"):
         (tmp_path / f"{name}.json").write_text(json.dumps(recs[name]))
     monkeypatch.setattr(rf, "SPEED_DIR", tmp_path)
     with pytest.raises(SystemExit, match="no benchmark record measure-lesion .*bench_measure.py --cli --record"):
         rf.speed_records()
+
+
+def test_the_out_of_core_figures_come_from_their_record(tmp_path, monkeypatch):
+    """README.md's out-of-core lines are rendered from docs/speed/out-of-core.json alone: a changed
+    record changes them, and a run whose two results differ is said to differ."""
+    import copy
+
+    rf = _readme_figures()
+    recs = rf.speed_records()
+    rec = recs["out-of-core"]
+    block = rf.render_out_of_core(rec)
+    assert block.startswith(rf.OOC_BEGIN) and block.endswith(rf.OOC_END)
+    assert block in rf.README.read_text(encoding="utf-8")
+    mem, mm = rec["result"]["runs"]["memory"], rec["result"]["runs"]["mmap"]
+    assert f"{mm['seconds']:.2f} s ({mm['seconds'] / mem['seconds']:.2f}× in memory)" in block
+    assert rf.machine_line(rec["machine"]) in block and rec["commit"] in block
+    changed = copy.deepcopy(rec)
+    changed["result"]["runs"]["mmap"]["seconds"] = 2 * mem["seconds"]
+    changed["result"]["identical"] = False
+    other = rf.render_out_of_core(changed)
+    assert "(2.00× in memory)" in other and other.removesuffix(rf.OOC_END).rstrip().endswith("**no**.")
+    # a README whose out-of-core lines were edited by hand fails the check
+    monkeypatch.setattr(rf, "README", tmp_path / "README.md")
+    text = (rf.ROOT / "README.md").read_text(encoding="utf-8")
+    (tmp_path / "README.md").write_text(text.replace(block, other), encoding="utf-8")
+    assert rf.main(["--check"]) == 1
+    (tmp_path / "README.md").write_text(text, encoding="utf-8")
+    assert rf.main(["--check"]) == 0
