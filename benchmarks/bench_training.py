@@ -5,9 +5,11 @@ channel, two classes, batch size from the reference recipe (smallcnn 64, resnet1
 images held in memory exactly as `train` holds a real dataset. Reports images/s and the fraction of
 training-step time outside the model's forward/backward/optimizer step (target: under 5%).
 
-    .venv/bin/python benchmarks/bench_training.py [--n 320] [--epochs 1] [--repeats 3] [--json out.json]
+    .venv/bin/python benchmarks/bench_training.py [--n 320] [--epochs 1] [--repeats 3] [--json out.json] [--record]
 
-On a machine without a GPU, the GPU rows are reported as not measured.
+On a machine without a GPU, the GPU rows are reported as not measured. ``--record`` also writes
+docs/speed/training.json, from which the README's figures are rendered; it is refused with any setting
+but the defaults (no --n, --epochs, --repeats or --threads).
 """
 
 from __future__ import annotations
@@ -57,7 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="measured runs per case; the fastest is reported")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--json", help="also write the rows to this file")
+    ap.add_argument("--record", action="store_true",
+                    help="write docs/speed/training.json (the README's source); the default settings only")
     args = ap.parse_args(argv)
+    changed = [k for k in ("n", "epochs", "repeats", "threads") if getattr(args, k) != ap.get_default(k)]
+    if args.record and changed:
+        raise SystemExit("--record is for the README's benchmark: the default settings, without "
+                         + ", ".join(f"--{k}" for k in changed))
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -78,10 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         print(gpu_note)
     worst = max(r["data_fraction"] for r in rows if r["data_fraction"] is not None)
     print(f"largest data-handling share: {100 * worst:.2f}% (target < 5%)")
+    result = {"rows": rows, "gpu": gpu_note or "measured", "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "largest_data_fraction": worst}
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"rows": rows, "gpu": gpu_note or "measured", "torch": torch.__version__,
-                       "threads": torch.get_num_threads()}, fh, indent=2)
+            json.dump(result, fh, indent=2)
+    if args.record:
+        from _floor import write_record
+
+        print("wrote", write_record("training", vars(args), result))
     return 0 if worst < 0.05 else 1
 
 

@@ -20,7 +20,10 @@ steps of 250 × 100 epochs, at 224×224 grey-scale, with the 750-image test set 
    grid's runs are small and leave a large GPU partly idle one at a time.
 
     .venv/bin/python benchmarks/grid_cost.py [--datasets 11] [--epochs 100] [--devices 1,4,8] [--pack 4]
-                                             [--json out.json]
+                                             [--json out.json] [--record]
+
+``--record`` also writes docs/speed/grid-cost.json, from which the README's figures are rendered; it is
+refused with any setting but the defaults (the reference grid, ``--devices 1,4,8``).
 """
 
 from __future__ import annotations
@@ -118,7 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", default="1,4,8", help="device counts to predict the grid's wall time for")
     ap.add_argument("--pack", type=int, default=4, help="on CUDA: resnet18 runs trained at once on one GPU")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--record", action="store_true",
+                    help="write docs/speed/grid-cost.json (the README's source); the default settings only")
     args = ap.parse_args(argv)
+    changed = [k for k in vars(args) if k not in ("json", "record") and getattr(args, k) != ap.get_default(k)]
+    if args.record and changed:
+        raise SystemExit("--record is for the README's benchmark: the default settings, without "
+                         + ", ".join("--" + k.replace("_", "-") for k in changed))
     sizes = [int(s) for s in args.sizes.split(",")]
     train_images = args.datasets * args.epochs * sum(sizes)  # per model
     test_images = args.datasets * args.epochs * len(sizes) * args.n_test
@@ -188,12 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("GPU not measured: no CUDA device here. The day-or-not answer is the line above: a GPU "
               f"must sustain {need_tflops:.1f} TFLOP/s in training")
+    result = {"models": rows, "total_pflop": total_pflop, "need_tflops_for_24h": need_tflops,
+              "cpu_resnet18_images_per_s": cpu, "cpu_gflops": cpu_tflops * 1e3, "cpu_threads": torch.get_num_threads(),
+              "cpu_grid_days": cpu_days, "runs": len(cpu_runs), "image_size": SIZE, "gpu": gpu_rows,
+              "wall_by_devices": {k: {str(d): v for d, v in w.items()} for k, w in walls.items()}, "packed": packed,
+              "gpu_name": torch.cuda.get_device_name() if gpu_rows else None}
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"models": rows, "total_pflop": total_pflop, "need_tflops_for_24h": need_tflops,
-                       "cpu_resnet18_images_per_s": cpu, "cpu_grid_days": cpu_days, "gpu": gpu_rows,
-                       "wall_by_devices": walls, "packed": packed,
-                       "gpu_name": torch.cuda.get_device_name() if gpu_rows else None}, fh, indent=2)
+            json.dump(result, fh, indent=2)
+    if args.record:
+        from _floor import write_record
+
+        print("wrote", write_record("grid-cost", vars(args), result))
     return 0
 
 
