@@ -8,16 +8,22 @@ def _topk_sets(G, k):
     return [set(np.argsort(-row, kind="stable")[:k]) for row in G]
 
 
+# Blocks narrower than a chunk of columns (the entry-by-entry path only), and blocks of several whole
+# chunks and a shorter last one (the SIMD test of whole chunks, the columns' pass in several bands).
+_BLOCKS = {"narrow": [(0, 40), (40, 97), (97, 150)], "wide": [(0, 300), (300, 563), (563, 700)]}
+
+
+@pytest.mark.parametrize("blocks", list(_BLOCKS))
 @pytest.mark.parametrize("k", [1, 5, 40])
-def test_keep_best_over_blocks_equals_topk_of_whole_matrix(rng, k):
-    n = 150
+def test_keep_best_over_blocks_equals_topk_of_whole_matrix(rng, k, blocks):
+    bounds = _BLOCKS[blocks]
+    n = bounds[-1][1]
     S = rng.normal(size=(n, n)).astype(np.float32)
     S = (S + S.T) / 2  # symmetric scores, as the engine's −d²/2
     np.fill_diagonal(S, -np.inf)
     best_v = np.full((n, k), -np.inf, dtype=np.float32)
     best_i = np.zeros((n, k), dtype=np.int64)
     worst = np.zeros(n, dtype=np.int64)
-    bounds = [(0, 40), (40, 97), (97, 150)]
     for b in range(3):
         for a in range(b + 1):
             (sa, ea), (sb, eb) = bounds[a], bounds[b]
@@ -25,6 +31,33 @@ def test_keep_best_over_blocks_equals_topk_of_whole_matrix(rng, k):
             _kernels.keep_best(G, sa, sb, best_v, best_i, worst, columns=a != b)
     assert [set(r) for r in best_i] == _topk_sets(S, k)
     np.testing.assert_array_equal(np.sort(best_v, 1), np.sort(np.take_along_axis(S, best_i, 1), 1))
+
+
+@pytest.mark.parametrize("blocks", list(_BLOCKS))
+def test_keep_best_with_labels_keeps_only_other_labels(rng, blocks):
+    """With labels, each row keeps its best-scored rows of another label (a label < 0: never kept nor
+    queried), through both passes; and keep_best_at gives the rows' lists the same."""
+    bounds = _BLOCKS[blocks]
+    n, k = bounds[-1][1], 3
+    S = rng.normal(size=(n, n)).astype(np.float32)
+    S = (S + S.T) / 2
+    np.fill_diagonal(S, -np.inf)
+    lab = rng.integers(0, 3, n)
+    lab[rng.choice(n, 7, replace=False)] = -1
+    ref = S.copy()
+    ref[(lab[:, None] == lab[None, :]) | (lab[None, :] < 0)] = -np.inf
+    lists = [(np.full((n, k), -np.inf, dtype=np.float32), np.zeros((n, k), dtype=np.int64),
+              np.zeros(n, dtype=np.int64)) for _ in range(2)]
+    for b in range(3):
+        for a in range(b + 1):
+            (sa, ea), (sb, eb) = bounds[a], bounds[b]
+            _kernels.keep_best(np.ascontiguousarray(S[sa:ea, sb:eb]), sa, sb, *lists[0], columns=a != b, labels=lab)
+    for sa, ea in bounds:
+        _kernels.keep_best_at(np.ascontiguousarray(S[sa:ea]), np.arange(sa, ea), np.arange(n), *lists[1], labels=lab)
+    q = lab >= 0
+    for best_v, best_i, _ in lists:
+        np.testing.assert_array_equal(np.sort(best_v[q], 1), np.sort(-np.sort(-ref[q], 1)[:, :k], 1))
+        assert (lab[best_i[q]] != lab[q][:, None]).all() and (lab[best_i[q]] >= 0).all()
 
 
 def test_keep_best_never_keeps_minus_inf(rng):

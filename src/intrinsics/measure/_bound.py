@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import _kernels
-from ._kernels import sqdist_pair
+from ._kernels import hit_chunks, hit_chunks_each, sqdist_pair
 from ._gemm import gemm_nt
 from ._prune import right_rows
 
@@ -43,7 +43,7 @@ _MAX_M = 64            # the bound's dimensions at most (more costs more than it
 _SAMPLE = 512          # rows the projection is fitted on
 _ROWS = 256            # query rows per block of bound products
 _COLS = 8192           # columns per block of bound products
-_CHUNK = 64            # columns tested at once (their largest value) before any is recorded
+_CHUNK = _kernels._COL_CHUNK  # columns tested at once (whether any reaches) before any is recorded
 _PAIR_BLOCK = 2048     # rows per block of the symmetric pass over pairs of blocks
 _PAIR_BYTES = 512 << 20  # the most the symmetric pass's candidate buffers may take
 # Costs relative to one term of the full search's float32 product (its N²/2 pairs × D terms), measured on
@@ -58,15 +58,6 @@ _COST_SCAN = 30.0
 _PAYS = 0.7            # the bound is used when its predicted cost is under this share of the full search's
 
 
-@njit(fastmath=True, cache=True, inline="always")
-def _chunk_top(G, r, c0, c1):
-    """The largest of G[r, c0:c1], a vectorised reduction, tested before any entry is looked at."""
-    top = G[r, c0]
-    for c in range(c0 + 1, c1):
-        top = max(top, G[r, c])
-    return top
-
-
 @njit(parallel=True, fastmath=True, cache=True)
 def _filter(G, row_ids, col_off, thr, labels, masked, buf, cnt):
     """Record in ``buf[r]`` every column c with G[r, c] ≥ thr[r] (G = −bound²/2; other than the row
@@ -74,14 +65,15 @@ def _filter(G, row_ids, col_off, thr, labels, masked, buf, cnt):
     ``buf``'s width."""
     R, C = G.shape
     cap = buf.shape[1]
+    hits = np.empty((R, (C + _CHUNK - 1) // _CHUNK), dtype=np.int64)
     for r in prange(R):
         i = row_ids[r]
         t = thr[r]
         k = cnt[r]
-        for c0 in range(0, C, _CHUNK):
+        below = np.nextafter(t, -np.inf)  # G ≥ t exactly when G > below (float64 comparisons)
+        for h in range(hit_chunks(G, r, below, hits[r])):  # most chunks hold none
+            c0 = hits[r, h]
             c1 = min(C, c0 + _CHUNK)
-            if _chunk_top(G, r, c0, c1) < t:  # most chunks hold none
-                continue
             for c in range(c0, c1):
                 if G[r, c] >= t:
                     j = col_off + c
@@ -96,25 +88,27 @@ def _filter(G, row_ids, col_off, thr, labels, masked, buf, cnt):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _filter_pair(G, pos_r, pos_c, ids, thr_r, thr_c, labels, masked, buf, off, cap, cnt, diagonal):
+def _filter_pair(G, pos_r, pos_c, ids, thr_r, thr_c, labels, masked, buf, off, cap, cnt, diagonal, band):
     """One symmetric block of −bound²/2 (rows at positions pos_r.., columns at pos_c.. of the locality
     order; ``ids`` the input row at each position) into every list's candidates: column j of row i where
     G ≥ thr_r[t, r] (a candidate of i), and row i of column j where G ≥ thr_c[t, c] (of j). List t of
     position p keeps its candidates in ``buf[p, off[t]:off[t] + cap[t]]`` and counts them in ``cnt[t, p]``
     (also beyond ``cap``). With ``masked[t]``: only rows of another label, not negative. A diagonal block
-    (pos_r == pos_c) is read by rows only: each pair appears there twice."""
+    (pos_r == pos_c) is read by rows only: each pair appears there twice. The columns' hits are listed
+    row by row, then recorded by bands of ``band`` columns (see :func:`~._kernels.hit_chunks_each`)."""
     R, C = G.shape
     L = thr_r.shape[0]
+    hits = np.empty((R, (C + _CHUNK - 1) // _CHUNK), dtype=np.int64)
     for r in prange(R):  # the rows' candidates: each thread owns rows
         p = pos_r + r
         i = ids[p]
         tmin = thr_r[0, r]
         for t in range(1, L):
             tmin = min(tmin, thr_r[t, r])
-        for c0 in range(0, C, _CHUNK):
+        below = np.nextafter(tmin, -np.inf)
+        for h in range(hit_chunks(G, r, below, hits[r])):
+            c0 = hits[r, h]
             c1 = min(C, c0 + _CHUNK)
-            if _chunk_top(G, r, c0, c1) < tmin:
-                continue
             for c in range(c0, c1):
                 g = G[r, c]
                 if g < tmin:
@@ -130,35 +124,36 @@ def _filter_pair(G, pos_r, pos_c, ids, thr_r, thr_c, labels, masked, buf, off, c
                         cnt[t, p] = k + 1
     if diagonal:
         return
-    n_chunks = (C + _CHUNK - 1) // _CHUNK
-    for ch in prange(n_chunks):  # the columns' candidates: each thread owns a range of columns
-        c0 = ch * _CHUNK
-        c1 = min(C, c0 + _CHUNK)
-        tmin = np.empty(c1 - c0, dtype=thr_c.dtype)
-        for c in range(c0, c1):
-            v = thr_c[0, c]
-            for t in range(1, L):
-                v = min(v, thr_c[t, c])
-            tmin[c - c0] = v
+    below = np.empty(C, dtype=thr_c.dtype)  # per column, G ≥ the lists' least threshold exactly when
+    for c in range(C):                      # G > below
+        v = thr_c[0, c]
+        for t in range(1, L):
+            v = min(v, thr_c[t, c])
+        below[c] = np.nextafter(v, -np.inf)
+    n_hits = np.empty(R, dtype=np.int64)
+    for r in prange(R):  # the columns' candidates: first each row's chunks that reach any column
+        n_hits[r] = hit_chunks_each(G, r, below, hits[r])
+    for bd in prange((C + band - 1) // band):  # then by bands of columns, a thread per band
+        b0 = bd * band
+        b1 = min(C, b0 + band)
         for r in range(R):
-            hits = 0
-            for c in range(c0, c1):  # a count of comparisons, vectorised: most rows reach no column
-                hits += G[r, c] >= tmin[c - c0]
-            if hits == 0:
-                continue
             i = ids[pos_r + r]
-            for c in range(c0, c1):
-                g = G[r, c]
-                if g < tmin[c - c0]:
+            for h in range(n_hits[r]):
+                c0 = hits[r, h]
+                if c0 < b0 or c0 >= b1:
                     continue
-                p = pos_c + c
-                j = ids[p]
-                for t in range(L):
-                    if g >= thr_c[t, c] and not (masked[t] and (labels[j] == labels[i] or labels[i] < 0)):
-                        k = cnt[t, p]
-                        if k < cap[t]:
-                            buf[p, off[t] + k] = i
-                        cnt[t, p] = k + 1
+                for c in range(c0, min(b1, c0 + _CHUNK)):
+                    g = G[r, c]
+                    if not g > below[c]:
+                        continue
+                    p = pos_c + c
+                    j = ids[p]
+                    for t in range(L):
+                        if g >= thr_c[t, c] and not (masked[t] and (labels[j] == labels[i] or labels[i] < 0)):
+                            k = cnt[t, p]
+                            if k < cap[t]:
+                                buf[p, off[t] + k] = i
+                            cnt[t, p] = k + 1
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -406,7 +401,8 @@ class _Bounds:
                 G = gemm_nt(ob.W[a:ea], ob.Wr[b:eb])
                 thr_r = np.stack([ob.thresholds(pos_a, t[a:ea], b, eb) for t in taus_o])
                 thr_c = np.stack([ob.thresholds(np.arange(b, eb), t[b:eb], a, ea) for t in taus_o])
-                _filter_pair(G, a, b, order, thr_r, thr_c, labels, masked, buf, off, cap, cnt, a == b)
+                _filter_pair(G, a, b, order, thr_r, thr_c, labels, masked, buf, off, cap, cnt, a == b,
+                             _kernels.band_width(G.shape[1]))
         return [(buf[:, o:o + c], cnt[t], int(c)) for t, (o, c) in enumerate(zip(off, cap))]
 
     def collect(self, rows: np.ndarray, taus: list[np.ndarray], lists: list[Any], caps: list[int],
