@@ -12,8 +12,10 @@ test suite can check that the README says exactly what the record holds.
 
 The speed tables come the same way from the benchmarks' own records (``docs/speed/*.json``, written by
 ``benchmarks/bench_neighbors.py --record`` and ``benchmarks/bench_measure.py --record NAME``), with the
-targets of the neighbour engine's issue beside what was measured, and the out-of-core figures from
-``benchmarks/bench_out_of_core.py --record``.
+targets of the neighbour engine's issue beside what was measured; so do the out-of-core figures
+(``benchmarks/bench_out_of_core.py --record``), the executors' table (``benchmarks/bench_executors.py
+--record``), the training throughput (``benchmarks/bench_training.py --record``) and the grid's cost
+(``benchmarks/grid_cost.py --record``), each between its own pair of markers.
 """
 
 from __future__ import annotations
@@ -43,6 +45,29 @@ OOC = "out-of-core"
 OOC_BEGIN = ("<!-- out-of-core-figures: begin (written by scripts/readme_figures.py from docs/speed/out-of-core.json; "
              "do not edit) -->")
 OOC_END = "<!-- out-of-core-figures: end -->"
+EXEC = "executors"
+EXEC_BEGIN = ("<!-- executors-figures: begin (written by scripts/readme_figures.py from docs/speed/executors.json; "
+              "do not edit) -->")
+EXEC_END = "<!-- executors-figures: end -->"
+TRAIN = "training"
+TRAIN_BEGIN = ("<!-- training-figures: begin (written by scripts/readme_figures.py from docs/speed/training.json; "
+               "do not edit) -->")
+TRAIN_END = "<!-- training-figures: end -->"
+GRID = "grid-cost"
+GRID_BEGIN = ("<!-- grid-cost-figures: begin (written by scripts/readme_figures.py from docs/speed/grid-cost.json; "
+              "do not edit) -->")
+GRID_END = "<!-- grid-cost-figures: end -->"
+# Every record the README's speed figures are rendered from, with the command that writes it.
+SPEED_COMMANDS = {
+    "measure-fashion-mnist": "benchmarks/bench_measure.py --cli --record measure-fashion-mnist",
+    "measure-lesion": "benchmarks/bench_measure.py --cli --record measure-lesion "
+                      "--source 'synthetic:lesion?n=20000&size=64'",
+    SPEED_NEIGHBORS: "benchmarks/bench_neighbors.py --record",
+    OOC: "benchmarks/bench_out_of_core.py --record",
+    EXEC: "benchmarks/bench_executors.py --record",
+    TRAIN: "benchmarks/bench_training.py --record",
+    GRID: "benchmarks/grid_cost.py --record",
+}
 
 
 def record_from_demo(demo_dir: Path) -> dict[str, Any]:
@@ -270,12 +295,111 @@ def render_out_of_core(rec: dict[str, Any]) -> str:
         "", OOC_END])
 
 
+def _and(parts: list[str]) -> str:
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
+
+
+def render_executors(rec: dict[str, Any]) -> str:
+    """The README's table of what Ray costs (markers included) from bench_executors.py's record alone."""
+    r = rec["result"]
+    cores = r["cores"]
+    runs = [t for e in r["executors"] for rep in e["run_s"] for t in rep]
+    each = "one run of the grid per executor" if r["repeats"] == 1 else f"medians of {r['repeats']} runs of the grid"
+
+    def label(e: dict[str, Any]) -> str:
+        if e["executor"] == "ray":
+            return f"Ray, a local instance with {cores} CPUs (`cpus_per_run = {r['cpus_per_run']}`)"
+        return f"local, {e['workers']} worker{'s' if e['workers'] != 1 else ''}"
+
+    out = [EXEC_BEGIN, "",
+           f"On {machine_line(rec['machine'])} (commit `{rec['commit']}`), `python benchmarks/bench_executors.py "
+           f"--record` (`--epochs {r['epochs']}`) ran the {r['grid']} grid: {r['runs']} runs of "
+           f"{_and([f'`{m}`' for m in r['models']])}, {min(runs):.1f} to {max(runs):.1f} s each, "
+           f"{'one' if r['threads_per_run'] == 1 else r['threads_per_run']} torch thread per run, {each}:", "",
+           f"| executor | wall | median run | vs local, {cores} workers |", "|---|---|---|---|"]
+    out += [f"| {label(e)} | {e['median_wall_s']:.1f} s | {_s(e['median_run_s'])} | {e['vs_local_all_cores']:.2f}× |"
+            for e in r["executors"]]
+    return "\n".join([*out, "", EXEC_END])
+
+
+def _throughput(rows: list[dict[str, Any]]) -> str:
+    """``smallcnn 2,052 images/s at 28×28 and 565 at 64×64; resnet18 ...``: each model's rows in order."""
+    models: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        models.setdefault(row["model"], []).append(row)
+    return "; ".join(f"{m} " + " and ".join(f"{row['images_per_s']:,.0f}{' images/s' if i == 0 else ''} at "
+                                            f"{row['size']}×{row['size']}" for i, row in enumerate(rs))
+                     for m, rs in models.items())
+
+
+def render_training(rec: dict[str, Any]) -> str:
+    """The README's training throughput (markers included) from bench_training.py's record alone."""
+    r = rec["result"]
+    by_device: dict[str, list[dict[str, Any]]] = {}
+    for row in r["rows"]:
+        by_device.setdefault(row["device"], []).append(row)
+    parts = []
+    for device, rows in by_device.items():
+        where = f"on the CPU ({r['threads']} threads)" if device == "cpu" else f"on {device}"
+        parts.append(f"{where}, {rows[0]['images']:,} random images a run: {_throughput(rows)}")
+    gpu = "" if r["gpu"] == "measured" else f" {r['gpu']}."
+    return "\n".join([
+        TRAIN_BEGIN, "",
+        f"On {machine_line(rec['machine'])} (commit `{rec['commit']}`), torch {r['torch']}, "
+        f"`python benchmarks/bench_training.py --record` (the fastest of {rec['args']['repeats']} runs of "
+        f"{rec['args']['epochs']} epoch{'s' if rec['args']['epochs'] != 1 else ''} per case) measured "
+        + "; ".join(parts) + f". Data handling took at most {100 * r['largest_data_fraction']:.2f}% of step time "
+        f"(target: under 5%).{gpu}",
+        "", TRAIN_END])
+
+
+def _days(walls: dict[str, float], unit: str, what: str) -> str:
+    """``255 days on 1 such machine, 64 on 4 and 33 on 8``: the predicted wall time by device count."""
+    fmt = "{:,.0f}" if unit == "days" else "{:,.1f}"
+    parts = [fmt.format(v) + (f" {unit} on {d} {what}{'s' if int(d) != 1 else ''}" if i == 0 else f" on {d}")
+             for i, (d, v) in enumerate(walls.items())]
+    return _and(parts)
+
+
+def render_grid_cost(rec: dict[str, Any]) -> str:
+    """The README's cost of the reference grid (markers included) from grid_cost.py's record alone."""
+    r, a = rec["result"], rec["args"]
+    sizes = [int(n) for n in a["sizes"].split(",")]
+    big = max(r["models"], key=lambda m: m["grid_pflop"])
+    timed = r["models"][0]["model"]
+    walls = r["wall_by_devices"]
+    out = [f"On {machine_line(rec['machine'])} (commit `{rec['commit']}`), `python benchmarks/grid_cost.py --record`: "
+           f"the grid of {a['datasets']} datasets × {len(r['models'])} models × N = {min(sizes):,}..{max(sizes):,} × "
+           f"{a['epochs']} epochs at {r['image_size']}×{r['image_size']}, the {a['n_test']}-image test set evaluated "
+           f"every epoch, is {r['total_pflop']:,.0f} PFLOP ({big['model']} alone {big['grid_pflop']:,.0f}), so "
+           f"finishing in 24 h needs a device that sustains {r['need_tflops_for_24h']:.1f} TFLOP/s while training. "
+           f"This machine ({r['cpu_threads']} CPU threads) trained {timed} at {r['image_size']}×{r['image_size']} at "
+           f"{r['cpu_resnet18_images_per_s']:.1f} images/s ({r['cpu_gflops']:,.0f} GFLOP/s); at that rate for every "
+           f"model, the grid's {r['runs']} runs handed out in grid order take "
+           f"{_days(walls['cpu'], 'days', 'such machine')}."]
+    if not r["gpu"]:
+        out.append("No CUDA device was visible to this run, so whether the grid fits in a day on a GPU is "
+                   "**not measured**.")
+    else:
+        hours = sum(g["grid_hours"] for g in r["gpu"])
+        out.append(f"On {r['gpu_name']}: " + ", ".join(f"{g['model']} {g['images_per_s']:,.0f} images/s "
+                                                        f"({g['tflops']:.1f} TFLOP/s)" for g in r["gpu"])
+                   + f"; the grid takes {hours:.1f} h of training, so it {'fits' if hours <= 24 else '**does not fit**'}"
+                   f" in a day; one run per GPU, {_days(walls['gpu'], 'h', 'GPU')}.")
+        if r.get("packed"):
+            p = r["packed"]
+            out.append(f"{p['runs_per_gpu']} {timed} runs at once on one GPU train {p['images_per_s_packed']:,.0f} "
+                       f"images/s in all ({p['gain']:.2f}× one run's {p['images_per_s_one']:,.0f}); with "
+                       f"{p['runs_per_gpu']} runs per GPU, {_days(walls['gpu_packed'], 'h', 'GPU')}.")
+    return "\n".join([GRID_BEGIN, "", " ".join(out), "", GRID_END])
+
+
 def speed_records() -> dict[str, dict[str, Any]]:
-    missing = [n for n in (*SPEED_MEASURE, SPEED_NEIGHBORS, OOC) if not (SPEED_DIR / f"{n}.json").exists()]
+    """Every benchmark record in docs/speed; a missing one the README needs is named with its command."""
+    missing = [n for n in SPEED_COMMANDS if not (SPEED_DIR / f"{n}.json").exists()]
     if missing:
-        raise SystemExit(f"no benchmark record {', '.join(missing)} in {SPEED_DIR}; run benchmarks/bench_neighbors.py "
-                         "--record, benchmarks/bench_measure.py --cli --record NAME and "
-                         "benchmarks/bench_out_of_core.py --record")
+        raise SystemExit(f"no benchmark record {'; '.join(f'{n} (run {SPEED_COMMANDS[n]})' for n in missing)} "
+                         f"in {SPEED_DIR}")
     return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(SPEED_DIR.glob("*.json"))}
 
 
@@ -288,10 +412,16 @@ def replace_block(text: str, block: str, begin: str = BEGIN, end: str = END) -> 
 
 
 def _with_speed(text: str) -> str:
-    """``text`` with its speed block and its out-of-core figures rendered from docs/speed/*.json."""
+    """``text`` with its speed block, its out-of-core figures, the executors' table, the training throughput
+    and the grid's cost rendered from docs/speed/*.json."""
     recs = speed_records()
     text = replace_block(text, render_speed(recs), SPEED_BEGIN, SPEED_END)
-    return replace_block(text, render_out_of_core(recs[OOC]), OOC_BEGIN, OOC_END)
+    for render_one, name, begin, end in ((render_out_of_core, OOC, OOC_BEGIN, OOC_END),
+                                         (render_executors, EXEC, EXEC_BEGIN, EXEC_END),
+                                         (render_training, TRAIN, TRAIN_BEGIN, TRAIN_END),
+                                         (render_grid_cost, GRID, GRID_BEGIN, GRID_END)):
+        text = replace_block(text, render_one(recs[name]), begin, end)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

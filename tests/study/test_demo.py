@@ -228,8 +228,9 @@ def test_the_speed_block_comes_from_the_benchmark_records_and_judges_each_target
     line = next(ln for ln in rf.render_speed(slow).splitlines() if "`measure` ≤ 0.35 F" in ln)
     assert line.endswith("| 0.40 F | **no** |")
     # a missing record is named, with the command that writes it
-    for name in ("neighbors", "measure-fashion-mnist", "out-of-core"):
-        (tmp_path / f"{name}.json").write_text(json.dumps(recs[name]))
+    for name in rf.SPEED_COMMANDS:
+        if name != "measure-lesion":
+            (tmp_path / f"{name}.json").write_text(json.dumps(recs[name]))
     monkeypatch.setattr(rf, "SPEED_DIR", tmp_path)
     with pytest.raises(SystemExit, match="no benchmark record measure-lesion .*bench_measure.py --cli --record"):
         rf.speed_records()
@@ -261,3 +262,112 @@ def test_the_out_of_core_figures_come_from_their_record(tmp_path, monkeypatch):
     assert rf.main(["--check"]) == 1
     (tmp_path / "README.md").write_text(text, encoding="utf-8")
     assert rf.main(["--check"]) == 0
+
+
+def _hand_edited_readme_fails_the_check(rf, tmp_path, monkeypatch, block: str, other: str) -> None:
+    """README.md with ``block`` replaced by ``other`` fails ``--check``; as it is, it passes."""
+    assert other != block
+    monkeypatch.setattr(rf, "README", tmp_path / "README.md")
+    text = (rf.ROOT / "README.md").read_text(encoding="utf-8")
+    (tmp_path / "README.md").write_text(text.replace(block, other), encoding="utf-8")
+    assert rf.main(["--check"]) == 1
+    (tmp_path / "README.md").write_text(text, encoding="utf-8")
+    assert rf.main(["--check"]) == 0
+
+
+def _rendered_in_readme(rf, render, name: str, begin: str, end: str) -> tuple[dict, str]:
+    rec = rf.speed_records()[name]
+    block = render(rec)
+    assert block.startswith(begin) and block.endswith(end)
+    assert block in rf.README.read_text(encoding="utf-8")
+    assert rf.machine_line(rec["machine"]) in block and f"(commit `{rec['commit']}`)" in block
+    return rec, block
+
+
+def test_the_executors_table_comes_from_its_record(tmp_path, monkeypatch):
+    """README.md's table of what Ray costs is rendered from docs/speed/executors.json alone."""
+    import copy
+
+    rf = _readme_figures()
+    rec, block = _rendered_in_readme(rf, rf.render_executors, "executors", rf.EXEC_BEGIN, rf.EXEC_END)
+    r = rec["result"]
+    assert f"`--epochs {r['epochs']}`" in block and f"{r['runs']} runs of `smallcnn`" in block
+    for e in r["executors"]:
+        assert f"| {e['median_wall_s']:.1f} s | {e['median_run_s']:.2f} s | {e['vs_local_all_cores']:.2f}× |" in block
+    changed = copy.deepcopy(rec)
+    ray = next(e for e in changed["result"]["executors"] if e["executor"] == "ray")
+    ray.update(median_wall_s=123.45, median_run_s=6.789, vs_local_all_cores=3.0)
+    changed["result"]["repeats"] = 3
+    other = rf.render_executors(changed)
+    assert "| 123.5 s | 6.79 s | 3.00× |" in other and "medians of 3 runs of the grid" in other
+    _hand_edited_readme_fails_the_check(rf, tmp_path, monkeypatch, block, other)
+
+
+def test_the_training_throughput_comes_from_its_record(tmp_path, monkeypatch):
+    """README.md's training throughput is rendered from docs/speed/training.json alone, GPU rows included
+    when the record has them."""
+    import copy
+
+    rf = _readme_figures()
+    rec, block = _rendered_in_readme(rf, rf.render_training, "training", rf.TRAIN_BEGIN, rf.TRAIN_END)
+    r = rec["result"]
+    first = r["rows"][0]
+    assert f"{first['model']} {first['images_per_s']:,.0f} images/s at {first['size']}×{first['size']}" in block
+    assert f"at most {100 * r['largest_data_fraction']:.2f}% of step time" in block
+    assert f"the CPU ({r['threads']} threads)" in block
+    changed = copy.deepcopy(rec)
+    changed["result"]["rows"][0]["images_per_s"] = 12345.6
+    changed["result"]["largest_data_fraction"] = 0.0123
+    changed["result"]["rows"].append({**first, "model": "resnet18", "size": 224, "device": "cuda",
+                                      "images": 2560, "images_per_s": 987.0})
+    changed["result"]["gpu"] = "measured"
+    other = rf.render_training(changed)
+    assert f"{first['model']} 12,346 images/s at" in other and "at most 1.23% of step time" in other
+    assert "on cuda, 2,560 random images a run: resnet18 987 images/s at 224×224" in other
+    assert "not measured" not in other
+    _hand_edited_readme_fails_the_check(rf, tmp_path, monkeypatch, block, other)
+
+
+def test_the_grid_cost_comes_from_its_record(tmp_path, monkeypatch):
+    """README.md's cost of the reference grid is rendered from docs/speed/grid-cost.json alone; a record
+    with GPU rows says whether the grid fits in a day."""
+    import copy
+
+    rf = _readme_figures()
+    rec, block = _rendered_in_readme(rf, rf.render_grid_cost, "grid-cost", rf.GRID_BEGIN, rf.GRID_END)
+    r = rec["result"]
+    assert f"is {r['total_pflop']:,.0f} PFLOP" in block and f"{r['need_tflops_for_24h']:.1f} TFLOP/s" in block
+    assert f"at {r['cpu_resnet18_images_per_s']:.1f} images/s ({r['cpu_gflops']:,.0f} GFLOP/s)" in block
+    assert f"the grid's {r['runs']} runs" in block
+    days = list(r["wall_by_devices"]["cpu"].values())
+    assert f"take {days[0]:,.0f} days on 1 such machine" in block and f"{days[-1]:,.0f} on 8." in block
+    if not r["gpu"]:
+        assert "**not measured**" in block
+    changed = copy.deepcopy(rec)
+    g = changed["result"]
+    g["wall_by_devices"]["cpu"] = {"1": 100.0, "4": 25.0, "8": 13.0}
+    g["gpu"] = [{"model": m["model"], "images_per_s": 500.0, "tflops": 10.0, "grid_hours": 3.0} for m in g["models"]]
+    g["gpu_name"] = "NVIDIA H200"
+    g["wall_by_devices"]["gpu"] = {"1": 18.0, "4": 4.5, "8": 2.25}
+    other = rf.render_grid_cost(changed)
+    assert "take 100 days on 1 such machine, 25 on 4 and 13 on 8." in other
+    assert "On NVIDIA H200:" in other and "the grid takes 18.0 h of training, so it fits in a day" in other
+    assert "not measured" not in other
+    g["gpu"][0]["grid_hours"] = 10.0
+    assert "25.0 h of training, so it **does not fit** in a day" in rf.render_grid_cost(changed)
+    _hand_edited_readme_fails_the_check(rf, tmp_path, monkeypatch, block, other)
+
+
+def test_a_missing_benchmark_record_is_named_with_the_command_that_writes_it(tmp_path, monkeypatch):
+    rf = _readme_figures()
+    recs = rf.speed_records()
+    monkeypatch.setattr(rf, "SPEED_DIR", tmp_path)
+    for gone, command in (("executors", "bench_executors.py --record"), ("training", "bench_training.py --record"),
+                          ("grid-cost", "grid_cost.py --record")):
+        for p in tmp_path.glob("*.json"):
+            p.unlink()
+        for name in rf.SPEED_COMMANDS:
+            if name != gone:
+                (tmp_path / f"{name}.json").write_text(json.dumps(recs[name]))
+        with pytest.raises(SystemExit, match=rf"no benchmark record {gone} \(run benchmarks/{command}\)"):
+            rf.speed_records()
