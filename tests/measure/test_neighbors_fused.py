@@ -49,6 +49,11 @@ def test_the_fused_pass_equals_the_two_passes(kind):
     ls = LabelSharpness(200, n_draws=2).fit(X, y)
     fused = LabelSharpness(200, n_draws=2).fit(X, y, nearest_other=(rows, dist, pos))
     assert fused.exact_ == ls.exact_ and fused.closest_pairs_[0].distance == ls.closest_pairs_[0].distance
+    # the same sampled value and the same label conflicts named, whether any were found (then looked
+    # for again) or none (then not)
+    a, b = fused.estimate_, ls.estimate_
+    assert (a.value, a.ci95, a.label_conflicts, a.warnings) == (b.value, b.ci95, b.label_conflicts, b.warnings)
+    assert bool(a.label_conflicts) == (kind == "duplicates")
 
 
 def test_one_class_left_gives_no_nearest_other():

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import _kernels
-from ._kernels import hit_chunks, hit_chunks_each, sqdist_pair
+from ._kernels import band_starts, hit_chunks, hit_chunks_each, sqdist_pair
 from ._gemm import gemm_nt
 from ._prune import right_rows
 
@@ -130,18 +130,17 @@ def _filter_pair(G, pos_r, pos_c, ids, thr_r, thr_c, labels, masked, buf, off, c
         for t in range(1, L):
             v = min(v, thr_c[t, c])
         below[c] = np.nextafter(v, -np.inf)
-    n_hits = np.empty(R, dtype=np.int64)
+    n_bands = (C + band - 1) // band
+    starts = np.empty((R, n_bands + 1), dtype=np.int64)
     for r in prange(R):  # the columns' candidates: first each row's chunks that reach any column
-        n_hits[r] = hit_chunks_each(G, r, below, hits[r])
-    for bd in prange((C + band - 1) // band):  # then by bands of columns, a thread per band
+        band_starts(hits[r], hit_chunks_each(G, r, below, hits[r]), band, starts[r])
+    for bd in prange(n_bands):  # then by bands of columns, a thread per band
         b0 = bd * band
         b1 = min(C, b0 + band)
         for r in range(R):
             i = ids[pos_r + r]
-            for h in range(n_hits[r]):
+            for h in range(starts[r, bd], starts[r, bd + 1]):
                 c0 = hits[r, h]
-                if c0 < b0 or c0 >= b1:
-                    continue
                 for c in range(c0, min(b1, c0 + _CHUNK)):
                     g = G[r, c]
                     if not g > below[c]:

@@ -97,6 +97,17 @@ def hit_chunks_each(G, r, thr, out) -> int:
     return nh
 
 
+@njit(cache=True, inline="always")
+def band_starts(hits, nh, band, out) -> None:
+    """``out[b]``: the first of the ascending chunk starts ``hits[:nh]`` at or past band b's first column
+    (``out[-1] = nh``), so that the thread of a band visits its own hits only."""
+    h = 0
+    for b in range(out.size):
+        while h < nh and hits[h] < b * band:
+            h += 1
+        out[b] = h
+
+
 def band_width(n_cols: int) -> int:
     """Columns per band of a columns' pass (its visits of the listed hits): about four bands per
     thread, whole chunks."""
@@ -130,18 +141,17 @@ def _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked, b
     for c in range(nc):
         thr0[c] = best_v[col_off + c, worst_pos[col_off + c]]
     hits = np.empty((nr, (nc + _COL_CHUNK - 1) // _COL_CHUNK), dtype=np.int64)
-    n_hits = np.empty(nr, dtype=np.int64)
+    n_bands = (nc + band - 1) // band
+    starts = np.empty((nr, n_bands + 1), dtype=np.int64)
     for r in prange(nr):  # (most rows, once the lists fill: none)
-        n_hits[r] = hit_chunks_each(G, r, thr0, hits[r])
-    for bd in prange((nc + band - 1) // band):  # each thread owns bands of columns: no two share a row of best_v
+        band_starts(hits[r], hit_chunks_each(G, r, thr0, hits[r]), band, starts[r])
+    for bd in prange(n_bands):  # each thread owns bands of columns: no two share a row of best_v
         b0 = bd * band
         b1 = min(nc, b0 + band)
         thr = thr0[b0:b1].copy()  # each column's current worst (it only rises: the hits are a superset)
         for r in range(nr):
-            for h in range(n_hits[r]):
+            for h in range(starts[r, bd], starts[r, bd + 1]):
                 c0 = hits[r, h]
-                if c0 < b0 or c0 >= b1:
-                    continue
                 for c in range(c0, min(b1, c0 + _COL_CHUNK)):
                     g = G[r, c]
                     if g > thr[c - b0]:

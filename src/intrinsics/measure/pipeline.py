@@ -234,7 +234,10 @@ def measure_dataset(
     if s.max_samples is not None and len(idx) > s.max_samples:
         idx = np.sort(np.random.default_rng(s.seed).choice(idx, s.max_samples, replace=False))
         measured_on += f", {s.max_samples} drawn with seed {s.seed}"
-    X = ds.images[idx]
+    every = idx.size == len(ds) and (idx == np.arange(len(ds))).all()
+    # All of an in-memory array: the array itself, not a copy (a memory-mapped one is still read into
+    # memory here, as before)
+    X = ds.images if every and type(ds.images) is np.ndarray else ds.images[idx]
     labels = None if ds.labels is None else np.asarray(ds.labels)[idx]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

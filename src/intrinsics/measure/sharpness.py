@@ -231,7 +231,11 @@ class LabelSharpness(BaseEstimator):
                 "(e.g. --classes 3,5)"
             )
         notes: list[str] = []
-        keep, conflicts = label_conflicts(A, codes)
+        if nearest_other is not None and len(nearest_other[0]) == A.shape[0]:
+            # found with the graph, which left no image out for a label conflict: none to look for again
+            keep, conflicts = np.ones(A.shape[0], dtype=bool), []
+        else:
+            keep, conflicts = label_conflicts(A, codes)
         if conflicts:
             ex = "; ".join("=".join(map(str, g[:4])) for g in conflicts[:3])
             notes.append(
