@@ -202,9 +202,14 @@ def render_speed(recs: dict[str, dict[str, Any]]) -> str:
     """The README's speed block (markers included) from the benchmark records alone."""
     meas = [recs[n] for n in SPEED_MEASURE]
     nb = recs[SPEED_NEIGHBORS]
-    machines = {(machine_line(r["machine"]), r["commit"]) for r in (*meas, nb)}
+    machines: dict[str, list[str]] = {}
+    for r in (*meas, nb):
+        commits = machines.setdefault(machine_line(r["machine"]), [])
+        if r["commit"] not in commits:
+            commits.append(r["commit"])
     out = [SPEED_BEGIN, ""]
-    out.append("Measured on " + "; ".join(f"{m} (commit `{c}`)" for m, c in sorted(machines, key=str))
+    out.append("Measured on " + "; ".join(f"{m} (commit{'s' if len(c) > 1 else ''} " + ", ".join(f"`{x}`" for x in c)
+                                          + ")" for m, c in sorted(machines.items()))
                + ", one run each unless said; every row of a table from the same run. F is the machine's "
                "matrix-multiply floor: one float32 X·Xᵀ (its symmetric half, by blocks) on the *fastest* "
                "backend installed, each backend timed (`benchmarks/_floor.py`).")
@@ -247,7 +252,7 @@ def render_speed(recs: dict[str, dict[str, Any]]) -> str:
     out.append(f"| ours, MLE k = 20 ({_pruning(n['search'])}) | {_s(n['ours_mle_s'])} | {n['ours_mle_s'] / Fn:.2f} F |")
     if "peer_mle_s" in n:
         out.append(f"| scikit-dimension `MLE(unbiased=True)` | {_s(n['peer_mle_s'])} | ours {n['speedup_vs_peer']:.1f}× "
-                   f"faster, \|Δ\| = {n['value_difference']:.1e} |")
+                   f"faster, \\|Δ\\| = {n['value_difference']:.1e} |")
     out.append(f"| ours, MLE + TwoNN + k-sweep 5..50 from one graph (k = 50) | {_s(n['all_three_s'])} | "
                f"{n['ratio_all_three_vs_mle']:.2f}× MLE alone |")
     out.append(f"| iid Gaussian noise, engine without pruning / ours | {n['noise_brute_s']:.2f} / {_s(n['noise_ours_s'])} | "
@@ -265,7 +270,7 @@ def render_speed(recs: dict[str, dict[str, Any]]) -> str:
     ]
     if "peer_mle_s" in n:
         targets.append(("≥ 5× scikit-dimension's MLE, the same value (±1e-6)",
-                        f"{n['speedup_vs_peer']:.1f}×, \|Δ\| = {n['value_difference']:.1e}",
+                        f"{n['speedup_vs_peer']:.1f}×, \\|Δ\\| = {n['value_difference']:.1e}",
                         n["speedup_vs_peer"] >= 5 and n["value_difference"] <= 1e-6))
     if "cli_peak_rss_mb" in fash:
         targets.append((f"{_title(fash)}: peak memory < 1.5 GB", f"{fash['cli_peak_rss_mb'] / 1024:.2f} GB",
