@@ -270,3 +270,19 @@ def test_the_lesion_theoretical_K_F_is_a_lower_bound_equal_to_the_exact_one_at_l
         exact = LabelSharpness(n_samples=50, n_draws=1).fit(ds).exact_
         assert theory <= exact * (1 + 1e-9)
         assert (abs(theory - exact) < 1e-9 * exact) == equal  # at 0.6 a pair that was not designed is closer
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_lesion_images_do_not_depend_on_how_many_are_rendered_at_once(monkeypatch, noise):
+    """The lesion generator renders its images by chunks (to keep temporaries small): chunks of 7
+    images, the last one shorter, give the same bytes as a single pass over all of them."""
+    from intrinsics.data import synthetic
+
+    kw = dict(n=101, size=24, noise=noise, seed=3)
+    monkeypatch.setattr(synthetic, "_CHUNK_PIXELS", 10 ** 9)
+    whole = synthetic.make_lesion(**kw)
+    monkeypatch.setattr(synthetic, "_CHUNK_PIXELS", 7 * 24 * 24)
+    chunked = synthetic.make_lesion(**kw)
+    assert np.array_equal(np.stack(whole.images), np.stack(chunked.images))
+    assert whole.info["theoretical_K_F"] == chunked.info["theoretical_K_F"]
+    assert np.array_equal(whole.labels, chunked.labels)

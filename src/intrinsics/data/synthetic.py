@@ -231,6 +231,9 @@ def _organ_geometry(lat: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
     return cx, cy, a, b, lat["organ_rotation"]
 
 
+_CHUNK_PIXELS = 1 << 18  # pixels of the images whose organ is rendered at once (2 MiB per float64 temporary)
+
+
 def _render_lesion_backgrounds(lat: dict[str, np.ndarray], size: int) -> np.ndarray:
     n = len(lat["organ_x"])
     t = _pixel_centres(size)
@@ -238,17 +241,27 @@ def _render_lesion_backgrounds(lat: dict[str, np.ndarray], size: int) -> np.ndar
     ones = np.ones(1)
     body = _soft_ellipse(x, y, 0.5 * ones, 0.5 * ones, 0.42 * ones, 0.36 * ones, 0.0 * ones, 0.01)
     cx, cy, a, b, angle = _organ_geometry(lat)
-    organ = _soft_ellipse(x, y, cx, cy, a, b, angle, 0.015)
 
     fields = _texture_fields(size).reshape(_N_TEXTURE_MODES, 2, size * size)
     texture = 0.02 * fields[3:].sum(axis=(0, 1)).reshape(size, size)  # fixed anatomy, not a factor
     phases = np.stack([lat["texture_phase_1"], lat["texture_phase_2"], lat["texture_phase_3"]], axis=1)
     coef = np.stack([np.cos(phases), np.sin(phases)], axis=2).reshape(n, 6)
-    texture = texture[None] + 0.025 * (coef @ fields[:3].reshape(6, size * size)).reshape(n, size, size)
+    varied = (coef @ fields[:3].reshape(6, size * size)).reshape(n, size, size)
+    varied *= 0.025
+    varied += texture[None]  # in place (IEEE addition commutes): no second array of every image
 
     # body 0.2, organ adds 0.14-0.22, texture stays within +-0.1: background in [0, 0.55],
-    # so lesions up to contrast 0.45 never clip and pair distances equal the lesion norm exactly
-    return body * (0.2 + texture) + organ * lat["organ_intensity"][:, None, None]
+    # so lesions up to contrast 0.45 never clip and pair distances equal the lesion norm exactly.
+    # The organ's ellipse by chunks of images, written into the texture's array: every step is
+    # elementwise, so the values are those of one pass over all images, and the temporaries stay in
+    # cache (20,000 images at 64×64: 9.8 s in one pass).
+    out = varied
+    step = max(1, _CHUNK_PIXELS // (size * size))
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        organ = _soft_ellipse(x, y, cx[s:e], cy[s:e], a[s:e], b[s:e], angle[s:e], 0.015)
+        out[s:e] = body * (0.2 + out[s:e]) + organ * lat["organ_intensity"][s:e, None, None]
+    return out
 
 
 # ----------------------------------------------------------------------------------- generators
@@ -410,8 +423,15 @@ def make_lesion(
     gx = np.exp(-((t[None, :] - lx[:, None]) ** 2) / (2 * lesion_size**2))
     gy = np.exp(-((t[None, :] - ly[:, None]) ** 2) / (2 * lesion_size**2))
     images = backgrounds[bg_of]
-    images += (contrast * labels)[:, None, None] * gy[:, :, None] * gx[:, None, :]
-    images = np.clip(images, 0.0, 1.0).astype(np.float32)
+    del backgrounds
+    amplitude = contrast * labels
+    out = np.empty(images.shape, dtype=np.float32)
+    step = max(1, _CHUNK_PIXELS // (size * size))
+    for s in range(0, n, step):  # elementwise, by chunks of images (see _render_lesion_backgrounds)
+        e = min(n, s + step)
+        images[s:e] += amplitude[s:e, None, None] * gy[s:e, :, None] * gx[s:e, None, :]
+        out[s:e] = np.clip(images[s:e], 0.0, 1.0)
+    images = out
 
     info: dict[str, Any] = {
         "generator": "lesion",
