@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import _kernels
-from ._kernels import band_starts, hit_chunks, hit_chunks_each, sqdist_pair
+from ._kernels import band_starts, hit_chunks, sqdist_pair
 from ._gemm import gemm_nt
 from ._prune import right_rows
 
@@ -95,7 +95,7 @@ def _filter_pair(G, pos_r, pos_c, ids, thr_r, thr_c, labels, masked, buf, off, c
     position p keeps its candidates in ``buf[p, off[t]:off[t] + cap[t]]`` and counts them in ``cnt[t, p]``
     (also beyond ``cap``). With ``masked[t]``: only rows of another label, not negative. A diagonal block
     (pos_r == pos_c) is read by rows only: each pair appears there twice. The columns' hits are listed
-    row by row, then recorded by bands of ``band`` columns (see :func:`~._kernels.hit_chunks_each`)."""
+    row by row, then recorded by bands of ``band`` columns (see :func:`~._kernels.hit_chunks`)."""
     R, C = G.shape
     L = thr_r.shape[0]
     hits = np.empty((R, (C + _CHUNK - 1) // _CHUNK), dtype=np.int64)
@@ -133,7 +133,7 @@ def _filter_pair(G, pos_r, pos_c, ids, thr_r, thr_c, labels, masked, buf, off, c
     n_bands = (C + band - 1) // band
     starts = np.empty((R, n_bands + 1), dtype=np.int64)
     for r in prange(R):  # the columns' candidates: first each row's chunks that reach any column
-        band_starts(hits[r], hit_chunks_each(G, r, below, hits[r]), band, starts[r])
+        band_starts(hits[r], hit_chunks(G, r, below, hits[r]), band, starts[r])
     for bd in prange(n_bands):  # then by bands of columns, a thread per band
         b0 = bd * band
         b1 = min(C, b0 + band)

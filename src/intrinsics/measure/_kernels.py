@@ -17,7 +17,8 @@ import os
 import threading
 
 import numpy as np
-from numba import config, get_num_threads, njit, prange, set_num_threads
+from numba import config, get_num_threads, njit, prange, set_num_threads, types
+from numba.extending import overload
 
 __all__ = ["exact_sqdist", "keep_best", "keep_best_at", "threads"]
 
@@ -46,6 +47,20 @@ def _insert(v: np.float32, j: np.int64, row: int, best_v, best_i, worst_pos) -> 
     worst_pos[row] = wp
 
 
+def _threshold(thr, c):
+    """The threshold of column ``c``: ``thr[c]`` for one per column, ``thr`` itself for one per row."""
+    return thr[c] if isinstance(thr, np.ndarray) else thr
+
+
+@overload(_threshold, inline="always")
+def _threshold_compiled(thr, c):
+    # Chosen when compiled, by the type: the comparison stays a plain load (or a register), which the
+    # count below needs to be turned into SIMD compares.
+    if isinstance(thr, types.Array):
+        return lambda thr, c: thr[c]
+    return lambda thr, c: thr
+
+
 # The tests that skip a chunk with no entry above a threshold (most chunks, once the lists fill) run
 # over every entry of every block: they are the scan's cost. Each full chunk is tested by an int32 count
 # over a fixed trip count in a loop over full chunks only, which the compiler turns into SIMD compares;
@@ -54,43 +69,23 @@ def _insert(v: np.float32, j: np.int64, row: int, best_v, best_i, worst_pos) -> 
 # 1.1 G entries/s). So the chunks that may hold a candidate are listed first, then visited.
 @njit(cache=True, inline="always")
 def hit_chunks(G, r, thr, out) -> int:
-    """Starts of the chunks of row ``G[r]`` that hold an entry above ``thr``, into ``out``; their number."""
+    """Starts of the chunks of row ``G[r]`` that hold an entry above the threshold, into ``out``; their
+    number. ``thr``: one for the row, or one per column (``thr[c]``). The columns' pass lists its hits
+    with the latter row by row, in parallel over rows, then visits them by bands of columns (a thread
+    per band: no two threads share a column's list): reading down one chunk of columns at a time
+    instead, 256 bytes per row, it ran at 0.5 G entries/s, and by bands of 256 columns at 2.4."""
     nc = G.shape[1]
     full = nc - nc % _COL_CHUNK
     nh = 0
     for c0 in range(0, full, _COL_CHUNK):
         n = np.int32(0)
         for c in range(_COL_CHUNK):
-            n += np.int32(G[r, c0 + c] > thr)
+            n += np.int32(G[r, c0 + c] > _threshold(thr, c0 + c))
         if n > 0:
             out[nh] = c0
             nh += 1
     for c in range(full, nc):  # the last, shorter chunk
-        if G[r, c] > thr:
-            out[nh] = full
-            nh += 1
-            break
-    return nh
-
-
-@njit(cache=True, inline="always")
-def hit_chunks_each(G, r, thr, out) -> int:
-    """As :func:`hit_chunks`, with each column's own threshold ``thr[c]``. The columns' pass lists its
-    hits with this row by row, in parallel over rows, then visits them by bands of columns (a thread per
-    band: no two threads share a column's list): reading down one chunk of columns at a time instead,
-    256 bytes per row, it ran at 0.5 G entries/s, and by bands of 256 columns at 2.4."""
-    nc = G.shape[1]
-    full = nc - nc % _COL_CHUNK
-    nh = 0
-    for c0 in range(0, full, _COL_CHUNK):
-        n = np.int32(0)
-        for c in range(_COL_CHUNK):
-            n += np.int32(G[r, c0 + c] > thr[c0 + c])
-        if n > 0:
-            out[nh] = c0
-            nh += 1
-    for c in range(full, nc):
-        if G[r, c] > thr[c]:
+        if G[r, c] > _threshold(thr, c):
             out[nh] = full
             nh += 1
             break
@@ -144,7 +139,7 @@ def _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos, labels, masked, b
     n_bands = (nc + band - 1) // band
     starts = np.empty((nr, n_bands + 1), dtype=np.int64)
     for r in prange(nr):  # (most rows, once the lists fill: none)
-        band_starts(hits[r], hit_chunks_each(G, r, thr0, hits[r]), band, starts[r])
+        band_starts(hits[r], hit_chunks(G, r, thr0, hits[r]), band, starts[r])
     for bd in prange(n_bands):  # each thread owns bands of columns: no two share a row of best_v
         b0 = bd * band
         b1 = min(nc, b0 + band)
