@@ -241,3 +241,25 @@ def test_the_refinement_trusts_its_bound():
     assert got_i[0, 0] == 2                       # row 1 (truly nearest) was never computed
     honest_i, _ = _best_exact(X, buf, cnt, none_i, none_d, np.zeros((4, 1)), np.zeros(4), 1, 3)
     assert honest_i[0, 0] == 1
+
+
+def test_the_first_pass_finds_real_rows_other_than_the_row_itself():
+    # τ comes from the rows the approximate trees return: each must be another row (for the graph) or a
+    # row of another, valid label (for the nearest other label), whatever coincides in the projection.
+    rng = np.random.default_rng(5)
+    U = rng.standard_normal((400, 5))
+    U[50:60] = U[49]                              # coincident rows: the row itself need not come first
+    labels = rng.integers(0, 3, 400)
+    labels[::37] = -1                             # left out: never a neighbour, queried for nothing
+    graph = _bound._Near(U, None, 6).query(np.arange(400))
+    assert graph.shape == (400, 6)
+    assert (graph != np.arange(400)[:, None]).all()
+    assert all(len(set(r)) == 6 for r in graph)   # distinct rows
+    coincident = _bound._Near(U, None, 6).query(np.arange(49, 60))
+    assert (np.linalg.norm(U[coincident] - U[49:60, None], axis=-1) == 0).all()  # the nearest: its copies
+    other = _bound._Near(U, labels, 4).query(np.arange(400))
+    asked = labels >= 0
+    assert (labels[other[asked]] >= 0).all()
+    assert (labels[other[asked]] != labels[asked, None]).all()
+    with pytest.raises(ValueError, match="fewer than 7 rows"):
+        _bound._Near(U[:6], None, 6)

@@ -6,8 +6,9 @@ the search computes every product in D dimensions. Here the same bound is applie
 
 1. rows are projected on a principal-component basis fitted on a sample, u = (z, ρ) in m + 1
    dimensions (ρ the norm of the residual off the projection), so that ‖x − y‖ ≥ ‖u_x − u_y‖;
-2. a first search in those m + 1 dimensions gives each row k rows near it; the largest of their exact
-   (float64) distances is τ, a distance within which the row's k nearest rows lie for certain;
+2. an approximate search in those m + 1 dimensions (a k-d tree) gives each row k rows near it; the
+   largest of their exact (float64) distances is τ, a distance within which the row's k nearest rows
+   lie for certain;
 3. every pair whose bound is at most τ (plus the worst-case float32 rounding of the bound's product,
    in the row's favour) is a candidate, and the candidates' exact float64 distances decide.
 
@@ -22,8 +23,6 @@ Written here for the same reason as :mod:`._prune`: no exact k-NN library prunes
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -55,6 +54,7 @@ _COST_GEMM = 2.4
 _COST_FILTER = 90.0
 _COST_EXACT = 28.0
 _COST_SCAN = 30.0
+_TREE_EPS = 2.0        # the first pass's k-d tree: rows up to 1 + this times farther than the nearest
 _PAYS = 0.7            # the bound is used when its predicted cost is under this share of the full search's
 
 
@@ -256,12 +256,11 @@ def _project(A: np.ndarray, mean: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray
     return U, np.sqrt(cn2), err
 
 
-def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, list[Any]], Any]
-           ) -> dict[str, Any] | None:
+def search(A: np.ndarray, lists: list[Any]) -> dict[str, Any] | None:
     """Fill each of ``lists`` (the engine's ``_Lists``) with every row's ``k`` nearest rows by exact
     distance, ascending, then other candidates (``exact``: their squared distances); or, where the bound
-    would not pay, leave the lists untouched and return None or a record of why. ``first_pass(U, lists)``
-    runs the engine's full search on the rows ``U`` (the projection). Returns how the search ran."""
+    would not pay, leave the lists untouched and return None or a record of why. Returns how the search
+    ran."""
     from ._prune import _RESIDUAL_MAX, projection
 
     n, D = A.shape
@@ -285,10 +284,12 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
     W[:, :m + 1], W[:, m + 1], W[:, m + 2] = U32, 1.0, -0.5 * n64
     Wr = right_rows(W, 0, n)
     bounds = _Bounds(W, Wr, n64, m, eps)
-    # Whether it pays, decided first, on 256 sampled rows: their τ as step 2 would find it, their
+    # Whether it pays, decided first, on 256 sampled rows: their τ as step 2 finds it, their
     # candidates counted, and the predicted cost compared with the full search's.
     sample = np.sort(np.random.default_rng(2).choice(n, size=min(n, 256), replace=False))
-    found = bounds.collect(sample, _sample_taus(A, sample, lists, bounds), lists, [1] * len(lists), grow=False)
+    nears = [_Near(U, lst.labels, _rank(lst)) for lst in lists]
+    found = bounds.collect(sample, [_tau(A, sample, near.query(sample), lst.labels)[0] for near, lst in zip(nears, lists)],
+                           lists, [1] * len(lists), grow=False)
     per_row = float(np.mean(sum(cnt for _, cnt in found)))
     full = n * n * (D + 2) / 2.0
     cost = (1.5 * n * n * (m + 3) * _COST_GEMM + n * n * (_COST_FILTER * len(lists) + _COST_SCAN)
@@ -297,19 +298,18 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
             "predicted_share": round(cost / full, 3)}
     if cost > _PAYS * full:
         return {"bound_declined": info}
-    # Step 2: each row's k rows nearest in the projection; the largest of their exact distances is τ.
-    near = [replace(lst, k_cand=_rank(lst)) for lst in lists]
-    first_pass(U, near)
+    # Step 2: each row's k rows near it in the projection; the largest of their exact distances is τ.
+    near = [nr.query(np.arange(n)) for nr in nears]
     # Rows in an order in which neighbours come close together (reverse Cuthill–McKee on the first pass's
     # graph), so that the rows a block of queries compares with are read from cache more than once: for
     # the exact distances of τ as for the candidates'.
-    order = _locality_order(near[0].best_i)
+    order = _locality_order(near[0])
     taus, known = [], []
-    for lst in near:
-        tau, d2 = np.empty(n), np.empty(lst.best_i.shape)
-        tau[order], d2[order] = _tau(A, order, lst.best_i[order], lst.labels)
+    for lst, near_i in zip(lists, near):
+        tau, d2 = np.empty(n), np.empty(near_i.shape)
+        tau[order], d2[order] = _tau(A, order, near_i[order], lst.labels)
         taus.append(tau)
-        known.append((lst.best_i, d2))
+        known.append((near_i, d2))
     for lst in lists:
         lst.start(n)
         lst.exact = np.empty((n, lst.k_cand))
@@ -336,6 +336,51 @@ def search(A: np.ndarray, lists: list[Any], first_pass: Callable[[np.ndarray, li
     return {"pruned": True, "bound": "pairs"} | info | how
 
 
+class _Near:
+    """Rows near given rows in the projection ``U``, ``rank`` each, other than the row itself (with
+    ``labels``: of another label, not negative; a row of a negative label, which no list queries, gets
+    row 0), found by k-d trees (scipy's) that may return rows up to (1 + _TREE_EPS) times farther than
+    the true rank-th nearest in ``U``.
+
+    Only τ depends on them, and any ``rank`` real rows give a τ within which a row's ``rank`` nearest
+    lie (the exact distances of the rows found, not of the true nearest): the result is the same, only
+    the candidates a few more. The approximate trees cost a fraction of an exact search in m + 1
+    dimensions, which visits every pair; a smaller _TREE_EPS makes the trees slower than the candidates
+    it saves, a larger one makes so many candidates that the bound declines (on the 10,000 × 3,072
+    benchmark at 5)."""
+
+    def __init__(self, U: np.ndarray, labels: np.ndarray | None, rank: int):
+        from scipy.spatial import cKDTree
+
+        n = U.shape[0]
+        self.U, self.labels, self.rank = U, labels, rank
+        if labels is None:
+            pools = {None: np.arange(n)}
+        else:  # each label's rows are searched among every row of another label
+            valid = labels >= 0
+            pools = {int(v): np.flatnonzero(valid & (labels != v)) for v in np.unique(labels[valid])}
+        self.kq = rank + (labels is None)  # the row itself is in the pool: one more, then dropped
+        if min(p.size for p in pools.values()) < self.kq:
+            raise ValueError(f"fewer than {self.kq} rows to search")  # the callers rule it out
+        self.trees = {v: (pool, cKDTree(U[pool])) for v, pool in pools.items()}
+
+    def query(self, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((rows.size, self.rank), dtype=np.int64)
+        workers = max(1, _kernels.get_num_threads())
+        for v, (pool, tree) in self.trees.items():
+            at = np.arange(rows.size) if v is None else np.flatnonzero(self.labels[rows] == v)
+            if at.size == 0:
+                continue
+            _, j = tree.query(self.U[rows[at]], k=self.kq, eps=_TREE_EPS, workers=workers)
+            j = pool[j.reshape(at.size, self.kq)]
+            if v is None:  # the row itself where it was found (not always first: rows may coincide in U),
+                mine = j == rows[at, None]  # else the last
+                mine[~mine.any(axis=1), -1] = True
+                j = j[~mine].reshape(at.size, self.rank)
+            out[at] = j
+        return out
+
+
 def _room(per_row: float) -> int:
     """Room for each row's candidates, from the sampled rows' mean count (a row with more is collected
     again with more room)."""
@@ -354,20 +399,6 @@ def _locality_order(near: np.ndarray) -> np.ndarray:
 def _rank(lst: Any) -> int:
     """The neighbours a list needs exactly (its τ is the distance of the last of them)."""
     return int(lst.k or lst.k_cand)
-
-
-def _sample_taus(A: np.ndarray, sample: np.ndarray, lists: list[Any], bounds: "_Bounds") -> list[np.ndarray]:
-    """For each list, the τ step 2 would give the sampled rows: the largest exact distance among their
-    k rows nearest in the projection (-1 for rows the list leaves out)."""
-    G = gemm_nt(np.ascontiguousarray(bounds.W[sample]), bounds.Wr)  # −bound²/2 to every row
-    n = G.shape[1]
-    out = []
-    for lst in lists:
-        near = replace(lst, k_cand=_rank(lst))
-        near.start(n)  # lists of every row, of which the sampled rows' are filled (the engine's scan)
-        _kernels.keep_best_at(G, sample, np.arange(n), near.best_v, near.best_i, near.worst_pos, labels=lst.labels)
-        out.append(_tau(A, sample, near.best_i[sample], lst.labels)[0])
-    return out
 
 
 def _tau(A: np.ndarray, rows: np.ndarray, near: np.ndarray, labels: np.ndarray | None

@@ -309,8 +309,7 @@ def _candidates(
     declined: dict[str, Any] = {}
     if rows is not None and prune is not False:
         with _kernels.threads(cpu_threads()), blas_threads():
-            got = _bound.search(rows, lists, lambda U, ls: _candidates(
-                _prepare(U), ls, block_size=block_size, progress=False, desc=desc, prune=False))
+            got = _bound.search(rows, lists)
             if got is not None and got.get("pruned"):
                 return got
             declined = got or {}
