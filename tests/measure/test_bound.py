@@ -261,5 +261,17 @@ def test_the_first_pass_finds_real_rows_other_than_the_row_itself():
     asked = labels >= 0
     assert (labels[other[asked]] >= 0).all()
     assert (labels[other[asked]] != labels[asked, None]).all()
+    # Rows up to (1 + eps) times farther than the true rank-th nearest (scipy's guarantee, kept by the
+    # merge of one tree per label): the rank-th found against every pair's distance in U.
+    dist = np.linalg.norm(U[:, None] - U[None], axis=-1)
+    np.fill_diagonal(dist, np.inf)
+    cross = np.where((labels[:, None] == labels[None]) | (labels[None] < 0), np.inf, dist)
+    for found, d, rank, rows in ((graph, dist, 6, np.ones(400, bool)), (other, cross, 4, asked)):
+        true = np.sort(d, axis=1)[rows, rank - 1]
+        assert (np.take_along_axis(d, found, axis=1)[rows].max(axis=1) <= (1 + _bound._TREE_EPS) * true * (1 + 1e-12)).all()
     with pytest.raises(ValueError, match="fewer than 7 rows"):
         _bound._Near(U[:6], None, 6)
+    few = np.r_[np.zeros(397, int), np.ones(3, int)]  # rows of label 0 have 3 rows of another label
+    with pytest.raises(ValueError, match="fewer than 4 rows"):
+        _bound._Near(U, few, 4)
+    assert (few[_bound._Near(U, few, 3).query(np.arange(390, 400))] != few[390:400, None]).all()

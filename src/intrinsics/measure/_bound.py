@@ -340,7 +340,9 @@ class _Near:
     """Rows near given rows in the projection ``U``, ``rank`` each, other than the row itself (with
     ``labels``: of another label, not negative; a row of a negative label, which no list queries, gets
     row 0), found by k-d trees (scipy's) that may return rows up to (1 + _TREE_EPS) times farther than
-    the true rank-th nearest in ``U``.
+    the true rank-th nearest in ``U``: one tree of every row, or with labels one tree per label of its
+    own rows (each row built into one tree, however many labels), a row's rows of other labels then
+    the nearest of what the trees of the other labels return.
 
     Only τ depends on them, and any ``rank`` real rows give a τ within which a row's ``rank`` nearest
     lie (the exact distances of the rows found, not of the true nearest): the result is the same, only
@@ -356,28 +358,42 @@ class _Near:
         self.U, self.labels, self.rank = U, labels, rank
         if labels is None:
             pools = {None: np.arange(n)}
-        else:  # each label's rows are searched among every row of another label
-            valid = labels >= 0
-            pools = {int(v): np.flatnonzero(valid & (labels != v)) for v in np.unique(labels[valid])}
-        self.kq = rank + (labels is None)  # the row itself is in the pool: one more, then dropped
-        if min(p.size for p in pools.values()) < self.kq:
-            raise ValueError(f"fewer than {self.kq} rows to search")  # the callers rule it out
+            fewest = n - 1  # the row itself is in the pool: one more is asked for, then dropped
+        else:
+            pools = {int(v): np.flatnonzero(labels == v) for v in np.unique(labels[labels >= 0])}
+            total = sum(p.size for p in pools.values())
+            fewest = min((total - p.size for p in pools.values()), default=0)
+        if fewest < rank:
+            raise ValueError(f"fewer than {rank + (labels is None)} rows to search")  # the callers rule it out
         self.trees = {v: (pool, cKDTree(U[pool])) for v, pool in pools.items()}
 
     def query(self, rows: np.ndarray) -> np.ndarray:
         out = np.zeros((rows.size, self.rank), dtype=np.int64)
         workers = max(1, _kernels.get_num_threads())
-        for v, (pool, tree) in self.trees.items():
-            at = np.arange(rows.size) if v is None else np.flatnonzero(self.labels[rows] == v)
+        if self.labels is None:
+            pool, tree = self.trees[None]
+            kq = self.rank + 1
+            _, j = tree.query(self.U[rows], k=kq, eps=_TREE_EPS, workers=workers)
+            j = pool[j.reshape(rows.size, kq)]
+            mine = j == rows[:, None]  # the row itself where it was found (not always first: rows may
+            mine[~mine.any(axis=1), -1] = True  # coincide in U), else the last
+            return j[~mine].reshape(rows.size, self.rank)
+        for v in self.trees:
+            at = np.flatnonzero(self.labels[rows] == v)
             if at.size == 0:
                 continue
-            _, j = tree.query(self.U[rows[at]], k=self.kq, eps=_TREE_EPS, workers=workers)
-            j = pool[j.reshape(at.size, self.kq)]
-            if v is None:  # the row itself where it was found (not always first: rows may coincide in U),
-                mine = j == rows[at, None]  # else the last
-                mine[~mine.any(axis=1), -1] = True
-                j = j[~mine].reshape(at.size, self.rank)
-            out[at] = j
+            q = self.U[rows[at]]
+            dist, found = [], []
+            for w, (pool, tree) in self.trees.items():
+                if w == v:
+                    continue
+                kq = min(self.rank, pool.size)
+                d, j = tree.query(q, k=kq, eps=_TREE_EPS, workers=workers)
+                dist.append(d.reshape(at.size, kq))
+                found.append(pool[j.reshape(at.size, kq)])
+            d, j = np.concatenate(dist, axis=1), np.concatenate(found, axis=1)
+            pick = np.argsort(d, axis=1, kind="stable")[:, :self.rank]
+            out[at] = np.take_along_axis(j, pick, axis=1)
         return out
 
 
