@@ -19,7 +19,7 @@ def _to_numpy(X: Any) -> np.ndarray:
     return np.asarray(X)
 
 
-def as_matrix(X: Any, *, name: str = "X", min_samples: int = 2) -> np.ndarray:
+def as_matrix(X: Any, *, name: str = "X", min_samples: int = 2, values_checked: bool = False) -> np.ndarray:
     """Return ``X`` as a C-contiguous (N, D) float matrix (float32 or float64, as given).
 
     Accepts (N, D) and (N, C, H, W) / (N, H, W) arrays, torch tensors and ImageSets. Integer input is
@@ -53,6 +53,8 @@ def as_matrix(X: Any, *, name: str = "X", min_samples: int = 2) -> np.ndarray:
         )
     if A.shape[1] == 0:
         raise EstimationError(f"{name} has 0 features per sample; pass non-empty images or vectors")
+    if values_checked:  # the caller checked this same X's values already (a pass over every value saved)
+        return A
     finite_rows = np.isfinite(A).all(axis=1)
     if not finite_rows.all():
         bad = np.flatnonzero(~finite_rows)

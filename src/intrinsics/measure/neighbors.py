@@ -585,11 +585,14 @@ def _engine(A: Any, device: Any, block_size: int | None, prune: bool | None) -> 
 _SPREAD = (1e-12, 1e15)
 
 
-def _rows_of(X: Any) -> Any:
+def _rows_of(X: Any, *, checked: bool = False) -> Any:
     """``X`` as the engine reads it: a checked in-memory (N, D) matrix, or a checked :class:`RowSource` for
-    a memory-mapped array (read a block at a time, never whole)."""
+    a memory-mapped array (read a block at a time, never whole). With ``checked``, the values of this same
+    ``X`` were checked by an earlier call (finite, a spread the search can hold): not read again."""
     if not is_out_of_core(X):
-        A = np.ascontiguousarray(as_matrix(X))
+        A = np.ascontiguousarray(as_matrix(X, values_checked=checked))
+        if checked:
+            return A
         step = max(1, (8 << 20) // (8 * A.shape[1]))
         chunks = [(s, A[s:s + step]) for s in range(0, A.shape[0], step)]
         _check_spread(lambda: iter(chunks), A.shape[0], A.shape[1])
@@ -598,6 +601,8 @@ def _rows_of(X: Any) -> Any:
     n, D = src.shape
     if n < 2 or D == 0:
         as_matrix(np.empty((n, D)))  # the in-memory check's message
+    if checked:
+        return src
     bad = []
     for s, c in src.chunks():
         if c.dtype.kind == "f":

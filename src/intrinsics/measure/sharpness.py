@@ -221,7 +221,9 @@ class LabelSharpness(BaseEstimator):
         check_seed(self.seed)
         if y is None and hasattr(X, "labels"):
             y = X.labels
-        A = _rows_of(X)  # in memory, or read a block at a time from a memory-mapped array
+        # In memory, or read a block at a time from a memory-mapped array; the values of an X whose
+        # nearest other labels are given were checked where those were found.
+        A = _rows_of(X, checked=nearest_other is not None)
         self.n_features_in_ = int(A.shape[1])
         codes = as_labels(y, A.shape[0])
         n_classes = int(codes.max()) + 1
