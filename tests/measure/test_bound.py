@@ -251,27 +251,55 @@ def test_the_first_pass_finds_real_rows_other_than_the_row_itself():
     U[50:60] = U[49]                              # coincident rows: the row itself need not come first
     labels = rng.integers(0, 3, 400)
     labels[::37] = -1                             # left out: never a neighbour, queried for nothing
-    graph = _bound._Near(U, None, 6).query(np.arange(400))
-    assert graph.shape == (400, 6)
-    assert (graph != np.arange(400)[:, None]).all()
-    assert all(len(set(r)) == 6 for r in graph)   # distinct rows
-    coincident = _bound._Near(U, None, 6).query(np.arange(49, 60))
-    assert (np.linalg.norm(U[coincident] - U[49:60, None], axis=-1) == 0).all()  # the nearest: its copies
-    other = _bound._Near(U, labels, 4).query(np.arange(400))
     asked = labels >= 0
-    assert (labels[other[asked]] >= 0).all()
-    assert (labels[other[asked]] != labels[asked, None]).all()
-    # Rows up to (1 + eps) times farther than the true rank-th nearest (scipy's guarantee, kept by the
-    # merge of one tree per label): the rank-th found against every pair's distance in U.
     dist = np.linalg.norm(U[:, None] - U[None], axis=-1)
     np.fill_diagonal(dist, np.inf)
     cross = np.where((labels[:, None] == labels[None]) | (labels[None] < 0), np.inf, dist)
-    for found, d, rank, rows in ((graph, dist, 6, np.ones(400, bool)), (other, cross, 4, asked)):
-        true = np.sort(d, axis=1)[rows, rank - 1]
-        assert (np.take_along_axis(d, found, axis=1)[rows].max(axis=1) <= (1 + _bound._TREE_EPS) * true * (1 + 1e-12)).all()
+    for eps in _bound._TREE_EPS:
+        graph = _bound._Near(U, None, 6).query(np.arange(400), eps)
+        assert graph.shape == (400, 6)
+        assert (graph != np.arange(400)[:, None]).all()
+        assert all(len(set(r)) == 6 for r in graph)   # distinct rows
+        coincident = _bound._Near(U, None, 6).query(np.arange(49, 60), eps)
+        assert (np.linalg.norm(U[coincident] - U[49:60, None], axis=-1) == 0).all()  # the nearest: its copies
+        other = _bound._Near(U, labels, 4).query(np.arange(400), eps)
+        assert (labels[other[asked]] >= 0).all()
+        assert (labels[other[asked]] != labels[asked, None]).all()
+        # Rows up to (1 + eps) times farther than the true rank-th nearest (scipy's guarantee, kept by the
+        # merge of one tree per label): the rank-th found against every pair's distance in U.
+        for found, d, rank, rows in ((graph, dist, 6, np.ones(400, bool)), (other, cross, 4, asked)):
+            true = np.sort(d, axis=1)[rows, rank - 1]
+            assert (np.take_along_axis(d, found, axis=1)[rows].max(axis=1) <= (1 + eps) * true * (1 + 1e-12)).all()
     with pytest.raises(ValueError, match="fewer than 7 rows"):
         _bound._Near(U[:6], None, 6)
     few = np.r_[np.zeros(397, int), np.ones(3, int)]  # rows of label 0 have 3 rows of another label
     with pytest.raises(ValueError, match="fewer than 4 rows"):
         _bound._Near(U, few, 4)
-    assert (few[_bound._Near(U, few, 3).query(np.arange(390, 400))] != few[390:400, None]).all()
+    assert (few[_bound._Near(U, few, 3).query(np.arange(390, 400), 2.0)] != few[390:400, None]).all()
+
+
+def test_a_looser_first_pass_that_does_not_pay_gives_way_to_a_tighter_one(monkeypatch):
+    # The first eps whose candidates pay is used: where the loosest would decline, the next one runs,
+    # and the graph is the brute-force one either way.
+    X, _ = _subspace()
+    monkeypatch.setattr(_bound, "_MIN_ROWS", 200)
+    monkeypatch.setattr(_bound, "_PAYS", 100.0)  # any real prediction pays; 10^6 more candidates a row do not
+    brute = kneighbors(X, 10, prune=False)
+    seen = []
+    real = _bound._Bounds.collect
+
+    def collect(self, rows, taus, lists, caps, grow=True):
+        out = real(self, rows, taus, lists, caps, grow)
+        if not grow:  # the sample: the loosest pass is made to look too costly
+            seen.append(len(seen))
+            if len(seen) == 1:
+                for _, cnt in out:
+                    cnt += 10 ** 6
+        return out
+
+    monkeypatch.setattr(_bound._Bounds, "collect", collect)
+    g = kneighbors(X, 10)
+    assert g.engine["search"]["pruned"] and g.engine["search"]["tree_eps"] == _bound._TREE_EPS[1]
+    assert len(seen) == 2
+    np.testing.assert_array_equal(g.indices, brute.indices)
+    np.testing.assert_array_equal(g.distances, brute.distances)
