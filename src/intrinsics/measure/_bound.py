@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import _kernels
-from ._kernels import band_starts, hit_chunks, sqdist_pair
+from ._kernels import band_starts, hit_chunks, row64, sqdist_pair
 from ._gemm import gemm_nt
 from ._prune import right_rows
 
@@ -196,7 +196,7 @@ def _best_exact(X, row_ids, buf, cnt, known_i, known_d, U, eps, rank, out_i, out
     g_exact = 1.0 - 4.0 * (X.shape[1] + 4) * _U64
     for r in prange(R):
         i = row_ids[r]
-        xi = X[i]
+        xi = row64(X[i])
         n_best = 0
         for a in range(kk):
             n_best = _insert(out_d, out_i, r, n_best, known_d[r, a], known_i[r, a])
