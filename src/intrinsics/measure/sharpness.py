@@ -82,9 +82,7 @@ def _min_cross_pruned(X: np.ndarray, codes: np.ndarray, mean: np.ndarray,
 
     For centred rows c = x − mean, z = Qᵀc and ρ = |c − Qz| (the residual's norm),
     |x − y|² ≥ |z_x − z_y|² + (ρ_x − ρ_y)² = |u_x − u_y|² with u = (z, ρ): one product of the (m + 1)-
-    dimensional u per pair of label groups bounds every pair of different labels. The pairs whose bound,
-    less its rounding, is at most the exact distance of the 16 pairs with the smallest bounds are computed
-    exactly in float64, as the brute-force path computes its finalists; the closest pair is among them.
+    dimensional u per pair of label groups bounds every pair of different labels (:func:`_min_cross_bounded`).
     """
     C = X.astype(np.float64) - mean
     Z = C @ Q
@@ -92,6 +90,18 @@ def _min_cross_pruned(X: np.ndarray, codes: np.ndarray, mean: np.ndarray,
     U = np.empty((len(X), Q.shape[1] + 1))
     U[:, :-1] = Z
     U[:, -1] = np.sqrt(np.maximum(r2 - np.einsum("nm,nm->n", Z, Z), 0.0))
+    return _min_cross_bounded(X, codes, U, r2)
+
+
+def _min_cross_bounded(X: np.ndarray, codes: np.ndarray, U: np.ndarray, r2: np.ndarray
+                       ) -> tuple[float, int, int] | None:
+    """:func:`_min_cross_distance` from the rows' projections ``U`` (u = (z, ρ) as :func:`_min_cross_pruned`
+    computes them, or the neighbour search's own, shifted by any one vector) and ``r2``, the squared norms
+    of the centred rows, which the bound's rounding is a share of; None where it rules out too few pairs.
+
+    The pairs whose bound, less its rounding, is at most the exact distance of the 16 pairs with the
+    smallest bounds are computed exactly in float64, as the brute-force path computes its finalists; the
+    closest pair is among them."""
     nu = np.einsum("nm,nm->n", U, U)
     # ρ² = r² − |z|² cancels, so ρ errs by at most sqrt(slack)·r; the expansion by slack·(|u_a|² + |u_b|²).
     # One margin for the whole draw: a pair is kept when its computed |u_a − u_b|² ≤ (u + δ)² + ε.
@@ -130,12 +140,18 @@ def _min_cross_pruned(X: np.ndarray, codes: np.ndarray, mean: np.ndarray,
     return float(np.sqrt(d2x[best])), int(qi[best]), int(ci[best])
 
 
+def _bound_pays(D: int, M: int) -> bool:
+    """Whether bounding the draws' distances can cost less than their full products (many dimensions,
+    large draws)."""
+    return D >= 256 and M >= 256
+
+
 def _draw_basis(A: np.ndarray, M: int) -> tuple[np.ndarray, np.ndarray] | None:
     """A projection for bounding the distances of M-image draws, where the full products of the draws
     cost more than fitting it (many dimensions, large draws); None where it would not pay."""
     from ._prune import _RESIDUAL_MAX, projection
 
-    if A.shape[1] < 256 or M < 256:
+    if not _bound_pays(A.shape[1], M):
         return None
     if isinstance(A, RowSource):  # rows read on demand: fitted on 4,096 of them (any basis keeps the bound)
         A = A.take(np.sort(np.random.default_rng(0).choice(len(A), min(len(A), 4096), replace=False)))
@@ -199,8 +215,8 @@ class LabelSharpness(BaseEstimator):
         self.seed = seed
         self.device = device
 
-    def fit(self, X: Any, y: Any = None, *, nearest_other: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-            ) -> "LabelSharpness":
+    def fit(self, X: Any, y: Any = None, *, nearest_other: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+            projection: tuple[np.ndarray, np.ndarray] | None = None) -> "LabelSharpness":
         """Measure K_F of images ``X`` ((N, D), (N, C, H, W), tensor or ImageSet) with labels ``y``.
 
         ``nearest_other``: the exact nearest differently-labelled rows when already computed for the same
@@ -280,7 +296,12 @@ class LabelSharpness(BaseEstimator):
         else:
             draws = np.empty(int(self.n_draws))
             shuffles = np.random.default_rng([0 if self.seed is None else self.seed, 1])  # aligned batches only
-            basis = _draw_basis(A_k, M_eff) if not aligned else None
+            if projection is not None and len(projection[0]) != A.shape[0]:
+                raise EstimationError("projection was computed for other rows than these; pass the graph's "
+                                      "projection of the same images")
+            projected = None if aligned or projection is None or not _bound_pays(A_k.shape[1], M_eff) else \
+                (projection[0][idx], projection[1][idx])
+            basis = _draw_basis(A_k, M_eff) if not aligned and projected is None else None
             for r in range(draws.size):
                 sel = np.sort(rng.choice(n, size=M_eff, replace=False)) if M_eff < n else np.arange(n)
                 if np.unique(c_k[sel]).size < 2:
@@ -290,9 +311,12 @@ class LabelSharpness(BaseEstimator):
                 if aligned:
                     d, n_pairs = _aligned_min_distance(drawn, c_k[sel], shuffles, int(self.batch_size))
                 else:
-                    found = _min_cross_pruned(drawn, c_k[sel], *basis) if basis is not None else None
+                    if projected is not None:
+                        found = _min_cross_bounded(drawn, c_k[sel], projected[0][sel], projected[1][sel])
+                    else:
+                        found = _min_cross_pruned(drawn, c_k[sel], *basis) if basis is not None else None
                     if found is None:
-                        basis = None  # the bound does not pay on these images: full products from here on
+                        basis = projected = None  # the bound does not pay here: full products from now on
                         found = _min_cross_distance(drawn, c_k[sel])
                     d = found[0]
                 draws[r] = 1.0 / d if np.isfinite(d) else 0.0
