@@ -101,7 +101,7 @@ def test_draws_bounded_by_the_searchs_projection_equal_those_by_their_own(monkey
     assert graph.engine["search"].get("bound") == "pairs", graph.engine["search"]
     U, r2 = graph.projection
     assert U.shape[0] == r2.shape[0] == len(X) and np.array_equal(U[7], U[3])
-    # a bound on every distance: ‖u_a − u_b‖ ≤ ‖x_a − x_b‖ (to rounding), and r2 the centred rows' |c|²
+    # a bound on every distance: ‖u_a − u_b‖ ≤ ‖x_a − x_b‖ (to rounding), and not a loose one
     a, b = np.random.default_rng(5).integers(0, len(X), (2, 2000))
     bound = np.linalg.norm(U[a] - U[b], axis=1)
     exact = np.linalg.norm(X[a].astype(np.float64) - X[b], axis=1)
@@ -114,5 +114,6 @@ def test_draws_bounded_by_the_searchs_projection_equal_those_by_their_own(monkey
     reused = LabelSharpness(500, exact=False).fit(X, y, nearest_other=other, projection=graph.projection)
     assert len(calls) == 20
     assert reused.value_ == own.value_ and reused.ci95_ == own.ci95_
-    with pytest.raises(EstimationError, match="projection was computed for other rows"):
-        LabelSharpness(500, exact=False).fit(X[:-1], y[:-1], projection=graph.projection)
+    for M in (500, len(X)):  # checked before any work, whether the draws would use it or not
+        with pytest.raises(EstimationError, match="projection was computed for other rows"):
+            LabelSharpness(M, exact=False).fit(X[:-1], y[:-1], projection=graph.projection)

@@ -245,8 +245,8 @@ def sqdist_pair(xi, xj):
     """The exact squared distance of two rows, ``xi`` already float64 (:func:`row64`): float64
     differences, summed in float64 (reassociated by fastmath into SIMD lanes; every term stays float64).
     The one definition every exact distance uses, so that two searches that find the same pair report
-    the same bits. Converting the left row once rather than at every pair is 1.2x the pairs per second
-    (0.85 against 0.71 M/s at D = 4,096 on a 2-core AMD EPYC with AVX2), the same bits."""
+    the same bits. Converting the left row once rather than at every pair gives, at D = 4,096 on a 2-core
+    AMD EPYC with AVX2, 1.38 against 0.68 M pairs/s with the rows in cache, 0.88 against 0.74 from memory."""
     acc = 0.0
     for d in range(xi.shape[0]):
         t = xi[d] - np.float64(xj[d])

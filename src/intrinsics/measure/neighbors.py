@@ -216,7 +216,7 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
 
     Linear in the data, one compiled pass (no per-row Python work, no copy of X); -0.0 hashes as 0.0.
     """
-    n, D = X.shape
+    D = X.shape[1]
     width = X.dtype.itemsize * 8
     bits = X.view(np.uint32 if width == 32 else np.uint64)
     if D not in _HASH_WEIGHTS:

@@ -242,6 +242,9 @@ class LabelSharpness(BaseEstimator):
         A = _rows_of(X, checked=nearest_other is not None)
         self.n_features_in_ = int(A.shape[1])
         codes = as_labels(y, A.shape[0])
+        if projection is not None and len(projection[0]) != A.shape[0]:
+            raise EstimationError("projection was computed for other rows than these; pass the graph's "
+                                  "projection of the same images")
         n_classes = int(codes.max()) + 1
         if n_classes < 2:
             raise EstimationError(
@@ -296,9 +299,6 @@ class LabelSharpness(BaseEstimator):
         else:
             draws = np.empty(int(self.n_draws))
             shuffles = np.random.default_rng([0 if self.seed is None else self.seed, 1])  # aligned batches only
-            if projection is not None and len(projection[0]) != A.shape[0]:
-                raise EstimationError("projection was computed for other rows than these; pass the graph's "
-                                      "projection of the same images")
             projected = None if aligned or projection is None or not _bound_pays(A_k.shape[1], M_eff) else \
                 (projection[0][idx], projection[1][idx])
             basis = _draw_basis(A_k, M_eff) if not aligned and projected is None else None
