@@ -47,6 +47,20 @@ def test_the_choice_is_timed_once_then_read_from_the_cache(fresh, monkeypatch):
     assert set(real((64, 32, 64), repeats=1)) == set(_gemm._available())  # the real timing runs every backend
 
 
+def test_numpy_is_left_only_for_a_backend_more_than_ten_percent_faster(fresh, monkeypatch):
+    assert _gemm._fastest({"numpy": 1.0, "scipy": 0.95, "torch": 0.93}) == "numpy"
+    assert _gemm._fastest({"numpy": 1.0, "scipy": 0.95, "torch": 0.85}) == "torch"
+    assert _gemm._fastest({"scipy": 2.0, "torch": 1.0}) == "torch"
+    # a cache written under the earlier protocol (no version) is timed again, then rewritten
+    monkeypatch.setattr(_gemm, "time_backends", lambda: {"numpy": 1.0, "scipy": 0.95, "torch": 0.5})
+    path = _gemm._cache_file(_gemm._threads())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"seconds": {"numpy": 1.0, "scipy": 0.2, "torch": 0.9}}))
+    got = _gemm.backend_info()
+    assert (got.name, got.chosen_by) == ("torch", "measured")
+    assert json.loads(path.read_text())["version"] == _gemm._CACHE_VERSION
+
+
 def test_the_environment_and_set_backend_override_the_choice(fresh, monkeypatch):
     monkeypatch.setenv("INTRINSICS_GEMM", "torch")
     assert _gemm.backend_info().to_dict()["chosen_by"] == "INTRINSICS_GEMM"
