@@ -14,11 +14,18 @@ from intrinsics.measure import _prune, kneighbors
 from intrinsics.measure.neighbors import kneighbors_and_nearest_other, nearest_other_label
 
 
-@pytest.fixture(autouse=True)
-def small_blocks(monkeypatch):
-    """Blocks of 96 rows, so that pruning starts at a few hundred rows (the tests stay fast)."""
+@pytest.fixture(autouse=True, params=["one bound", "cascade", "cascade by rows"])
+def small_blocks(monkeypatch, request):
+    """Blocks of 96 rows, so that pruning starts at a few hundred rows (the tests stay fast); the pairs of
+    blocks tested by the full bound alone, or first by the coarse one (in m / 4 coordinates) then by the
+    full one where most rows pass, or always for the passing rows and columns only."""
     monkeypatch.setattr(_prune, "_LEAF", 96)
     monkeypatch.setattr(_prune, "_SAMPLE", 400)
+    if request.param != "one bound":
+        monkeypatch.setattr(_prune, "_CASCADE_M", 8)
+    if request.param == "cascade by rows":
+        monkeypatch.setattr(_prune, "_CASCADE_FULL", 2.0)
+    return request.param
 
 
 def _manifold(n=2000, D=120, d=6, seed=0, noise=0.02):
@@ -52,7 +59,7 @@ def _cases():
 
 
 @pytest.mark.parametrize("name, X, y, prunes", list(_cases()), ids=[c[0] for c in _cases()])
-def test_pruned_search_equals_brute_force(name, X, y, prunes):
+def test_pruned_search_equals_brute_force(small_blocks, name, X, y, prunes):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DuplicateWarning)
         brute = kneighbors(X, 15, prune=False, block_size=96)
@@ -63,6 +70,8 @@ def test_pruned_search_equals_brute_force(name, X, y, prunes):
     assert search["pruned"] is prunes, search
     if prunes and name in ("manifold", "labels in runs"):
         assert search["share_of_products"] < 0.8, search  # it does skip work
+    if prunes and name == "manifold":
+        assert (search["block_pairs_skipped_coarse"] > 0) is (small_blocks != "one bound"), search
     assert np.array_equal(brute.indices, fast.indices) and np.array_equal(brute.distances, fast.distances)
     assert np.array_equal(bg.indices, fg.indices) and np.array_equal(bg.distances, fg.distances)
     for b, f in zip(bo, fo):
@@ -86,6 +95,12 @@ def test_the_bound_never_exceeds_a_distance():
     d2 = ((Xo[i] - Xo[j]) ** 2).sum(1)
     assert (lb2 <= d2 * (1 + 1e-5) + 1e-6).all()
     assert np.median(lb2[d2 > 0] / d2[d2 > 0]) > 0.5  # and it is a useful bound on such data
+    if p.Wc is not None:  # the coarse bound is a weaker bound: below the full one, so below the distance
+        mc = p.Wc.shape[1] - 3
+        zc = p.Wc[:, :mc + 1].astype(np.float64)
+        lc2 = ((zc[i] - zc[j]) ** 2).sum(1)
+        assert (lc2 <= lb2 * (1 + 1e-5) + 1e-6).all() and (lc2 < lb2).mean() > 0.5
+        np.testing.assert_allclose((zc ** 2).sum(1), (z ** 2).sum(1), rtol=1e-5)  # the same |u|²
 
 
 def test_small_or_flat_data_gets_no_plan():

@@ -9,7 +9,11 @@ a lower bound computed by a matrix multiply in m + 3 dimensions instead of D. Th
 that each block of rows is compact in the projection (k-means clusters of z), block pairs are visited
 nearest first, and a row is multiplied with a block only when the bound says that one of its pairs
 could still be among the row's candidates (a pair of blocks in full when most rows need it); as the candidate lists fill, their thresholds tighten
-and more pairs are skipped. Nothing is approximate: a skipped pair is provably farther than the k
+and more pairs are skipped. From m = 64 the bound is tested in two steps: first in the m / 4 leading
+coordinates (ρ holding the rest, so that it is still a bound, weaker), whose product costs a quarter,
+then in all m only for the rows and columns the first step leaves. On Fashion-MNIST (m = 128) the first
+step rules out 2,341 of the 3,664 pairs of blocks skipped, and the bound's products take 2.6 s instead
+of 4.2 s (measured on a 2-core AMD EPYC; m / 8 took 2.7 s, m / 2 4.2 s). Nothing is approximate: a skipped pair is provably farther than the k
 candidates a row already holds, every comparison carries the worst-case float32 rounding of both
 products as slack, and the candidates kept are then refined in float64 exactly as without pruning.
 
@@ -42,6 +46,8 @@ _RESIDUAL_OK = 0.10  # the smallest m whose residual energy share is at most thi
 _RESIDUAL_MAX = 0.50  # above this share at m = 128 the bound cannot prune: no plan
 _U32 = 2.0 ** -24    # float32 unit roundoff
 _GIVE_UP = 0.25      # above this estimated share of (row, block) products the bound is not used
+_CASCADE_M = 64      # from this m, a pair of blocks is first tested by the bound in m / 4 coordinates
+_CASCADE_FULL = 0.5  # ... and where more than this share of its rows pass, the full bound of the pair at once
 
 
 @dataclass
@@ -51,6 +57,8 @@ class Plan:
     order: np.ndarray        # permutation of the rows into cluster order
     bounds: list[tuple[int, int]]
     W: np.ndarray            # (n, m + 3) float32 rows [z, ρ, 1, −|x|²/2] in that order
+    Wc: np.ndarray | None    # the same bound in the leading m_c = m / 4 coordinates, (n, m_c + 3) rows
+    #                          [z_:m_c, ρ_c, 1, −|x|²/2], ρ_c² = ρ² + |z_m_c:|² (a weaker bound, 4x cheaper)
     nx: np.ndarray           # |x − mean|², float64, in that order
     m: int
     residual: float          # share of the sample's energy outside the projection
@@ -136,12 +144,18 @@ def plan(B: np.ndarray, k_cand: int, *, seed: int = 0) -> Plan | None:
     Z, rho, nx = Z[order], rho[order], nx[order]
     W = np.empty((n, m + 3), dtype=np.float32)
     W[:, :m], W[:, m], W[:, m + 1], W[:, m + 2] = Z, rho, 1.0, -0.5 * nx
+    Wc = None
+    if m >= _CASCADE_M:
+        mc = m // 4
+        Wc = np.empty((n, mc + 3), dtype=np.float32)
+        Wc[:, :mc], Wc[:, mc + 1], Wc[:, mc + 2] = Z[:, :mc], 1.0, -0.5 * nx
+        Wc[:, mc] = np.sqrt(rho * rho + np.einsum("nm,nm->n", Z[:, mc:], Z[:, mc:]))
     Zr = np.concatenate([Z, rho[:, None]], axis=1)
     centroids = np.stack([Zr[s:e].mean(axis=0) for s, e in bounds])
     share = _estimated_share(B, mean, W, order, bounds, nx, k_cand, m)
     if share > _GIVE_UP:  # the bound would rule out too little to pay for itself
         return None
-    return Plan(order, bounds, W, nx, m, res_m, centroids, share)
+    return Plan(order, bounds, W, Wc, nx, m, res_m, centroids, share)
 
 
 def right_rows(M: np.ndarray, s: int, e: int) -> np.ndarray:
@@ -175,7 +189,9 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
     nx_max = np.array([nx[s:e].max() for s, e in bounds])
     # The right-hand sides of every product, made once: rows with their last two columns swapped.
     Xr, Wr = right_rows(Xa, 0, n), right_rows(p.W, 0, n)
-    skipped = 0
+    Wcr = None if p.Wc is None else right_rows(p.Wc, 0, n)
+    slack_coarse = 0.0 if p.Wc is None else rounding(p.Wc.shape[1])
+    skipped = skipped_coarse = 0
     full_pairs = partial_rows = 0
     for a, b in pairs:
         (sa, ea), (sb, eb) = bounds[a], bounds[b]
@@ -187,17 +203,30 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
                 _tighten(lst, thr, np.arange(sa, ea), nx, slack_exact)
             full_pairs += 1
             continue
-        LB = gemm_nt(p.W[sa:ea], Wr[sb:eb])  # −LB²/2
         # A row may gain from the other block if its largest −LB²/2 there reaches its threshold, with the
         # rounding slack of the largest norm in that block (a superset of the rows that can gain, so
         # exact; for a list of other labels, pairs of one label make it larger still, never smaller).
-        top_r = LB.max(axis=1).astype(np.float64)
-        top_c = LB.max(axis=0).astype(np.float64)
-        need_r = np.zeros(ea - sa, dtype=np.bool_)
-        need_c = np.zeros(eb - sb, dtype=np.bool_)
-        for thr in thresholds:
-            need_r |= -2.0 * top_r - slack_bound * (nx[sa:ea] + nx_max[b]) <= thr[sa:ea]
-            need_c |= -2.0 * top_c - slack_bound * (nx[sb:eb] + nx_max[a]) <= thr[sb:eb]
+        # Where the plan has the coarse bound, it decides first, and the full bound is computed only for
+        # the rows and columns it cannot rule out.
+        if Wcr is not None:
+            LB = gemm_nt(p.Wc[sa:ea], Wcr[sb:eb])
+            need_r = _needs(LB.max(axis=1), slack_coarse, nx[sa:ea], nx_max[b], thresholds, sa, ea)
+            need_c = _needs(LB.max(axis=0), slack_coarse, nx[sb:eb], nx_max[a], thresholds, sb, eb)
+            coarse_r, coarse_c = int(need_r.sum()), int(need_c.sum())
+            if coarse_r + coarse_c == 0:
+                skipped += 1
+                skipped_coarse += 1
+                continue
+        if Wcr is None or coarse_r + coarse_c > _CASCADE_FULL * (ea - sa + eb - sb):
+            LB = gemm_nt(p.W[sa:ea], Wr[sb:eb])  # −LB²/2
+            need_r = _needs(LB.max(axis=1), slack_bound, nx[sa:ea], nx_max[b], thresholds, sa, ea)
+            need_c = _needs(LB.max(axis=0), slack_bound, nx[sb:eb], nx_max[a], thresholds, sb, eb)
+        else:  # the full bound of the rows (and columns) the coarse one left, against the whole other block
+            for need, (s1, e1), (s2, e2), other in ((need_r, (sa, ea), (sb, eb), b), (need_c, (sb, eb), (sa, ea), a)):
+                at = np.flatnonzero(need)
+                if at.size:
+                    top = gemm_nt(np.ascontiguousarray(p.W[s1 + at]), Wr[s2:e2]).max(axis=1)
+                    need[at] = _needs(top, slack_bound, nx[s1 + at], nx_max[other], thresholds, s1 + at, None)
         nr, nc = int(need_r.sum()), int(need_c.sum())
         if nr == 0 and nc == 0:
             skipped += 1
@@ -225,8 +254,21 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
             _tighten(lst, thr, touched, nx, slack_exact)
     n_pairs = nb * (nb - 1) // 2
     return {"pruned": True, **p.info(), "block_pairs": n_pairs + nb, "block_pairs_skipped": skipped,
+            "block_pairs_skipped_coarse": skipped_coarse,
             "block_pairs_full": full_pairs,
             "share_of_products": round((full_pairs * _LEAF ** 2 + partial_rows * _LEAF) / ((n_pairs + nb) * _LEAF ** 2), 4)}
+
+
+def _needs(top: np.ndarray, slack: float, nx_rows: np.ndarray, nx_other: float, thresholds: list[np.ndarray],
+           s: Any, e: Any) -> np.ndarray:
+    """Which rows may gain from a block: their largest −LB²/2 against it (``top``, float32) within some
+    list's threshold (``thr[s:e]``, or ``thr[s]`` with ``s`` an index array and ``e`` None) once the
+    rounding slack of their norm and the block's largest is granted."""
+    reach = -2.0 * top.astype(np.float64) - slack * (nx_rows + nx_other)
+    need = np.zeros(top.shape[0], dtype=np.bool_)
+    for thr in thresholds:
+        need |= reach <= (thr[s] if e is None else thr[s:e])
+    return need
 
 
 def _estimated_share(B: np.ndarray, mean: np.ndarray, W: np.ndarray, order: np.ndarray,
