@@ -72,6 +72,7 @@ def test_pruned_search_equals_brute_force(small_blocks, name, X, y, prunes):
         assert search["share_of_products"] < 0.8, search  # it does skip work
     if prunes and name == "manifold":
         assert (search["block_pairs_skipped_coarse"] > 0) is (small_blocks != "one bound"), search
+        assert search["pairs_computed_alone"] > 0, search  # rows needing a block: their pairs scored alone
     assert np.array_equal(brute.indices, fast.indices) and np.array_equal(brute.distances, fast.distances)
     assert np.array_equal(bg.indices, fg.indices) and np.array_equal(bg.distances, fg.distances)
     for b, f in zip(bo, fo):
@@ -108,3 +109,25 @@ def test_small_or_flat_data_gets_no_plan():
     assert _prune.plan(rng.standard_normal((200, 120)), 10) is None          # too few rows
     assert _prune.plan(rng.standard_normal((1200, 120)), 10) is None         # a flat spectrum
     assert _prune.plan(rng.standard_normal((1200, 30)), 10) is None          # too few dimensions
+
+
+def test_pairs_scored_alone_keep_the_nearest_that_reach_and_no_other():
+    from intrinsics.measure import _kernels
+    from intrinsics.measure.neighbors import _Lists, _prepare
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 40)).astype(np.float32)
+    Xa = _prepare(X)
+    rows, cols = np.arange(0, 20), np.arange(100, 300)
+    d2 = ((X[rows, None, :].astype(np.float64) - X[None, cols, :]) ** 2).sum(-1)
+    F = (-0.5 * d2).astype(np.float32)  # a "bound" equal to the distance: the pairs reaching are known
+    fifth = np.sort(F, axis=1)[:, ::-1][:, 4].astype(np.float64)
+    floor = np.stack([np.where(rows < 10, -1e300, fifth)])  # rows 0..9: every pair reaches; 10..: the 5 nearest
+    lst = _Lists(8)
+    lst.start(300)
+    scored = _kernels.keep_bounded(F, rows, 100, floor, np.ones_like(floor, dtype=bool), Xa, 40, [lst], None)
+    assert scored == 10 * 200 + 10 * 5
+    for r in rows:
+        kept = lst.best_i[r][np.isfinite(lst.best_v[r])]
+        want = cols[np.argsort(d2[r])[: 8 if r < 10 else 5]]
+        assert set(kept) == set(want), r

@@ -21,7 +21,7 @@ import numpy as np
 from numba import config, get_num_threads, njit, prange, set_num_threads, types
 from numba.extending import overload
 
-__all__ = ["exact_sqdist", "keep_best", "keep_best_at", "threads"]
+__all__ = ["exact_sqdist", "keep_best", "keep_best_at", "keep_bounded", "threads"]
 
 # numba's OpenMP layer brings a second OpenMP runtime next to torch's; with two such processes on a
 # machine (study workers), torch's training then ran ~35x slower. The workqueue layer has no such
@@ -179,6 +179,65 @@ def _keep_rows_at(G, ridx, cidx, best_v, best_i, worst_pos, labels, masked):
                         continue
                     _insert(g, col, row, best_v, best_i, worst_pos)
                     thr = best_v[row, worst_pos[row]]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _keep_bounded(F, rows, col_off, floor, bounded, Xa, D, best_v, best_i, worst_pos, labels, masked, count):
+    nr, nc = F.shape
+    L = floor.shape[0]
+    for r in prange(nr):
+        row = rows[r]
+        t = np.float64(0.0)
+        any_bounded = False
+        for u in range(L):
+            if bounded[u, r]:
+                t = floor[u, r] if not any_bounded else min(t, floor[u, r])
+                any_bounded = True
+        if not any_bounded:
+            continue
+        xi = row64(Xa[row, :D])
+        k = 0
+        for c in range(nc):
+            f = F[r, c]
+            if f < t:
+                continue
+            col = col_off + c
+            if col == row:
+                continue
+            v = np.float32(0.0)
+            scored = False
+            for u in range(L):
+                if not bounded[u, r] or f < floor[u, r]:
+                    continue
+                if masked[u] and (labels[row] == labels[col] or labels[col] < 0):
+                    continue
+                if not scored:
+                    v = np.float32(-0.5 * sqdist_pair(xi, Xa[col, :D]))
+                    scored = True
+                    k += 1
+                bv, bi, wp = best_v[u], best_i[u], worst_pos[u]
+                if v > bv[row, wp[row]]:
+                    _insert(v, col, row, bv, bi, wp)
+        count[r] = k
+
+
+def keep_bounded(F: np.ndarray, rows: np.ndarray, col_off: int, floor: np.ndarray, bounded: np.ndarray,
+                 Xa: np.ndarray, D: int, lists: list[Any], labels: np.ndarray | None) -> int:
+    """As :func:`keep_best_at` for ``rows`` against the columns ``col_off..`` of a block, into every list of
+    ``lists`` (the engine's ``_Lists``; ``labels`` those of its lists of other labels), but only the pairs
+    whose bound reaches: ``F[r, c]`` (−bound²/2, float32) at least ``floor[t, r]``, for the rows
+    ``bounded[t]`` of list t; each such pair is scored once, −d²/2 from float64 differences of the rows
+    ``Xa[:, :D]`` rounded once to float32 (within the rounding of the product it stands in for). Returns
+    how many pairs were scored. Where a row has a few candidates in a block of hundreds, this costs a
+    fraction of its product in D dimensions."""
+    count = np.zeros(rows.size, dtype=np.int64)
+    masked = np.array([lst.labels is not None for lst in lists])
+    with _LOCK:
+        _keep_bounded(F, np.ascontiguousarray(rows, dtype=np.int64), col_off, floor, bounded, Xa, D,
+                      tuple(lst.best_v for lst in lists), tuple(lst.best_i for lst in lists),
+                      tuple(lst.worst_pos for lst in lists), labels if labels is not None else _NO_LABELS,
+                      masked, count)
+    return int(count.sum())
 
 
 def keep_best_at(G: np.ndarray, rows: np.ndarray, cols: np.ndarray, best_v: np.ndarray, best_i: np.ndarray,
