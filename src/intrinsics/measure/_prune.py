@@ -16,7 +16,8 @@ step rules out 2,341 of the 3,664 pairs of blocks skipped, and the bound's produ
 of 4.2 s (measured on a 2-core AMD EPYC; m / 8 took 2.7 s, m / 2 4.2 s). Where only some rows of a pair
 need the other block, a row is not multiplied with the whole block in D dimensions: only its pairs whose
 bound reaches its threshold are scored, each from float64 differences (on Fashion-MNIST 2.9 million pairs,
-instead of 4,151 products of rows with blocks; the search's median of 8 runs 15.8 s against 16.8 s). Nothing is approximate: a skipped pair is provably farther than the k
+instead of 4,151 products of rows with blocks; the search's median of 8 runs 15.8 s against 16.8 s).
+Nothing is approximate: a skipped pair is provably farther than the k
 candidates a row already holds, every comparison carries the worst-case float32 rounding of both
 products as slack, and the candidates kept are then refined in float64 exactly as without pruning.
 
@@ -199,8 +200,10 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
     # The lists scored together share their pairs' distances; lists of other labels need one array of
     # labels between them (else each list is scored on its own).
     labelled = [lst.labels for lst in lists if lst.labels is not None]
-    groups = [list(range(len(lists)))] if all(np.array_equal(lab, labelled[0]) for lab in labelled) \
-        else [[t] for t in range(len(lists))]
+    if all(np.array_equal(lab, labelled[0]) for lab in labelled):
+        groups = [(np.arange(len(lists)), labelled[0] if labelled else None)]
+    else:
+        groups = [(np.array([t]), lst.labels) for t, lst in enumerate(lists)]
     full_pairs = partial_rows = 0
     for a, b in pairs:
         (sa, ea), (sb, eb) = bounds[a], bounds[b]
@@ -219,8 +222,8 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
         # the rows and columns it cannot rule out.
         if Wcr is not None:
             LB = gemm_nt(p.Wc[sa:ea], Wcr[sb:eb])
-            need_r = _needs(LB.max(axis=1), slack_coarse, nx[sa:ea], nx_max[b], thresholds, sa, ea)
-            need_c = _needs(LB.max(axis=0), slack_coarse, nx[sb:eb], nx_max[a], thresholds, sb, eb)
+            need_r = _needs(LB.max(axis=1), slack_coarse, slice(sa, ea), nx, nx_max[b], thresholds)
+            need_c = _needs(LB.max(axis=0), slack_coarse, slice(sb, eb), nx, nx_max[a], thresholds)
             coarse_r, coarse_c = int(need_r.sum()), int(need_c.sum())
             if coarse_r + coarse_c == 0:
                 skipped += 1
@@ -228,16 +231,16 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
                 continue
         if Wcr is None or coarse_r + coarse_c > _CASCADE_FULL * (ea - sa + eb - sb):
             LB = gemm_nt(p.W[sa:ea], Wr[sb:eb])  # −LB²/2
-            need_r = _needs(LB.max(axis=1), slack_bound, nx[sa:ea], nx_max[b], thresholds, sa, ea)
-            need_c = _needs(LB.max(axis=0), slack_bound, nx[sb:eb], nx_max[a], thresholds, sb, eb)
+            need_r = _needs(LB.max(axis=1), slack_bound, slice(sa, ea), nx, nx_max[b], thresholds)
+            need_c = _needs(LB.max(axis=0), slack_bound, slice(sb, eb), nx, nx_max[a], thresholds)
             fine = None
         else:  # the full bound of the rows (and columns) the coarse one left, against the whole other block
             fine = []
             for need, (s1, e1), (s2, e2), other in ((need_r, (sa, ea), (sb, eb), b), (need_c, (sb, eb), (sa, ea), a)):
-                at = np.flatnonzero(need)
-                F = gemm_nt(np.ascontiguousarray(p.W[s1 + at]), Wr[s2:e2]) if at.size else None
+                at, F = np.flatnonzero(need), None
                 if at.size:
-                    need[at] = _needs(F.max(axis=1), slack_bound, nx[s1 + at], nx_max[other], thresholds, s1 + at, None)
+                    F = gemm_nt(np.ascontiguousarray(p.W[s1 + at]), Wr[s2:e2])
+                    need[at] = _needs(F.max(axis=1), slack_bound, s1 + at, nx, nx_max[other], thresholds)
                 fine.append((at, F))
         nr, nc = int(need_r.sum()), int(need_c.sum())
         if nr == 0 and nc == 0:
@@ -265,11 +268,10 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
                 # the smallest −LB²/2 a candidate of each row can have in each list: −(τ² + slack)/2
                 floor = np.stack([-0.5 * (thr[rows] + slack_bound * (nx[rows] + nx_max[other])) for thr in thresholds])
                 bounded = np.isfinite(floor)
-                for g in groups:
+                for g, labels in groups:
                     if bounded[g].any():
-                        exact_pairs += _kernels.keep_bounded(
-                            F, rows, s2, np.ascontiguousarray(floor[g]), np.ascontiguousarray(bounded[g]), Xa, D,
-                            [lists[t] for t in g], next((lists[t].labels for t in g if lists[t].labels is not None), None))
+                        exact_pairs += _kernels.keep_bounded(F, rows, s2, floor[g], bounded[g], Xa, D,
+                                                             [lists[t] for t in g], labels)
                 for lst, ok in zip(lists, bounded):
                     if not ok.all():  # a row whose list is not full yet: against the whole block
                         open_rows = rows[~ok]
@@ -288,15 +290,15 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
             "share_of_products": round((full_pairs * _LEAF ** 2 + partial_rows * _LEAF) / ((n_pairs + nb) * _LEAF ** 2), 4)}
 
 
-def _needs(top: np.ndarray, slack: float, nx_rows: np.ndarray, nx_other: float, thresholds: list[np.ndarray],
-           s: Any, e: Any) -> np.ndarray:
-    """Which rows may gain from a block: their largest −LB²/2 against it (``top``, float32) within some
-    list's threshold (``thr[s:e]``, or ``thr[s]`` with ``s`` an index array and ``e`` None) once the
-    rounding slack of their norm and the block's largest is granted."""
-    reach = -2.0 * top.astype(np.float64) - slack * (nx_rows + nx_other)
+def _needs(top: np.ndarray, slack: float, at: Any, nx: np.ndarray, nx_other: float,
+           thresholds: list[np.ndarray]) -> np.ndarray:
+    """Which rows ``at`` (a slice or positions) may gain from a block: their largest −LB²/2 against it
+    (``top``, float32) within some list's threshold once the rounding slack of their norm and the
+    block's largest (``nx_other``) is granted."""
+    reach = -2.0 * top.astype(np.float64) - slack * (nx[at] + nx_other)
     need = np.zeros(top.shape[0], dtype=np.bool_)
     for thr in thresholds:
-        need |= reach <= (thr[s] if e is None else thr[s:e])
+        need |= reach <= thr[at]
     return need
 
 
