@@ -125,7 +125,8 @@ def test_pairs_scored_alone_keep_the_nearest_that_reach_and_no_other():
     floor = np.stack([np.where(rows < 10, -1e300, fifth)])  # rows 0..9: every pair reaches; 10..: the 5 nearest
     lst = _Lists(8)
     lst.start(300)
-    scored = _kernels.keep_bounded(F, rows, 100, floor, np.ones_like(floor, dtype=bool), Xa, 40, [lst], None)
+    scored = _kernels.keep_bounded(F, rows, 100, floor, np.ones_like(floor, dtype=bool), Xa,
+                                    _prune.right_rows(Xa, 0, 300), [lst], None)
     assert scored == 10 * 200 + 10 * 5
     for r in rows:
         kept = lst.best_i[r][np.isfinite(lst.best_v[r])]

@@ -181,62 +181,83 @@ def _keep_rows_at(G, ridx, cidx, best_v, best_i, worst_pos, labels, masked):
                     thr = best_v[row, worst_pos[row]]
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def _keep_bounded(F, rows, col_off, floor, bounded, Xa, D, best_v, best_i, worst_pos, labels, masked, count):
-    nr, nc = F.shape
+@njit(fastmath=True, cache=True, inline="always")
+def _bounded_row(r, F, rows, col_off, floor, bounded, Xa, Xr, best_v, best_i, worst_pos, labels, masked, count):
+    nc = F.shape[1]
     L = floor.shape[0]
-    for r in prange(nr):
-        row = rows[r]
-        t = np.float64(0.0)
-        any_bounded = False
-        for u in range(L):
-            if bounded[u, r]:
-                t = floor[u, r] if not any_bounded else min(t, floor[u, r])
-                any_bounded = True
-        if not any_bounded:
+    row = rows[r]
+    t = np.float64(0.0)
+    any_bounded = False
+    for u in range(L):
+        if bounded[u, r]:
+            t = floor[u, r] if not any_bounded else min(t, floor[u, r])
+            any_bounded = True
+    if not any_bounded:
+        return
+    xi = Xa[row]
+    k = 0
+    for c in range(nc):
+        f = F[r, c]
+        if f < t:
             continue
-        xi = row64(Xa[row, :D])
-        k = 0
-        for c in range(nc):
-            f = F[r, c]
-            if f < t:
+        col = col_off + c
+        if col == row:
+            continue
+        v = np.float32(0.0)
+        scored = False
+        for u in range(L):
+            if not bounded[u, r] or f < floor[u, r]:
                 continue
-            col = col_off + c
-            if col == row:
+            if masked[u] and (labels[row] == labels[col] or labels[col] < 0):
                 continue
-            v = np.float32(0.0)
-            scored = False
-            for u in range(L):
-                if not bounded[u, r] or f < floor[u, r]:
-                    continue
-                if masked[u] and (labels[row] == labels[col] or labels[col] < 0):
-                    continue
-                if not scored:
-                    v = np.float32(-0.5 * sqdist_pair(xi, Xa[col, :D]))
-                    scored = True
-                    k += 1
-                bv, bi, wp = best_v[u], best_i[u], worst_pos[u]
-                if v > bv[row, wp[row]]:
-                    _insert(v, col, row, bv, bi, wp)
-        count[r] = k
+            if not scored:
+                v = dot32(xi, Xr[col])
+                scored = True
+                k += 1
+            bv, bi, wp = best_v[u], best_i[u], worst_pos[u]
+            if v > bv[row, wp[row]]:
+                _insert(v, col, row, bv, bi, wp)
+    count[r] = k
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _keep_bounded(F, rows, col_off, floor, bounded, Xa, Xr, best_v, best_i, worst_pos, labels, masked, count):
+    for r in prange(F.shape[0]):
+        _bounded_row(r, F, rows, col_off, floor, bounded, Xa, Xr, best_v, best_i, worst_pos, labels, masked, count)
+
+
+@njit(fastmath=True, cache=True)
+def _keep_bounded_serial(F, rows, col_off, floor, bounded, Xa, Xr, best_v, best_i, worst_pos, labels, masked, count):
+    for r in range(F.shape[0]):
+        _bounded_row(r, F, rows, col_off, floor, bounded, Xa, Xr, best_v, best_i, worst_pos, labels, masked, count)
+
+
+# Below this many entries a call runs on one thread: starting numba's workqueue threads costs ~150 µs a
+# call on a 2-core AMD EPYC (a 4 × 555 block: 4 µs on one thread, 130-210 µs in parallel), more than the
+# scan of 10^5 entries it would share.
+_SERIAL_ENTRIES = 1 << 17
 
 
 def keep_bounded(F: np.ndarray, rows: np.ndarray, col_off: int, floor: np.ndarray, bounded: np.ndarray,
-                 Xa: np.ndarray, D: int, lists: list[Any], labels: np.ndarray | None) -> int:
+                 Xa: np.ndarray, Xr: np.ndarray, lists: list[Any], labels: np.ndarray | None) -> int:
     """As :func:`keep_best_at` for ``rows`` against the columns ``col_off..`` of a block, into every list of
     ``lists`` (the engine's ``_Lists``; ``labels`` those of its lists of other labels), but only the pairs
     whose bound reaches: ``F[r, c]`` (−bound²/2, float32) at least ``floor[t, r]``, for the rows
-    ``bounded[t]`` of list t; each such pair is scored once, −d²/2 from float64 differences of the rows
-    ``Xa[:, :D]`` rounded once to float32 (within the rounding of the product it stands in for). Returns
+    ``bounded[t]`` of list t; each such pair is scored once, −d²/2 as the float32 dot product of its rows in
+    ``Xa`` and ``Xr`` (the augmented rows and their swapped copies: one entry of the product it stands in
+    for, with the same rounding bound). Returns
     how many pairs were scored. Where a row has a few candidates in a block of hundreds, this costs a
     fraction of its product in D dimensions."""
     count = np.zeros(rows.size, dtype=np.int64)
-    masked = np.array([lst.labels is not None for lst in lists])
-    with _LOCK:
-        _keep_bounded(F, np.ascontiguousarray(rows, dtype=np.int64), col_off, floor, bounded, Xa, D,
-                      tuple(lst.best_v for lst in lists), tuple(lst.best_i for lst in lists),
-                      tuple(lst.worst_pos for lst in lists), labels if labels is not None else _NO_LABELS,
-                      masked, count)
+    args = (F, np.ascontiguousarray(rows, dtype=np.int64), col_off, floor, bounded, Xa, Xr,
+            tuple(lst.best_v for lst in lists), tuple(lst.best_i for lst in lists),
+            tuple(lst.worst_pos for lst in lists), labels if labels is not None else _NO_LABELS,
+            np.array([lst.labels is not None for lst in lists]), count)
+    if F.size < _SERIAL_ENTRIES:
+        _keep_bounded_serial(*args)
+    else:
+        with _LOCK:
+            _keep_bounded(*args)
     return int(count.sum())
 
 
@@ -297,6 +318,16 @@ def row64(x):
     for d in range(x.shape[0]):
         out[d] = x[d]
     return out
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def dot32(a, b):
+    """The float32 dot product of two float32 rows, as one entry of their matrix product: any order of
+    summation (fastmath spreads it over SIMD lanes) keeps the error within the same worst-case bound."""
+    acc = np.float32(0.0)
+    for d in range(a.shape[0]):
+        acc += a[d] * b[d]
+    return acc
 
 
 @njit(fastmath=True, cache=True, inline="always")
