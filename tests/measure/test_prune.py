@@ -111,8 +111,11 @@ def test_small_or_flat_data_gets_no_plan():
     assert _prune.plan(rng.standard_normal((1200, 30)), 10) is None          # too few dimensions
 
 
-def test_pairs_scored_alone_keep_the_nearest_that_reach_and_no_other():
+@pytest.mark.parametrize("serial_below", [1 << 17, 0], ids=["one thread", "threads"])
+def test_pairs_scored_alone_keep_the_nearest_that_reach_and_no_other(serial_below, monkeypatch):
     from intrinsics.measure import _kernels
+
+    monkeypatch.setattr(_kernels, "_SERIAL_ENTRIES", serial_below)
     from intrinsics.measure.neighbors import _Lists, _prepare
 
     rng = np.random.default_rng(3)
@@ -132,3 +135,7 @@ def test_pairs_scored_alone_keep_the_nearest_that_reach_and_no_other():
         kept = lst.best_i[r][np.isfinite(lst.best_v[r])]
         want = cols[np.argsort(d2[r])[: 8 if r < 10 else 5]]
         assert set(kept) == set(want), r
+        # each score is −d²/2 within the rounding bound of the product entry it stands in for
+        got = lst.best_v[r][np.isfinite(lst.best_v[r])].astype(np.float64)
+        norms = (X[r].astype(np.float64) ** 2).sum() + (X[kept].astype(np.float64) ** 2).sum(axis=1)
+        assert np.all(np.abs(got + 0.5 * d2[r, kept - 100]) <= _prune.rounding(42) * norms), r
