@@ -13,7 +13,9 @@ Functions are compiled on first use and cached on disk (``cache=True``).
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
 from typing import Any
 
@@ -23,11 +25,34 @@ from numba.extending import overload
 
 __all__ = ["exact_sqdist", "keep_best", "keep_best_at", "keep_bounded", "threads"]
 
+
+def _tbb_loads() -> bool:
+    """Whether numba's TBB threading layer can load. The ``tbb`` wheel puts Intel's oneTBB library in
+    ``<prefix>/lib``, outside the loader's search path, so it is loaded here by its full path first."""
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        for name in ("libtbb.so.12", "libtbb.12.dylib"):
+            path = os.path.join(prefix, "lib", name)
+            if os.path.exists(path):
+                try:
+                    ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                except OSError:
+                    pass
+    try:
+        from numba.np.ufunc import tbbpool  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 # numba's OpenMP layer brings a second OpenMP runtime next to torch's; with two such processes on a
-# machine (study workers), torch's training then ran ~35x slower. The workqueue layer has no such
-# interference; it must not be entered by two threads at once, hence the lock in `threads`.
+# machine (study workers), torch's training then ran ~35x slower, so it is never chosen. TBB (a
+# dependency) starts a parallel loop in ~14 µs where workqueue takes ~150 µs (2-core AMD EPYC), which
+# the neighbour search pays thousands of times (Fashion-MNIST: a median of 15.9 s against 17.2 s over 8
+# runs each); two study workers at once trained at the same speed on either (median run 2.24 s against
+# 2.22 s). Workqueue, where TBB does not load, must not be entered by two threads at once: hence the lock
+# in `threads`, kept for both.
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    config.THREADING_LAYER = "workqueue"
+    config.THREADING_LAYER = "tbb" if _tbb_loads() else "workqueue"
 _LOCK = threading.RLock()
 
 _COL_CHUNK = 64
@@ -232,9 +257,9 @@ def _keep_bounded_serial(F, rows, col_off, floor, bounded, Xa, Xr, best_v, best_
         _bounded_row(r, F, rows, col_off, floor, bounded, Xa, Xr, best_v, best_i, worst_pos, labels, masked, count)
 
 
-# Below this many entries a call runs on one thread: starting numba's workqueue threads costs ~150 µs a
-# call on a 2-core AMD EPYC (a 4 × 555 block: 4 µs on one thread, 130-210 µs in parallel), more than the
-# scan of 10^5 entries it would share.
+# Below this many entries a call runs on one thread: starting numba's threads costs ~150 µs a call on
+# workqueue and ~14 µs on TBB (2-core AMD EPYC; a 4 × 555 block takes 4 µs on one thread), more than the
+# scan of the ~10^4 entries most such calls have.
 _SERIAL_ENTRIES = 1 << 17
 
 
@@ -259,6 +284,38 @@ def keep_bounded(F: np.ndarray, rows: np.ndarray, col_off: int, floor: np.ndarra
         with _LOCK:
             _keep_bounded(*args)
     return int(count.sum())
+
+
+@njit(cache=True)
+def reach(top, slack, r0, rows, nx, nx_other, T, need):
+    """``need[i]``: whether row ``rows[i]`` (``r0 + i`` where ``rows`` is empty) may gain from a block,
+    its largest −bound²/2 there being ``top[i]``: −2·top − slack·(|x|² + ``nx_other``) within its threshold
+    in some list (``T[list, row]``). One call instead of a few numpy passes, which cost more in Python than
+    in arithmetic on the ~500 rows of a block. Plain IEEE arithmetic (no fastmath), as numpy's."""
+    for i in range(top.shape[0]):
+        row = rows[i] if rows.size else r0 + i
+        d = -2.0 * np.float64(top[i]) - slack * (nx[row] + nx_other)
+        ok = False
+        for u in range(T.shape[0]):
+            if d <= T[u, row]:
+                ok = True
+        need[i] = ok
+
+
+@njit(cache=True)
+def tighten(best_v, best_i, worst_pos, thr, rows, nx, slack):
+    """For each full list of ``rows``: ``thr[row]`` lowered to −2·(its worst score) + slack·(|x|² + the
+    largest |y|² among its candidates), the squared distance within which its candidates lie for certain."""
+    for row in rows:
+        w = best_v[row, worst_pos[row]]
+        if not np.isfinite(w):
+            continue
+        c = nx[best_i[row, 0]]
+        for q in range(1, best_i.shape[1]):
+            c = max(c, nx[best_i[row, q]])
+        b = -2.0 * np.float64(w) + slack * (nx[row] + c)
+        if b < thr[row]:
+            thr[row] = b
 
 
 def keep_best_at(G: np.ndarray, rows: np.ndarray, cols: np.ndarray, best_v: np.ndarray, best_i: np.ndarray,

@@ -191,7 +191,7 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
     # thresholds are tight before the far pairs are tested.
     pairs = [(a, a) for a in range(nb)] + sorted(
         ((a, b) for a in range(nb) for b in range(a + 1, nb)), key=lambda ab: cdist[ab[0], ab[1]])
-    thresholds = [np.full(n, np.inf) for _ in lists]  # squared upper bounds of each row's last candidate
+    thresholds = np.full((len(lists), n), np.inf)  # squared upper bounds of each list's last candidate, by row
     nx_max = np.array([nx[s:e].max() for s, e in bounds])
     # The right-hand sides of every product, made once: rows with their last two columns swapped.
     Xr, Wr = right_rows(Xa, 0, n), right_rows(p.W, 0, n)
@@ -293,15 +293,20 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
 
 
 def _needs(top: np.ndarray, slack: float, at: Any, nx: np.ndarray, nx_other: float,
-           thresholds: list[np.ndarray]) -> np.ndarray:
+           thresholds: np.ndarray) -> np.ndarray:
     """Which rows ``at`` (a slice or positions) may gain from a block: their largest −LB²/2 against it
     (``top``, float32) within some list's threshold once the rounding slack of their norm and the
     block's largest (``nx_other``) is granted."""
-    reach = -2.0 * top.astype(np.float64) - slack * (nx[at] + nx_other)
-    need = np.zeros(top.shape[0], dtype=np.bool_)
-    for thr in thresholds:
-        need |= reach <= thr[at]
+    need = np.empty(top.shape[0], dtype=np.bool_)
+    top = np.ascontiguousarray(top)
+    if isinstance(at, slice):
+        _kernels.reach(top, slack, at.start, _NO_ROWS, nx, nx_other, thresholds, need)
+    else:
+        _kernels.reach(top, slack, 0, np.asarray(at, dtype=np.int64), nx, nx_other, thresholds, need)
     return need
+
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
 def _estimated_share(B: np.ndarray, mean: np.ndarray, W: np.ndarray, order: np.ndarray,
@@ -330,10 +335,4 @@ def _estimated_share(B: np.ndarray, mean: np.ndarray, W: np.ndarray, order: np.n
 def _tighten(lst: Any, thr: np.ndarray, rows: np.ndarray, nx: np.ndarray, slack: float) -> None:
     """The squared distance within which these rows' candidates lie for certain (the float32 value of
     the worst candidate plus the worst-case rounding of it and of every other candidate)."""
-    worst = lst.best_v[rows, lst.worst_pos[rows]].astype(np.float64)
-    full = np.isfinite(worst)
-    if not full.any():
-        return
-    cand_nx = nx[lst.best_i[rows]].max(axis=1)
-    bound = -2.0 * worst + slack * (nx[rows] + cand_nx)
-    thr[rows] = np.where(full, np.minimum(thr[rows], bound), thr[rows])
+    _kernels.tighten(lst.best_v, lst.best_i, lst.worst_pos, thr, np.asarray(rows, dtype=np.int64), nx, slack)
