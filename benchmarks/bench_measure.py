@@ -6,7 +6,9 @@ Prints, measured side by side in one run:
 - the measure pipeline (MLE k=20 with its bootstrap interval, sampled K_F with M=1,000 and 20 draws, the
   exact K_F), which computes the neighbour graph and the nearest differently-labelled images in one pass;
 - the same numbers by two passes (kneighbors, then LabelSharpness's own search), as before the fusion;
-- the fused search alone with and without pruning (identical results);
+- the fused search alone with and without pruning (identical results), with every row's nearest other
+  label (``measure`` needs it only for the rows closest to another label, and its search stops the others
+  early: how it pruned is recorded too);
 - the sampled K_F alone (20 draws of M = 1,000) by full products and by the bound (identical results);
 - peak resident memory of this process.
 - with --cli, `intrinsics measure SOURCE --json ...` end to end in a child process (reading the files
@@ -102,6 +104,7 @@ def main() -> None:
            "floor_backend": fastest, "engine_backend": chosen.to_dict(), "measure_s": t_measure,
            "measure_over_F": t_measure / F, "two_passes_s": t_two, "two_passes_over_F": t_two / F,
            "search_brute_s": t_brute, "search_pruned_s": t_pruned, "search": gp.engine["search"],
+           "measure_search": m.graph.engine.get("search"),
            "kf_sampled_full_s": t_kf_full, "kf_sampled_bound_s": t_kf_bound, "peak_rss_mb": peak}
     if a.cli:
         res.update(_cli(a.source, a.limit))

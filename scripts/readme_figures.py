@@ -235,7 +235,9 @@ def render_speed(recs: dict[str, dict[str, Any]]) -> str:
     row("the one-pass search without / with pruning",
         [f"{r['search_brute_s']:.2f} / {_s(r['search_pruned_s'])} ({r['search_pruned_s'] / r['search_brute_s']:.2f}×, "
          f"{r['search_pruned_s'] / F(r):.2f} F)" for r in res])
-    row("how it was pruned", [_pruning(r["search"]) for r in res])
+    row("how it was pruned (every row's nearest other label)", [_pruning(r["search"]) for r in res])
+    row("how `measure` pruned it (only the 20 rows closest to another label to the end)",
+        [_pruning(r["measure_search"]) if r.get("measure_search") else "not recorded" for r in res])
     row("sampled K_F alone (20 draws), full products / bound",
         [f"{r['kf_sampled_full_s']:.2f} / {_s(r['kf_sampled_bound_s'])}" for r in res])
     row("`intrinsics measure SOURCE --json ...` end to end (files read), peak resident memory",

@@ -27,3 +27,17 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(1)
+
+
+def assert_closest_rows(full: tuple, part: tuple, p: int) -> None:
+    """``part``, the nearest other label found with ``closest = p``, holds exactly the rows of ``full``
+    (every row's) whose distance is at most the p-th smallest, with the same distances and positions,
+    and distance inf, position -1 for every other row."""
+    rows, d, pos = full
+    rows_p, d_p, pos_p = part
+    assert np.array_equal(rows, rows_p)
+    kept = d <= np.sort(d)[min(p, d.size) - 1]
+    assert kept.sum() >= min(p, d.size)
+    assert np.array_equal(np.isfinite(d_p), kept)
+    assert np.array_equal(d_p[kept], d[kept]) and np.array_equal(pos_p[kept], pos[kept])
+    assert np.isinf(d_p[~kept]).all() and (pos_p[~kept] == -1).all()

@@ -14,6 +14,7 @@ import pytest
 from intrinsics.errors import DuplicateWarning
 from intrinsics.measure import _bound, kneighbors
 from intrinsics.measure.neighbors import kneighbors_and_nearest_other, nearest_other_label
+from tests.conftest import assert_closest_rows
 
 
 @pytest.fixture(params=["symmetric", "blockwise", "overflowing"])
@@ -78,6 +79,7 @@ def test_bound_search_is_exact(always, name, X, y):
         warnings.simplefilter("ignore", DuplicateWarning)
         fast = kneighbors(X, 15)
         fg, fo = kneighbors_and_nearest_other(X, 10, y)
+        cg, co = kneighbors_and_nearest_other(X, 10, y, closest=6)  # only the 6 rows closest to another label
         brute = kneighbors(X, 15, prune=False)
         _, brute_other = kneighbors_and_nearest_other(X, 10, y, prune=False)
     assert fast.engine["search"].get("bound") == "pairs", fast.engine
@@ -106,6 +108,9 @@ def test_bound_search_is_exact(always, name, X, y):
     # the float32 engine too: where more near-duplicates than its margin tie in float32, the rows its
     # rounding check cannot certify are searched again exactly
     np.testing.assert_allclose(brute_other[1], d_o, rtol=1e-12, atol=0)
+    assert cg.engine["search"].get("bound") == "pairs", cg.engine
+    assert np.array_equal(cg.indices, fg.indices) and np.array_equal(cg.distances, fg.distances)
+    assert_closest_rows(fo, co, 6)
     first = np.unique(X[rows], axis=0, return_index=True)[1]
     if first.size == rows.size:
         d_f, _ = nearest_other_label(X[rows], y[rows])

@@ -8,9 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
-from intrinsics.errors import DuplicateWarning
+from intrinsics.errors import DuplicateWarning, EstimationError
 from intrinsics.measure import LabelSharpness, kneighbors
 from intrinsics.measure.neighbors import kneighbors_and_nearest_other, label_conflicts, nearest_other_label
+from tests.conftest import assert_closest_rows
 
 
 def _data(kind, rng):
@@ -65,3 +66,57 @@ def test_one_class_left_gives_no_nearest_other():
         warnings.simplefilter("ignore", DuplicateWarning)
         g, other = kneighbors_and_nearest_other(X, 5, y)
     assert other is None and g.n == 49
+
+
+@pytest.mark.parametrize("kind", ["plain", "duplicates", "grouped", "outliers"])
+@pytest.mark.parametrize("p", [1, 7, 10_000])
+def test_only_the_rows_closest_to_another_label(kind, p):
+    """With ``closest = p``: the rows whose nearest other label is among the p smallest keep it, exactly
+    as in the full pass (ties with the p-th included), the others have inf and -1; the graph is the same."""
+    X, y = _data(kind, np.random.default_rng(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DuplicateWarning)
+        g, full = kneighbors_and_nearest_other(X, 15, y, block_size=128)
+        gp, part = kneighbors_and_nearest_other(X, 15, y, block_size=128, closest=p)
+    assert np.array_equal(g.indices, gp.indices) and np.array_equal(g.distances, gp.distances)
+    assert_closest_rows(full, part, p)
+    # the exact K_F and its closest pairs are what every row's nearest gives
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = LabelSharpness(200, n_draws=2, n_closest=3).fit(X, y, nearest_other=full)
+        b = LabelSharpness(200, n_draws=2, n_closest=3).fit(X, y, nearest_other=part)
+    assert a.exact_ == b.exact_ and a.closest_pairs_ == b.closest_pairs_
+    # kept only where every row has it; with fewer rows than the 3 pairs need (2 each), searched again
+    assert a.nearest_other_ is not None and (b.nearest_other_ is None) is (6 <= p < len(full[0]))
+
+
+def test_too_few_closest_rows_for_the_pairs_asked_are_searched_again():
+    X, y = _data("plain", np.random.default_rng(2))
+    _, full = kneighbors_and_nearest_other(X, 15, y)
+    _, part = kneighbors_and_nearest_other(X, 15, y, closest=4)
+    a = LabelSharpness(200, n_draws=2, n_closest=10).fit(X, y, nearest_other=full)
+    b = LabelSharpness(200, n_draws=2, n_closest=10).fit(X, y, nearest_other=part)  # 4 rows, 10 pairs asked
+    assert len(b.closest_pairs_) == 10 and a.closest_pairs_ == b.closest_pairs_
+    assert b.nearest_other_ is not None
+
+
+@pytest.mark.parametrize("closest", [0, -3, 2.5, "20"])
+def test_a_bad_closest_is_refused(closest):
+    X, y = _data("plain", np.random.default_rng(0))
+    with pytest.raises(EstimationError, match="closest="):
+        kneighbors_and_nearest_other(X, 5, y, closest=closest)
+
+
+def test_measure_keeps_every_nearest_other_label_only_when_asked():
+    from intrinsics.data import load
+    from intrinsics.measure.pipeline import MeasureSettings, measure_dataset
+
+    ds = load("builtin:digits")
+    s = MeasureSettings(n_bootstrap=10, kf_samples=200)
+    m = measure_dataset(ds, s)
+    every = measure_dataset(ds, s, every_nearest_other=True)
+    assert m.K_F.exact == every.K_F.exact and m.K_F.closest_pairs == every.K_F.closest_pairs
+    assert m.d_data.value == every.d_data.value and m.K_F.value == every.K_F.value
+    assert m.nearest_other is None
+    rows, dist, pos = every.nearest_other
+    assert rows.size == len(ds) and np.isfinite(dist).all() and (pos >= 0).all()

@@ -12,6 +12,7 @@ import pytest
 from intrinsics.errors import DuplicateWarning
 from intrinsics.measure import _prune, kneighbors
 from intrinsics.measure.neighbors import kneighbors_and_nearest_other, nearest_other_label
+from tests.conftest import assert_closest_rows
 
 
 @pytest.fixture(autouse=True, params=["one bound", "cascade", "cascade by rows"])
@@ -66,6 +67,7 @@ def test_pruned_search_equals_brute_force(small_blocks, name, X, y, prunes):
         fast = kneighbors(X, 15)
         bg, bo = kneighbors_and_nearest_other(X, 10, y, prune=False, block_size=96)
         fg, fo = kneighbors_and_nearest_other(X, 10, y)
+        cg, co = kneighbors_and_nearest_other(X, 10, y, closest=6)  # only the 6 rows closest to another label
     search = fast.engine["search"]
     assert search["pruned"] is prunes, search
     if prunes and name in ("manifold", "labels in runs"):
@@ -77,6 +79,10 @@ def test_pruned_search_equals_brute_force(small_blocks, name, X, y, prunes):
     assert np.array_equal(bg.indices, fg.indices) and np.array_equal(bg.distances, fg.distances)
     for b, f in zip(bo, fo):
         assert np.array_equal(b, f)
+    assert np.array_equal(bg.indices, cg.indices) and np.array_equal(bg.distances, cg.distances)
+    assert_closest_rows(bo, co, 6)
+    if prunes and name in ("manifold", "labels in runs"):  # the rows not among them stop early
+        assert cg.engine["search"]["share_of_products"] < fg.engine["search"]["share_of_products"]
     rows = bo[0]
     d_b, _ = nearest_other_label(X[rows], y[rows], prune=False, block_size=96)
     d_f, _ = nearest_other_label(X[rows], y[rows])

@@ -313,6 +313,10 @@ def search(A: np.ndarray, lists: list[Any]) -> dict[str, Any] | None:
     for lst, near_i in zip(lists, near):
         tau, d2 = np.empty(n), np.empty(near_i.shape)
         tau[order], d2[order] = _tau(A, order, near_i[order], lst.labels)
+        if lst.closest is not None:  # only the rows closest to another label: none needs a candidate
+            asked = tau >= 0         # farther than the p-th smallest τ (their nearest lie within it)
+            if asked.sum() >= lst.closest:
+                tau[asked] = np.minimum(tau[asked], np.partition(tau[asked], lst.closest - 1)[lst.closest - 1])
         taus.append(tau)
         known.append((near_i, d2))
     for lst in lists:

@@ -192,6 +192,10 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
     pairs = [(a, a) for a in range(nb)] + sorted(
         ((a, b) for a in range(nb) for b in range(a + 1, nb)), key=lambda ab: cdist[ab[0], ab[1]])
     thresholds = np.full((len(lists), n), np.inf)  # squared upper bounds of each list's last candidate, by row
+    # A list that needs only its rows closest to another label (``closest``) holds every row's threshold
+    # at most at the squared distance within which those rows' nearest lie for certain.
+    closest = [None if lst.closest is None else Closest(lst.closest) for lst in lists]
+    caps = np.full(len(lists), np.inf)
     nx_max = np.array([nx[s:e].max() for s, e in bounds])
     # The right-hand sides of every product, made once: rows with their last two columns swapped.
     Xr, Wr = right_rows(Xa, 0, n), right_rows(p.W, 0, n)
@@ -214,7 +218,7 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
             np.fill_diagonal(G, -math.inf)
             for lst, thr in zip(lists, thresholds):
                 _kernels.keep_best(G, sa, sa, lst.best_v, lst.best_i, lst.worst_pos, columns=False, labels=lst.labels)
-                _tighten(lst, thr, np.arange(sa, ea), nx, slack_exact)
+            _tighten_all(lists, thresholds, np.arange(sa, ea), nx, slack_exact, closest, caps)
             full_pairs += 1
             continue
         # A row may gain from the other block if its largest −LB²/2 there reaches its threshold, with the
@@ -224,8 +228,8 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
         # the rows and columns it cannot rule out.
         if Wcr is not None:
             LB = gemm_nt(p.Wc[sa:ea], Wcr[sb:eb])
-            need_r = _needs(LB.max(axis=1), slack_coarse, slice(sa, ea), nx, nx_max[b], thresholds)
-            need_c = _needs(LB.max(axis=0), slack_coarse, slice(sb, eb), nx, nx_max[a], thresholds)
+            need_r = _needs(LB.max(axis=1), slack_coarse, slice(sa, ea), nx, nx_max[b], thresholds, caps)
+            need_c = _needs(LB.max(axis=0), slack_coarse, slice(sb, eb), nx, nx_max[a], thresholds, caps)
             coarse_r, coarse_c = int(need_r.sum()), int(need_c.sum())
             if coarse_r + coarse_c == 0:
                 skipped += 1
@@ -233,8 +237,8 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
                 continue
         if Wcr is None or coarse_r + coarse_c > _CASCADE_FULL * (ea - sa + eb - sb):
             LB = gemm_nt(p.W[sa:ea], Wr[sb:eb])  # −LB²/2
-            need_r = _needs(LB.max(axis=1), slack_bound, slice(sa, ea), nx, nx_max[b], thresholds)
-            need_c = _needs(LB.max(axis=0), slack_bound, slice(sb, eb), nx, nx_max[a], thresholds)
+            need_r = _needs(LB.max(axis=1), slack_bound, slice(sa, ea), nx, nx_max[b], thresholds, caps)
+            need_c = _needs(LB.max(axis=0), slack_bound, slice(sb, eb), nx, nx_max[a], thresholds, caps)
             fine = None
         else:  # the full bound of the rows (and columns) the coarse one left, against the whole other block
             fine = []
@@ -242,7 +246,7 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
                 at, F = np.flatnonzero(need), None
                 if at.size:
                     F = gemm_nt(np.ascontiguousarray(p.W[s1 + at]), Wr[s2:e2])
-                    need[at] = _needs(F.max(axis=1), slack_bound, s1 + at, nx, nx_max[other], thresholds)
+                    need[at] = _needs(F.max(axis=1), slack_bound, s1 + at, nx, nx_max[other], thresholds, caps)
                 fine.append((at, F))
         nr, nc = int(need_r.sum()), int(need_c.sum())
         if nr == 0 and nc == 0:
@@ -268,7 +272,8 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
                     kept, F = fine[side]
                     F = F[np.searchsorted(kept, at)]
                 # the smallest −LB²/2 a candidate of each row can have in each list: −(τ² + slack)/2
-                floor = np.stack([-0.5 * (thr[rows] + slack_bound * (nx[rows] + nx_max[other])) for thr in thresholds])
+                floor = np.stack([-0.5 * (np.minimum(thr[rows], cap) + slack_bound * (nx[rows] + nx_max[other]))
+                                  for thr, cap in zip(thresholds, caps)])
                 bounded = np.isfinite(floor)
                 for g, labels in groups:
                     if bounded[g].any():
@@ -283,8 +288,7 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
                         partial_rows += open_rows.size
                 touched.append(rows)
             touched = np.concatenate(touched)
-        for lst, thr in zip(lists, thresholds):
-            _tighten(lst, thr, touched, nx, slack_exact)
+        _tighten_all(lists, thresholds, touched, nx, slack_exact, closest, caps)
     n_pairs = nb * (nb - 1) // 2
     return {"pruned": True, **p.info(), "block_pairs": n_pairs + nb, "block_pairs_skipped": skipped,
             "block_pairs_skipped_coarse": skipped_coarse,
@@ -293,16 +297,16 @@ def search(Xa: np.ndarray, lists: list[Any], p: Plan, D: int) -> dict[str, Any]:
 
 
 def _needs(top: np.ndarray, slack: float, at: Any, nx: np.ndarray, nx_other: float,
-           thresholds: np.ndarray) -> np.ndarray:
+           thresholds: np.ndarray, caps: np.ndarray) -> np.ndarray:
     """Which rows ``at`` (a slice or positions) may gain from a block: their largest −LB²/2 against it
-    (``top``, float32) within some list's threshold once the rounding slack of their norm and the
-    block's largest (``nx_other``) is granted."""
+    (``top``, float32) within some list's threshold (held at most at the list's cap) once the rounding
+    slack of their norm and the block's largest (``nx_other``) is granted."""
     need = np.empty(top.shape[0], dtype=np.bool_)
     top = np.ascontiguousarray(top)
     if isinstance(at, slice):
-        _kernels.reach(top, slack, at.start, _NO_ROWS, nx, nx_other, thresholds, need)
+        _kernels.reach(top, slack, at.start, _NO_ROWS, nx, nx_other, thresholds, caps, need)
     else:
-        _kernels.reach(top, slack, 0, np.asarray(at, dtype=np.int64), nx, nx_other, thresholds, need)
+        _kernels.reach(top, slack, 0, np.asarray(at, dtype=np.int64), nx, nx_other, thresholds, caps, need)
     return need
 
 
@@ -330,6 +334,43 @@ def _estimated_share(B: np.ndarray, mean: np.ndarray, W: np.ndarray, order: np.n
     need = lb2 <= reach[:, None]
     need[np.arange(rows.size), np.searchsorted(starts, rows, side="right") - 1] = False  # its own block
     return float(need.sum() / max(1, rows.size * (len(bounds) - 1)))
+
+
+class Closest:
+    """For a list that needs exactly only the nearest of its ``p`` rows closest to another label (those
+    that set the exact K_F and its closest pairs), the squared distance T² within which those ``p``
+    rows' nearest lie for certain: the ``p``-th smallest of the rows' thresholds (each an upper bound of
+    its row's nearest). A pair farther than T² is the nearest of none of those rows, so every row's
+    threshold may be held at T²; the rows it holds below their own may end with candidates that are not
+    their nearest, and only the rows whose refined distance is at most the ``p``-th smallest are exact
+    (:func:`~.neighbors.kneighbors_and_nearest_other` keeps only those)."""
+
+    def __init__(self, p: int):
+        self.p = int(p)
+        self.rows = np.zeros(0, dtype=np.int64)  # the p rows of smallest threshold seen
+        self.t2 = math.inf
+
+    def lower(self, thr: np.ndarray, rows: np.ndarray) -> float:
+        """T² after the thresholds of ``rows`` were lowered (thresholds only fall, so T² only falls)."""
+        rows = np.union1d(self.rows, rows)
+        v = thr[rows]
+        if rows.size > self.p:
+            keep = np.argpartition(v, self.p - 1)[:self.p]
+            rows, v = rows[keep], v[keep]
+        self.rows = rows
+        if rows.size == self.p:
+            self.t2 = min(self.t2, float(v.max()))
+        return self.t2
+
+
+def _tighten_all(lists: list[Any], thresholds: np.ndarray, rows: np.ndarray, nx: np.ndarray, slack: float,
+                 closest: list[Closest | None], caps: np.ndarray) -> None:
+    """Every list's thresholds of ``rows`` tightened, and the caps of the lists that need only their
+    closest rows lowered with them."""
+    for t, (lst, thr) in enumerate(zip(lists, thresholds)):
+        _tighten(lst, thr, rows, nx, slack)
+        if closest[t] is not None:
+            caps[t] = closest[t].lower(thr, rows)
 
 
 def _tighten(lst: Any, thr: np.ndarray, rows: np.ndarray, nx: np.ndarray, slack: float) -> None:

@@ -616,7 +616,7 @@ def audit_dataset(
         seen = {g for g in ds.keys[group_key] if g is not None}
         shared = tuple(sorted({g for g in test.keys[group_key] if g is not None} & seen, key=str))
     t0 = time.perf_counter()
-    m = measure_dataset(ds, ms, load_warnings=notes, device=device)
+    m = measure_dataset(ds, ms, load_warnings=notes, device=device, every_nearest_other=True)
     t_measure = time.perf_counter() - t0
     labels = None if ds.labels is None else np.asarray(ds.labels)
     r = audit_images(

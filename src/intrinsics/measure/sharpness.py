@@ -194,7 +194,9 @@ class LabelSharpness(BaseEstimator):
     value_, ci95_, exact_, closest_pairs_, label_conflicts_, estimate_ (SharpnessEstimate)
     nearest_other_ : (rows, distances, positions) or None
         With the exact K_F: for each input row outside the label conflicts (``rows``), the distance to
-        its nearest differently-labelled row, which is ``rows[positions]`` (what an audit reuses).
+        its nearest differently-labelled row, which is ``rows[positions]`` (what an audit reuses). None
+        where ``fit`` was given only the rows closest to another label (``kneighbors_and_nearest_other``
+        with ``closest``).
 
     Examples
     --------
@@ -222,6 +224,8 @@ class LabelSharpness(BaseEstimator):
         ``nearest_other``: the exact nearest differently-labelled rows when already computed for the same
         ``X`` and ``y`` (by :func:`~intrinsics.measure.neighbors.kneighbors_and_nearest_other`, in one
         pass with the neighbour graph); the exact K_F is then read from it instead of searched again.
+        Given with ``closest`` (distances inf beyond the rows closest to another label), it must hold at
+        least 2·``n_closest`` rows, which give the closest pairs; with fewer the search runs again.
         """
         M = self.n_samples
         if not is_int_at_least(M, 2):
@@ -286,9 +290,13 @@ class LabelSharpness(BaseEstimator):
                 if not np.array_equal(rows, idx):
                     raise EstimationError("nearest_other was computed for other rows than these; compute it "
                                           "for the same images and labels")
+                if np.isfinite(dist).sum() < min(2 * self.n_closest, n):  # fewer than the closest pairs need
+                    dist, nn = nearest_other_label(A_k, c_k, device=self.device)
             else:
                 dist, nn = nearest_other_label(A_k, c_k, device=self.device)
-            self.nearest_other_ = (idx, dist, nn)  # input rows, distances, positions in rows (the audit's)
+            # input rows, distances, positions in rows (the audit's); not kept where only the rows
+            # closest to another label were computed (kneighbors_and_nearest_other's ``closest``)
+            self.nearest_other_ = (idx, dist, nn) if np.isfinite(dist).all() else None
             exact_value = float(1.0 / dist.min())
             closest = self._closest_pairs(dist, nn, idx, codes)
 
@@ -358,7 +366,7 @@ class LabelSharpness(BaseEstimator):
         pairs: list[ClosestPair] = []
         seen: set[tuple[int, int]] = set()
         for r in np.argsort(dist, kind="stable"):
-            if len(pairs) >= self.n_closest:
+            if len(pairs) >= self.n_closest or not np.isfinite(dist[r]):
                 break
             i, j = int(idx[r]), int(idx[nn[r]])
             key = (min(i, j), max(i, j))
