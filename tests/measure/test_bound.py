@@ -289,6 +289,7 @@ def test_a_looser_first_pass_that_does_not_pay_gives_way_to_a_tighter_one(monkey
     X, _ = _subspace()
     monkeypatch.setattr(_bound, "_MIN_ROWS", 200)
     monkeypatch.setattr(_bound, "_PAYS", 100.0)  # any real prediction pays; 10^6 more candidates a row do not
+    monkeypatch.setattr(_bound, "_HOPELESS", np.inf)  # ... however far off, a tighter pass is tried
     brute = kneighbors(X, 10, prune=False)
     seen = []
     real = _bound._Bounds.collect
@@ -306,5 +307,31 @@ def test_a_looser_first_pass_that_does_not_pay_gives_way_to_a_tighter_one(monkey
     g = kneighbors(X, 10)
     assert g.engine["search"]["pruned"] and g.engine["search"]["tree_eps"] == _bound._TREE_EPS[1]
     assert len(seen) == 2
+    np.testing.assert_array_equal(g.indices, brute.indices)
+    np.testing.assert_array_equal(g.distances, brute.distances)
+
+
+def test_a_looser_first_pass_far_from_paying_is_not_followed_by_a_tighter_one(monkeypatch):
+    # Predicted at more than _HOPELESS times what pays, the tighter pass would have to cut the candidates
+    # by more than that: it is not tried, and the search runs without the pair bound, exact as ever.
+    X, _ = _subspace()
+    monkeypatch.setattr(_bound, "_MIN_ROWS", 200)
+    seen = []
+    real = _bound._Bounds.collect
+
+    def collect(self, rows, taus, lists, caps, grow=True):
+        out = real(self, rows, taus, lists, caps, grow)
+        if not grow:
+            seen.append(len(seen))
+            for _, cnt in out:
+                cnt += 10 ** 6
+        return out
+
+    monkeypatch.setattr(_bound._Bounds, "collect", collect)
+    g = kneighbors(X, 10)
+    declined = g.engine["search"]["bound_declined"]
+    assert declined["tree_eps"] == _bound._TREE_EPS[0] and len(seen) == 1, declined
+    assert declined["predicted_share"] > _bound._HOPELESS * _bound._PAYS
+    brute = kneighbors(X, 10, prune=False)
     np.testing.assert_array_equal(g.indices, brute.indices)
     np.testing.assert_array_equal(g.distances, brute.distances)
