@@ -29,14 +29,16 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
-def assert_closest_rows(full: tuple, part: tuple, p: int) -> None:
+def assert_closest_rows(full: tuple, part: tuple, p: int, X: np.ndarray | None = None) -> None:
     """``part``, the nearest other label found with ``closest = p``, holds exactly the rows of ``full``
-    (every row's) whose distance is at most the p-th smallest, with the same distances and positions,
-    and distance inf, position -1 for every other row."""
+    (every row's) whose distance is at most the p-th smallest over distinct rows (``X``: the images, so
+    that copies of one image count once), with the same distances and positions, and distance inf,
+    position -1 for every other row."""
     rows, d, pos = full
     rows_p, d_p, pos_p = part
     assert np.array_equal(rows, rows_p)
-    kept = d <= np.sort(d)[min(p, d.size) - 1]
+    distinct = np.arange(d.size) if X is None else np.unique(np.asarray(X)[rows], axis=0, return_index=True)[1]
+    kept = d <= np.sort(d[distinct])[min(p, distinct.size) - 1]
     assert kept.sum() >= min(p, d.size)
     assert np.array_equal(np.isfinite(d_p), kept)
     assert np.array_equal(d_p[kept], d[kept]) and np.array_equal(pos_p[kept], pos[kept])

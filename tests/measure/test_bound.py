@@ -110,7 +110,7 @@ def test_bound_search_is_exact(always, name, X, y):
     np.testing.assert_allclose(brute_other[1], d_o, rtol=1e-12, atol=0)
     assert cg.engine["search"].get("bound") == "pairs", cg.engine
     assert np.array_equal(cg.indices, fg.indices) and np.array_equal(cg.distances, fg.distances)
-    assert_closest_rows(fo, co, 6)
+    assert_closest_rows(fo, co, 6, X)
     first = np.unique(X[rows], axis=0, return_index=True)[1]
     if first.size == rows.size:
         d_f, _ = nearest_other_label(X[rows], y[rows])
@@ -335,3 +335,22 @@ def test_a_looser_first_pass_far_from_paying_is_not_followed_by_a_tighter_one(mo
     brute = kneighbors(X, 10, prune=False)
     np.testing.assert_array_equal(g.indices, brute.indices)
     np.testing.assert_array_equal(g.distances, brute.distances)
+
+
+def test_only_the_closest_rows_keep_candidates_of_another_label(always, monkeypatch):
+    # With closest, the nearest other label's τ is held at the p-th smallest τ: the other rows keep only
+    # the candidates within it (the kept rows' results are those of the full search, as tested above).
+    X, y = _subspace()
+    counted = {}
+    real = _bound._best_exact
+
+    def best_exact(A, rows, buf, cnt, known_i, known_d, U, eps, rank, out_i, out_d):
+        if rank == 1:  # the nearest other label's list (the graph's ranks k)
+            counted[key] = counted.get(key, 0) + int(cnt.sum())
+        return real(A, rows, buf, cnt, known_i, known_d, U, eps, rank, out_i, out_d)
+
+    monkeypatch.setattr(_bound, "_best_exact", best_exact)
+    for key in (None, 6):
+        g, _ = kneighbors_and_nearest_other(X, 10, y, closest=key)
+        assert g.engine["search"].get("bound") == "pairs", g.engine
+    assert counted[6] < 0.5 * counted[None], counted

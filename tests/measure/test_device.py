@@ -79,7 +79,7 @@ def test_device_path_equals_cpu_engine(forced, name, X, y):
         cg, co = kneighbors_and_nearest_other(X, 10, y, device="cpu")
         dg, do = kneighbors_and_nearest_other(X, 10, y, device="cuda")
         _, dco = kneighbors_and_nearest_other(X, 10, y, device="cuda", closest=5)
-    assert_closest_rows(do, dco, 5)
+    assert_closest_rows(do, dco, 5, X)
     assert dev.engine["device"] == "cpu" and dev.engine["gemm"] == "torch" and cpu.engine["device"] == "cpu"
     assert "device_name" not in dev.engine and cpu.engine["gemm"] in ("numpy", "scipy", "torch")
     np.testing.assert_array_equal(dev.kept, cpu.kept)

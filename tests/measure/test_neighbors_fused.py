@@ -79,7 +79,7 @@ def test_only_the_rows_closest_to_another_label(kind, p):
         g, full = kneighbors_and_nearest_other(X, 15, y, block_size=128)
         gp, part = kneighbors_and_nearest_other(X, 15, y, block_size=128, closest=p)
     assert np.array_equal(g.indices, gp.indices) and np.array_equal(g.distances, gp.distances)
-    assert_closest_rows(full, part, p)
+    assert_closest_rows(full, part, p, X)
     # the exact K_F and its closest pairs are what every row's nearest gives
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

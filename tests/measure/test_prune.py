@@ -80,13 +80,56 @@ def test_pruned_search_equals_brute_force(small_blocks, name, X, y, prunes):
     for b, f in zip(bo, fo):
         assert np.array_equal(b, f)
     assert np.array_equal(bg.indices, cg.indices) and np.array_equal(bg.distances, cg.distances)
-    assert_closest_rows(bo, co, 6)
+    assert_closest_rows(bo, co, 6, X)
     if prunes and name in ("manifold", "labels in runs"):  # the rows not among them stop early
         assert cg.engine["search"]["share_of_products"] < fg.engine["search"]["share_of_products"]
     rows = bo[0]
     d_b, _ = nearest_other_label(X[rows], y[rows], prune=False, block_size=96)
     d_f, _ = nearest_other_label(X[rows], y[rows])
     assert np.array_equal(d_b, d_f)
+
+
+def _clusters_with_conflicts(seed=0):
+    """Eight separated clusters, and ten images each with ten near-copies of its own label and an exact
+    copy of another label (a label conflict: the distinct image is left out of the nearest other label,
+    but its list still fills with near rows of any label)."""
+    rng = np.random.default_rng(seed)
+    n, D, d = 2000, 120, 6
+    basis = rng.standard_normal((d, D))
+    c = rng.integers(0, 8, n)
+    X = ((4.0 * rng.standard_normal((8, d)))[c] + rng.standard_normal((n, d))) @ basis
+    X = (X + 0.02 * rng.standard_normal((n, D))).astype(np.float32)
+    y = c % 4
+    for t, a in enumerate(range(0, 60, 6)):
+        base = 1000 + 12 * t
+        X[base:base + 10] = X[a] + 1e-4 * rng.standard_normal((10, D)).astype(np.float32)
+        y[base:base + 10] = y[a]
+        X[base + 10], y[base + 10] = X[a], (y[a] + 1) % 4
+    return X, y
+
+
+def test_rows_left_out_do_not_hold_the_closest_rows_threshold(small_blocks):
+    # The threshold at which rows stop is the p-th smallest of the rows queried: the rows a label
+    # conflict leaves out, near rows of their own label, would pull it below the closest rows' nearest.
+    from intrinsics.data import from_arrays
+    from intrinsics.measure import LabelSharpness
+    from intrinsics.measure.pipeline import MeasureSettings, measure_dataset
+
+    X, y = _clusters_with_conflicts()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, full = kneighbors_and_nearest_other(X, 10, y)
+        g, part = kneighbors_and_nearest_other(X, 10, y, closest=6)
+        a = LabelSharpness(200, n_draws=2, n_closest=3).fit(X, y, nearest_other=full)
+        b = LabelSharpness(200, n_draws=2, n_closest=3).fit(X, y, nearest_other=part)
+        s = MeasureSettings(n_bootstrap=5, kf_samples=200)
+        ds = from_arrays(X.reshape(-1, 10, 12), y, value_range=(float(X.min()), float(X.max())))  # 10 × 12 images
+        m, every = (measure_dataset(ds, s, every_nearest_other=e) for e in (False, True))
+    assert g.engine["search"]["pruned"], g.engine
+    assert_closest_rows(full, part, 6, X)
+    assert a.exact_ == b.exact_ and a.closest_pairs_ == b.closest_pairs_ and b.nearest_other_ is None
+    assert m.K_F.exact == every.K_F.exact and m.K_F.closest_pairs == every.K_F.closest_pairs
+    assert m.nearest_other is None and every.nearest_other is not None
 
 
 def test_the_bound_never_exceeds_a_distance():

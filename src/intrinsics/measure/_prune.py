@@ -339,8 +339,8 @@ def _estimated_share(B: np.ndarray, mean: np.ndarray, W: np.ndarray, order: np.n
 class Closest:
     """For a list that needs exactly only the nearest of its ``p`` rows closest to another label (those
     that set the exact K_F and its closest pairs), the squared distance T² within which those ``p``
-    rows' nearest lie for certain: the ``p``-th smallest of the rows' thresholds (each an upper bound of
-    its row's nearest). A pair farther than T² is the nearest of none of those rows, so every row's
+    rows' nearest lie for certain: the ``p``-th smallest of the thresholds of the rows it queries (each
+    an upper bound of its row's nearest). A pair farther than T² is the nearest of none of those rows, so every row's
     threshold may be held at T²; the rows it holds below their own may end with candidates that are not
     their nearest, and only the rows whose refined distance is at most the ``p``-th smallest are exact
     (:func:`~.neighbors.kneighbors_and_nearest_other` keeps only those)."""
@@ -366,11 +366,13 @@ class Closest:
 def _tighten_all(lists: list[Any], thresholds: np.ndarray, rows: np.ndarray, nx: np.ndarray, slack: float,
                  closest: list[Closest | None], caps: np.ndarray) -> None:
     """Every list's thresholds of ``rows`` tightened, and the caps of the lists that need only their
-    closest rows lowered with them."""
+    closest rows lowered with them: from the rows the list queries only (a row of a negative label, left
+    out, still fills its list with rows of any label, whose threshold bounds nothing the cap is for)."""
     for t, (lst, thr) in enumerate(zip(lists, thresholds)):
         _tighten(lst, thr, rows, nx, slack)
         if closest[t] is not None:
-            caps[t] = closest[t].lower(thr, rows)
+            asked = rows if lst.labels is None else rows[lst.labels[rows] >= 0]
+            caps[t] = closest[t].lower(thr, asked)
 
 
 def _tighten(lst: Any, thr: np.ndarray, rows: np.ndarray, nx: np.ndarray, slack: float) -> None:

@@ -144,7 +144,8 @@ class DatasetMeasurement:
     graph, nearest_other
         The exact neighbour graph of the measured images and the exact K_F's nearest
         differently-labelled neighbours (``LabelSharpness.nearest_other_``), kept for an audit of the
-        same images; not part of the JSON.
+        same images where ``measure_dataset`` was asked for every image's (``every_nearest_other``),
+        else None; not part of the JSON.
     """
 
     dataset: dict[str, Any]

@@ -290,7 +290,7 @@ class LabelSharpness(BaseEstimator):
                 if not np.array_equal(rows, idx):
                     raise EstimationError("nearest_other was computed for other rows than these; compute it "
                                           "for the same images and labels")
-                if np.isfinite(dist).sum() < min(2 * self.n_closest, n):  # fewer than the closest pairs need
+                if np.isfinite(dist).sum() < min(max(1, 2 * self.n_closest), n):  # fewer than the closest pairs need
                     dist, nn = nearest_other_label(A_k, c_k, device=self.device)
             else:
                 dist, nn = nearest_other_label(A_k, c_k, device=self.device)
