@@ -17,6 +17,7 @@ from intrinsics.errors import DuplicateWarning, EstimationError, SettingError
 from intrinsics.measure import MLE, LabelSharpness, TwoNN, kneighbors
 from intrinsics.measure._source import RowSource
 from intrinsics.measure.neighbors import kneighbors_and_nearest_other, nearest_other_label
+from tests.conftest import assert_closest_rows
 
 
 def _saved(tmp_path, X, name="x.npy"):
@@ -38,12 +39,14 @@ def test_memory_mapped_input_gives_the_in_memory_results(tmp_path, dtype):
         warnings.simplefilter("ignore")
         a, b = kneighbors(X, 10), kneighbors(M, 10, block_size=256)
         (ga, oa), (gb, ob) = kneighbors_and_nearest_other(X, 8, y), kneighbors_and_nearest_other(M, 8, y, block_size=300)
+        _, oc = kneighbors_and_nearest_other(M, 8, y, block_size=300, closest=5)  # only the 5 closest rows
         sa, sb = LabelSharpness(400, n_draws=4).fit(X, y).estimate_, LabelSharpness(400, n_draws=4).fit(M, y).estimate_
     assert b.engine["out_of_core"] is True and "out_of_core" not in a.engine
     for u, v in ((a.distances, b.distances), (a.indices, b.indices), (a.kept, b.kept), (ga.indices, gb.indices),
                  (ga.distances, gb.distances), *zip(oa, ob)):
         np.testing.assert_array_equal(u, v)
     assert a.duplicates == b.duplicates and a.duplicates.n_removed == 4
+    assert_closest_rows(oa, oc, 5, X)
     assert (sa.value, sa.ci95, sa.exact, sa.closest_pairs, sa.label_conflicts) == \
            (sb.value, sb.ci95, sb.exact, sb.closest_pairs, sb.label_conflicts)
     keep = np.ones(len(X), bool)
