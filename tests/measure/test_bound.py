@@ -34,6 +34,15 @@ def always(monkeypatch, request):
     return request.param
 
 
+@pytest.fixture(params=["products", "k-d trees"])
+def near(monkeypatch, request):
+    """Each row's nearest rows in the projection (its τ) from the bound's products over every pair, or
+    from k-d trees (what rows beyond _BRUTE_NEAR_ROWS get)."""
+    if request.param == "k-d trees":
+        monkeypatch.setattr(_bound, "_BRUTE_NEAR_ROWS", 0)
+    return request.param
+
+
 def _subspace(n=1500, D=160, d=8, seed=0, noise=0.01):
     rng = np.random.default_rng(seed)
     Q, _ = np.linalg.qr(rng.standard_normal((D, d)))
@@ -74,7 +83,7 @@ def _exact_graph(X64, dist, ind):
 
 
 @pytest.mark.parametrize("name, X, y", list(_cases()), ids=[c[0] for c in _cases()])
-def test_bound_search_is_exact(always, name, X, y):
+def test_bound_search_is_exact(always, near, name, X, y):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DuplicateWarning)
         fast = kneighbors(X, 15)
@@ -85,6 +94,7 @@ def test_bound_search_is_exact(always, name, X, y):
     assert fast.engine["search"].get("bound") == "pairs", fast.engine
     assert fg.engine["search"].get("bound") == "pairs", fg.engine
     how = fg.engine["search"]
+    assert how["near"] == near, how
     assert how["collect"] == ("blockwise" if always == "blockwise" else "symmetric"), how
     if always == "overflowing":
         assert how["rows_collected_again"] == fg.n, how
@@ -283,6 +293,38 @@ def test_the_first_pass_finds_real_rows_other_than_the_row_itself():
     assert (few[_bound._Near(U, few, 3).query(np.arange(390, 400), 2.0)] != few[390:400, None]).all()
 
 
+def test_the_products_find_the_nearest_real_rows_in_the_projection():
+    # Below _BRUTE_NEAR_ROWS the rows near each row come from the bound's products over every pair: other
+    # rows (or rows of another, valid label), distinct, the nearest in U up to float32 rounding, whether
+    # every row is asked (the symmetric pass) or a few (the sample).
+    from intrinsics.measure._prune import right_rows
+
+    rng = np.random.default_rng(6)
+    U = rng.standard_normal((1100, 5))
+    U[50:60] = U[49]
+    labels = rng.integers(0, 3, 1100)
+    labels[::37] = -1
+    asked = labels >= 0
+    W = np.empty((1100, 8), dtype=np.float32)
+    W[:, :6] = np.c_[U, np.zeros(1100)]
+    W[:, 6], W[:, 7] = 1.0, -0.5 * (W[:, :6].astype(np.float64) ** 2).sum(1)
+    Wr = right_rows(W, 0, 1100)
+    dist = np.linalg.norm(U[:, None] - U[None], axis=-1)
+    np.fill_diagonal(dist, np.inf)
+    cross = np.where((labels[:, None] == labels[None]) | (labels[None] < 0), np.inf, dist)
+    some = np.sort(rng.choice(1100, 90, replace=False))
+    for rows in (np.arange(1100), some):
+        graph = _bound._NearByProducts(W, Wr, None, 6).query(rows)
+        other = _bound._NearByProducts(W, Wr, labels, 4).query(rows)
+        assert graph.shape == (rows.size, 6) and (graph != rows[:, None]).all()
+        assert all(len(set(r)) == 6 for r in graph)
+        ok = asked[rows]
+        assert (labels[other[ok]] >= 0).all() and (labels[other[ok]] != labels[rows][ok, None]).all()
+        for found, d, rank, keep in ((graph, dist, 6, np.ones(rows.size, bool)), (other, cross, 4, ok)):
+            true = np.sort(d[rows], axis=1)[keep, rank - 1]
+            np.testing.assert_allclose(np.take_along_axis(d[rows], found, axis=1)[keep].max(axis=1), true, atol=1e-4)
+
+
 def test_a_looser_first_pass_that_does_not_pay_gives_way_to_a_tighter_one(monkeypatch):
     # The first eps whose candidates pay is used: where the loosest would decline, the next one runs,
     # and the graph is the brute-force one either way.
@@ -290,6 +332,7 @@ def test_a_looser_first_pass_that_does_not_pay_gives_way_to_a_tighter_one(monkey
     monkeypatch.setattr(_bound, "_MIN_ROWS", 200)
     monkeypatch.setattr(_bound, "_PAYS", 100.0)  # any real prediction pays; 10^6 more candidates a row do not
     monkeypatch.setattr(_bound, "_HOPELESS", np.inf)  # ... however far off, a tighter pass is tried
+    monkeypatch.setattr(_bound, "_BRUTE_NEAR_ROWS", 0)  # passes of k-d trees (the products are one, exact)
     brute = kneighbors(X, 10, prune=False)
     seen = []
     real = _bound._Bounds.collect
@@ -316,6 +359,7 @@ def test_a_looser_first_pass_far_from_paying_is_not_followed_by_a_tighter_one(mo
     # by more than that: it is not tried, and the search runs without the pair bound, exact as ever.
     X, _ = _subspace()
     monkeypatch.setattr(_bound, "_MIN_ROWS", 200)
+    monkeypatch.setattr(_bound, "_BRUTE_NEAR_ROWS", 0)
     seen = []
     real = _bound._Bounds.collect
 
