@@ -131,7 +131,7 @@ def plan(B: np.ndarray, k_cand: int, *, seed: int = 0) -> Plan | None:
     n, D = B.shape
     if n < 4 * _LEAF or D < 64 or k_cand >= _LEAF // 4:
         return None
-    fitted = projection(B, seed=seed)
+    fitted = projection(B, seed=seed, sample=_SAMPLE)  # read here, not as a default (a default is fixed at import)
     if fitted is None:
         return None
     mean, Q, res_m = fitted
