@@ -300,7 +300,8 @@ def search(A: np.ndarray, lists: list[Any]) -> dict[str, Any] | None:
     # Whether it pays, decided first, on 256 sampled rows: their τ as step 2 finds it, their
     # candidates counted, and the predicted cost compared with the full search's.
     sample = np.sort(np.random.default_rng(2).choice(n, size=min(n, 256), replace=False))
-    if n <= _BRUTE_NEAR_ROWS:
+    products = n <= _BRUTE_NEAR_ROWS
+    if products:
         nears: list[Any] = [_NearByProducts(W, Wr, lst.labels, _rank(lst)) for lst in lists]
         passes: tuple[float, ...] = (0.0,)  # exact in the projection: one pass
     else:
@@ -314,7 +315,7 @@ def search(A: np.ndarray, lists: list[Any]) -> dict[str, Any] | None:
         cost = (1.5 * n * n * (m + 3) * _COST_GEMM + n * n * (_COST_FILTER * len(lists) + _COST_SCAN)
                 + _COST_EXACT * n * per_row * D)
         info = {"m": m, "residual_energy": round(float(residual), 4),
-                **({"near": "products"} if n <= _BRUTE_NEAR_ROWS else {"near": "k-d trees", "tree_eps": tree_eps}),
+                **({"near": "products"} if products else {"near": "k-d trees", "tree_eps": tree_eps}),
                 "candidates_per_row": round(per_row, 1), "predicted_share": round(cost / full, 3)}
         if cost <= _PAYS * full or cost > _HOPELESS * _PAYS * full:
             break
@@ -436,24 +437,22 @@ class _NearByProducts:
         self.W, self.Wr, self.labels, self.rank = W, Wr, labels, rank
 
     def query(self, rows: np.ndarray, eps: float = 0.0) -> np.ndarray:
-        n, B = self.W.shape[0], _NEAR_BLOCK
-        best_v = np.full((n, self.rank), -np.inf, dtype=np.float32)
-        best_i = np.zeros((n, self.rank), dtype=np.int64)
-        worst = np.zeros(n, dtype=np.int64)
+        # the engine's own blocked full search over the augmented rows (imported here: the engine
+        # imports this module)
+        from .neighbors import _Lists, _scan_blocks
+
+        n = self.W.shape[0]
+        lst = _Lists(self.rank, self.labels)
         if rows.size == n and (rows == np.arange(n)).all():
-            for a in range(0, n, B):
-                for b in range(a, n, B):
-                    G = gemm_nt(self.W[a:a + B], self.Wr[b:b + B])
-                    if a == b:
-                        np.fill_diagonal(G, -np.inf)
-                    _kernels.keep_best(G, a, b, best_v, best_i, worst, columns=a != b, labels=self.labels)
+            _scan_blocks(n, [lst], lambda s, e: self.W[s:e], block_size=_NEAR_BLOCK, progress=False, desc="")
         else:
+            lst.start(n)
             left = np.ascontiguousarray(self.W[rows])
-            for b in range(0, n, 8 * B):
-                cols = np.arange(b, min(n, b + 8 * B))
-                _kernels.keep_best_at(gemm_nt(left, self.Wr[b:b + 8 * B]), rows, cols, best_v, best_i, worst,
-                                      labels=self.labels)
-        return best_i[rows]
+            for b in range(0, n, 8 * _NEAR_BLOCK):
+                cols = np.arange(b, min(n, b + 8 * _NEAR_BLOCK))
+                _kernels.keep_best_at(gemm_nt(left, self.Wr[b:b + 8 * _NEAR_BLOCK]), rows, cols, lst.best_v,
+                                      lst.best_i, lst.worst_pos, labels=self.labels)
+        return lst.best_i[rows]
 
 
 def _room(per_row: float) -> int:

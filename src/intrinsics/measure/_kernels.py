@@ -290,8 +290,9 @@ def keep_bounded(F: np.ndarray, rows: np.ndarray, col_off: int, floor: np.ndarra
 def reach(top, slack, r0, rows, nx, nx_other, T, cap, need):
     """``need[i]``: whether row ``rows[i]`` (``r0 + i`` where ``rows`` is empty) may gain from a block,
     its largest −bound²/2 there being ``top[i]``: −2·top − slack·(|x|² + ``nx_other``) within its threshold
-    in some list (``T[list, row]``, held at most at the list's ``cap[list]``). One call instead of a few numpy passes, which cost more in Python than
-    in arithmetic on the ~500 rows of a block. Plain IEEE arithmetic (no fastmath), as numpy's."""
+    in some list (``T[list, row]``, held at most at the list's ``cap[list]``). One call instead of a few
+    numpy passes, which cost more in Python than in arithmetic on the ~500 rows of a block. Plain IEEE
+    arithmetic (no fastmath), as numpy's."""
     for i in range(top.shape[0]):
         row = rows[i] if rows.size else r0 + i
         d = -2.0 * np.float64(top[i]) - slack * (nx[row] + nx_other)

@@ -796,6 +796,7 @@ def kneighbors_and_nearest_other(
     if closest is not None and not is_int_at_least(closest, 1):
         raise EstimationError(f"closest={closest!r} must be an integer >= 1 (the rows nearest another label "
                               "that are needed exactly), or None for every row")
+    p = None if closest is None else int(closest)
     A = _rows_of(X)
     codes = np.asarray(labels, dtype=np.int64)
     k = int(k)
@@ -815,8 +816,7 @@ def kneighbors_and_nearest_other(
     eng = _engine(B, device, block_size, prune)
     lists = [_Lists(min(n - 1, k + _MARGIN), k=k)]
     if n_other >= 1:
-        lists.append(_Lists(min(n_other, 1 + _MARGIN), np.ascontiguousarray(dlab), k=1,
-                            closest=None if closest is None else int(closest)))
+        lists.append(_Lists(min(n_other, 1 + _MARGIN), np.ascontiguousarray(dlab), k=1, closest=p))
     how = eng.candidates(lists, progress=_show_progress(progress, n, B.shape[1]), desc="kNN and K_F")
     dist, ind = _nearest(eng, lists[0], np.arange(n), k)
     proj = lists[0].projection
@@ -826,7 +826,7 @@ def kneighbors_and_nearest_other(
     if n_other < 1:
         return graph, None
     q = np.flatnonzero(valid)
-    d_o, j_o = _nearest(eng, lists[1], q, 1) if closest is None else _nearest_closest(eng, lists[1], q, int(closest))
+    d_o, j_o = _nearest(eng, lists[1], q, 1) if p is None else _nearest_closest(eng, lists[1], q, p)
     # Back to input rows: every copy of a distinct row has its distance; the nearest row is the first
     # copy of the distinct row found, given as a position among the rows outside the conflicts.
     rows = np.flatnonzero(keep)
